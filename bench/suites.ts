@@ -1,0 +1,7 @@
+// The benchmark suites, by name. One line per suite.
+
+export interface BenchSuite {
+  run(args: string[]): Promise<void>;
+}
+
+export const SUITES: Record<string, () => Promise<BenchSuite>> = {};
