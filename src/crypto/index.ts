@@ -1,0 +1,36 @@
+// The crypto part's public door: envelope codecs and AAD builders, nonce
+// factory, keystore, backends and the Sealer that ties them together.
+
+export {
+  ENVELOPE_VERSION,
+  ENVELOPE_OVERHEAD,
+  HEADER_BYTES,
+  NONCE_BYTES,
+  TAG_BYTES,
+  VALUE_HEADER_BYTES,
+  FLAG_COMPRESSED,
+  RAFT_AAD,
+  buildAad,
+  parseEnvelope,
+  writeEnvelopeHeader,
+  readU32BE,
+  writeU32BE,
+  type AadContext,
+  type ParsedEnvelope,
+} from './envelope.js';
+export {
+  WRITE_CEILING,
+  ROTATE_AT_FRACTION,
+  MAX_LOCAL_EPOCH,
+  NonceFactory,
+  fnv1a64,
+  nodeId16,
+  nonceAt,
+  writeNonce,
+  type NonceFactoryOptions,
+  type NonceRange,
+} from './nonce.js';
+export { Keystore, DEK_BYTES, PURPOSES, checkKeyId, type Dek, type KeyLookup, type Purpose } from './keystore.js';
+export type { BackendName, CryptoBackend, OpenItem, OpenResult, SealItem } from './backend.js';
+export { AesniBackend } from './aesni.js';
+export { Sealer, type SealerOptions, type SealedBatch } from './sealer.js';
