@@ -4,4 +4,6 @@ export interface BenchSuite {
   run(args: string[]): Promise<void>;
 }
 
-export const SUITES: Record<string, () => Promise<BenchSuite>> = {};
+export const SUITES: Record<string, () => Promise<BenchSuite>> = {
+  crypto: () => import('./crypto.js'),
+};

@@ -1,0 +1,6 @@
+// Every crypto backend on the data path, for `describe.each(backends)`:
+// one parameterised suite runs against each.
+
+import { AesniBackend, type CryptoBackend } from '../../src/crypto/index.js';
+
+export const backends: { name: string; make: () => CryptoBackend }[] = [{ name: 'aesni', make: () => new AesniBackend() }];
