@@ -19,23 +19,28 @@ import { TAG_BYTES } from './envelope.js';
 import type { Dek, KeyLookup } from './keystore.js';
 import type { NonceRange } from './nonce.js';
 
+/** Writes ciphertext ‖ tag of `plaintext` into `out` at `offset`. */
+function sealInto(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array, offset: number): void {
+  checkAeadArgs(key, nonce);
+  const cipher = crypto.createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(aad);
+  let written = 0;
+  if (plaintext.length > 0) {
+    const body = cipher.update(plaintext);
+    out.set(body, offset);
+    written = body.length;
+  }
+  const tail = cipher.final();
+  out.set(tail, offset + written);
+  out.set(cipher.getAuthTag(), offset + plaintext.length);
+}
+
 export class AesniBackend implements CryptoBackend {
   readonly name = 'aesni' as const;
 
   aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-    checkAeadArgs(key, nonce);
-    const cipher = crypto.createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(aad);
-    const out = new Uint8Array(plaintext.length + TAG_BYTES);
-    let offset = 0;
-    if (plaintext.length > 0) {
-      const body = cipher.update(plaintext);
-      out.set(body, 0);
-      offset = body.length;
-    }
-    const tail = cipher.final();
-    out.set(tail, offset);
-    out.set(cipher.getAuthTag(), plaintext.length);
+    const out = Buffer.allocUnsafe(plaintext.length + TAG_BYTES);
+    sealInto(key, nonce, aad, plaintext, out, 0);
     return out;
   }
 
@@ -58,8 +63,10 @@ export class AesniBackend implements CryptoBackend {
     return new Uint8Array(body.buffer, body.byteOffset, body.length);
   }
 
+  // Seals straight into each envelope: one allocation per value besides
+  // the one node:crypto makes, which matters at 1 MiB.
   sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[]): Uint8Array[] {
-    return sealBatchWith(this, dek, nonces, items);
+    return sealBatchWith(dek, nonces, items, (nonce, aad, plaintext, envelope, offset) => sealInto(dek.key, nonce, aad, plaintext, envelope, offset));
   }
 
   openBatch(keys: KeyLookup, items: readonly OpenItem[]): OpenResult[] {

@@ -62,8 +62,14 @@ export function integrityError(detail: string): SealError {
   return sealError('ErrEncryptedReadIntegrity', detail);
 }
 
-/** Batch seal in terms of aeadSeal: the shape one-call-per-value backends use. */
-export function sealBatchWith(backend: Pick<CryptoBackend, 'aeadSeal'>, dek: Dek, nonces: NonceRange, items: readonly SealItem[]): Uint8Array[] {
+/** Writes ciphertext ‖ tag for one value into `envelope` at `offset`. */
+export type SealIntoFn = (nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, envelope: Uint8Array, offset: number) => void;
+
+/**
+ * Batch seal for one-call-per-value backends: frames each envelope and lets
+ * `sealInto` write its body in place.
+ */
+export function sealBatchWith(dek: Dek, nonces: NonceRange, items: readonly SealItem[], sealInto: SealIntoFn): Uint8Array[] {
   if (nonces.count !== items.length) throw new RangeError(`${items.length} items but ${nonces.count} nonces`);
   const out: Uint8Array[] = new Array(items.length);
   for (let i = 0; i < items.length; i++) {
@@ -71,13 +77,18 @@ export function sealBatchWith(backend: Pick<CryptoBackend, 'aeadSeal'>, dek: Dek
     checkSealFlag(item.aad, item.flag);
     checkPurpose(dek, item.aad);
     const nonce = nonceAt(nonces, i);
-    const sealed = backend.aeadSeal(dek.key, nonce, buildAad(item.aad, item.flag, dek.keyId), item.plaintext);
-    const envelope = new Uint8Array(HEADER_BYTES + sealed.length);
+    // Every byte is written below: header, then body and tag.
+    const envelope = Buffer.allocUnsafe(HEADER_BYTES + item.plaintext.length + TAG_BYTES);
     writeEnvelopeHeader(envelope, 0, item.flag, dek.keyId, nonce);
-    envelope.set(sealed, HEADER_BYTES);
+    sealInto(nonce, buildAad(item.aad, item.flag, dek.keyId), item.plaintext, envelope, HEADER_BYTES);
     out[i] = envelope;
   }
   return out;
+}
+
+/** sealInto over a backend's aeadSeal, for backends with no in-place path. */
+export function sealIntoVia(backend: Pick<CryptoBackend, 'aeadSeal'>, key: Uint8Array): SealIntoFn {
+  return (nonce, aad, plaintext, envelope, offset) => envelope.set(backend.aeadSeal(key, nonce, aad, plaintext), offset);
 }
 
 /** Batch open in terms of aeadOpen. */
