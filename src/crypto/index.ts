@@ -34,3 +34,6 @@ export { Keystore, DEK_BYTES, PURPOSES, checkKeyId, type Dek, type KeyLookup, ty
 export type { BackendName, CryptoBackend, OpenItem, OpenResult, SealItem } from './backend.js';
 export { AesniBackend } from './aesni.js';
 export { Sealer, type SealerOptions, type SealedBatch } from './sealer.js';
+export { WasmBackend } from './wasm.js';
+export { BatchBackend } from './batch.js';
+export { WasmCore, WasmCoreBackend, WASM_ABI_VERSION, wasmModule, wasmPath, type KeystreamFn, type WasmCoreExports, type WasmModule } from './wasm-core.js';

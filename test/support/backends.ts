@@ -1,6 +1,10 @@
 // Every crypto backend on the data path, for `describe.each(backends)`:
 // one parameterised suite runs against each.
 
-import { AesniBackend, type CryptoBackend } from '../../src/crypto/index.js';
+import { AesniBackend, BatchBackend, WasmBackend, type CryptoBackend } from '../../src/crypto/index.js';
 
-export const backends: { name: string; make: () => CryptoBackend }[] = [{ name: 'aesni', make: () => new AesniBackend() }];
+export const backends: { name: string; make: () => CryptoBackend }[] = [
+  { name: 'aesni', make: () => new AesniBackend() },
+  { name: 'wasm', make: () => new WasmBackend() },
+  { name: 'batch', make: () => new BatchBackend() },
+];
