@@ -329,12 +329,3 @@ export function aesKeySchedule(rk: usize, key: usize): void {
   for (let i: usize = 0; i < 240; i += 16) v128.store(w + i, i64x2.splat(0));
   zeroState();
 }
-
-/** Zeroes the bitsliced state and the counter/keystream scratch blocks. */
-export function aesWipeScratch(): void {
-  zeroState();
-  for (let i: usize = 0; i < 128; i += 16) {
-    v128.store(CTR_IN + i, i64x2.splat(0));
-    v128.store(KS_OUT + i, i64x2.splat(0));
-  }
-}

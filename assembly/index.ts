@@ -23,10 +23,10 @@
 // only on public framing (lengths, version and flag bytes, record kinds) and
 // on the accept/reject outcome of a tag check.
 
-import { aesEncrypt8, aesKeySchedule, aesWipeScratch } from './aes';
+import { aesEncrypt8, aesKeySchedule } from './aes';
 import { gcmOpen, gcmSeal } from './gcm';
 import { ghashSetKey } from './ghash';
-import { CTR_IN, CTX_BASE, CTX_BYTES, IO_BASE, KS_OUT, MAX_CTX, SCRATCH, SCRATCH_BYTES } from './layout';
+import { CTR_IN, CTX_BASE, CTX_BYTES, IO_BASE, KEY_WORDS, KS_OUT, MAX_CTX, SCRATCH, SCRATCH_BYTES } from './layout';
 
 /** ABI version of the exported functions; bumped on any incompatible change. */
 export function abiVersion(): u32 {
@@ -67,6 +67,11 @@ function wipe(p: usize, n: usize): void {
   memory.fill(p, 0, n);
 }
 
+/** Zeroes the state, counter, keystream, tag-mask, tag and pad blocks. */
+function wipeScratch(): void {
+  wipe(SCRATCH, KEY_WORDS - SCRATCH);
+}
+
 /** Installs a 32-byte key: round keys and H = E(K, 0^128). */
 export function slotSetKey(slot: u32, key: usize): void {
   const ctx = slotAddr(slot);
@@ -74,7 +79,7 @@ export function slotSetKey(slot: u32, key: usize): void {
   wipe(CTR_IN, 128);
   aesEncrypt8(ctx);
   ghashSetKey(ctx, KS_OUT);
-  aesWipeScratch();
+  wipeScratch();
 }
 
 /** Zeroes a slot and all scratch memory. */
@@ -89,13 +94,13 @@ export function slotClear(slot: u32): void {
  */
 export function aeadSeal(slot: u32, nonce: usize, aad: usize, aadLen: usize, pt: usize, len: usize, out: usize, ks: usize): void {
   gcmSeal(slotAddr(slot), nonce, aad, aadLen, pt, len, out, ks);
-  aesWipeScratch();
+  wipeScratch();
 }
 
 /** AES-256-GCM open of ct (len bytes) ‖ tag; 1 and plaintext at `out`, or 0. */
 export function aeadOpen(slot: u32, nonce: usize, aad: usize, aadLen: usize, ct: usize, len: usize, out: usize, ks: usize): i32 {
   const ok = gcmOpen(slotAddr(slot), nonce, aad, aadLen, ct, len, out, ks);
-  aesWipeScratch();
+  wipeScratch();
   return ok;
 }
 
@@ -143,7 +148,7 @@ export function sealBatch(count: u32, hdr: usize, recs: usize, useKs: bool): voi
     const aadLen = buildAad(aad, (kindFlag >> 8) == 1, env, load<u32>(r, 12), load<u32>(r, 16), load<u32>(r, 20));
     gcmSeal(ctx, env + 6, aad, aadLen, load<u32>(r, 4), len, env + HEADER, useKs ? <usize>load<u32>(r, 28) : 0);
   }
-  aesWipeScratch();
+  wipeScratch();
 }
 
 /** Checks an envelope's framing; STATUS_OK or the failure. */
@@ -180,7 +185,7 @@ export function openBatch(count: u32, recs: usize, status: usize, aad: usize, us
     }
     store<u8>(status + i, st);
   }
-  aesWipeScratch();
+  wipeScratch();
 }
 
 /** Writes the counter blocks J0, J0+1, ... (`blocks` of them) for `nonce`. */
