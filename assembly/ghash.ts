@@ -17,7 +17,7 @@
 //   lengths; integer multiplies are constant-time on the targets we run on
 //   (x86-64, AArch64).
 
-import { CTX_HT, HPOW_BYTES, PAD } from './layout';
+import { CTX_HT, HPOW_BYTES, PENDING } from './layout';
 
 const K1: u64 = 0x1111111111111111;
 const K2: u64 = 0x2222222222222222;
@@ -142,43 +142,69 @@ export function ghashSetKey(ctx: usize, h: usize): void {
   gy0 = 0;
 }
 
+/** Blocks waiting in PENDING (0..3 between calls). */
+let pending: usize = 0;
+
 export function ghashReset(): void {
   gy1 = 0;
   gy0 = 0;
+  pending = 0;
 }
 
-/** Absorbs `len` bytes at `p`, the last partial block zero-padded. */
+// @ts-ignore: decorator
+@inline function be64(p: usize): u64 {
+  return bswap<u64>(load<u64>(p));
+}
+
+// Absorbs the k (1..4) blocks at q with one reduction:
+// Y' = (Y ^ X1) H^k ^ X2 H^(k-1) ^ ... ^ Xk H.
+function absorb(t: usize, q: usize, k: usize): void {
+  mulAcc(gy1 ^ be64(q), gy0 ^ be64(q + 8), t + (k - 1) * HPOW_BYTES);
+  for (let i: usize = 1; i < k; i++) mulAcc(be64(q + (i << 4)), be64(q + (i << 4) + 8), t + (k - 1 - i) * HPOW_BYTES);
+  reduce();
+}
+
+/**
+ * Absorbs `len` bytes at `p`, the last partial block zero-padded. Blocks
+ * are gathered across calls (AAD, ciphertext, length block) so that every
+ * reduction covers four blocks.
+ */
 export function ghashUpdate(ctx: usize, p: usize, len: usize): void {
   const t = ctx + CTX_HT;
   const end = p + len;
-  while (end - p >= 64) {
-    mulAcc(gy1 ^ bswap<u64>(load<u64>(p)), gy0 ^ bswap<u64>(load<u64>(p, 8)), t + 3 * HPOW_BYTES);
-    mulAcc(bswap<u64>(load<u64>(p, 16)), bswap<u64>(load<u64>(p, 24)), t + 2 * HPOW_BYTES);
-    mulAcc(bswap<u64>(load<u64>(p, 32)), bswap<u64>(load<u64>(p, 40)), t + HPOW_BYTES);
-    mulAcc(bswap<u64>(load<u64>(p, 48)), bswap<u64>(load<u64>(p, 56)), t);
-    reduce();
-    p += 64;
-  }
-  while (end - p >= 16) {
-    mulAcc(gy1 ^ bswap<u64>(load<u64>(p)), gy0 ^ bswap<u64>(load<u64>(p, 8)), t);
-    reduce();
-    p += 16;
-  }
-  if (p < end) {
-    store<u64>(PAD, 0);
-    store<u64>(PAD, 0, 8);
-    memory.copy(PAD, p, end - p);
-    mulAcc(gy1 ^ bswap<u64>(load<u64>(PAD)), gy0 ^ bswap<u64>(load<u64>(PAD, 8)), t);
-    reduce();
-    store<u64>(PAD, 0);
-    store<u64>(PAD, 0, 8);
+  while (p < end) {
+    if (pending == 0 && end - p >= 64) {
+      mulAcc(gy1 ^ be64(p), gy0 ^ be64(p + 8), t + 3 * HPOW_BYTES);
+      mulAcc(be64(p + 16), be64(p + 24), t + 2 * HPOW_BYTES);
+      mulAcc(be64(p + 32), be64(p + 40), t + HPOW_BYTES);
+      mulAcc(be64(p + 48), be64(p + 56), t);
+      reduce();
+      p += 64;
+      continue;
+    }
+    const dst = PENDING + (pending << 4);
+    if (end - p >= 16) {
+      v128.store(dst, v128.load(p));
+      p += 16;
+    } else {
+      v128.store(dst, i64x2.splat(0));
+      memory.copy(dst, p, end - p);
+      p = end;
+    }
+    if (++pending == 4) {
+      absorb(t, PENDING, 4);
+      pending = 0;
+    }
   }
 }
 
 /** Absorbs the length block and writes GHASH ^ mask (16 bytes) to `out`. */
 export function ghashFinish(ctx: usize, aadLen: usize, ctLen: usize, mask: usize, out: usize): void {
-  mulAcc(gy1 ^ (<u64>aadLen << 3), gy0 ^ (<u64>ctLen << 3), ctx + CTX_HT);
-  reduce();
+  const dst = PENDING + (pending << 4);
+  store<u64>(dst, bswap<u64>(<u64>aadLen << 3));
+  store<u64>(dst, bswap<u64>(<u64>ctLen << 3), 8);
+  absorb(ctx + CTX_HT, PENDING, pending + 1);
+  pending = 0;
   store<u64>(out, bswap<u64>(gy1) ^ load<u64>(mask));
   store<u64>(out, bswap<u64>(gy0) ^ load<u64>(mask, 8), 8);
   gy1 = 0;

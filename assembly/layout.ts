@@ -20,10 +20,10 @@ export const KS_OUT: usize = SCRATCH + 0x100;
 export const TAG_MASK: usize = SCRATCH + 0x180;
 /** The computed tag. */
 export const TAG: usize = SCRATCH + 0x190;
-/** A zero-padded partial block / the GCM length block. */
-export const PAD: usize = SCRATCH + 0x1a0;
 /** The J0 counter block of the value being processed. */
 export const J0: usize = SCRATCH + 0x1b0;
+/** Up to 4 GHASH blocks waiting to be absorbed with one reduction. */
+export const PENDING: usize = SCRATCH + 0x1c0;
 /** 60 expanded key words (AES-256) during key setup; zeroed after. */
 export const KEY_WORDS: usize = SCRATCH + 0x200;
 export const SCRATCH_BYTES: usize = 0x1000;
