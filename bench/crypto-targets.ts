@@ -8,7 +8,6 @@
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { gcm } from '@noble/ciphers/aes.js';
-import { Bench } from 'tinybench';
 import { AesniBackend, BatchBackend, Keystore, WasmBackend, type CryptoBackend, type SealItem } from '../src/crypto/index.js';
 import { writeResults } from './lib/results.js';
 
@@ -23,18 +22,42 @@ function opensslSpeed(bytes: number, seconds: number): number | undefined {
   }
 }
 
+/** Calls of `fn` per second over about `ms` milliseconds (after a short warm-up). */
+function callsPerSec(fn: () => void, ms: number): number {
+  for (let i = 0; i < 20; i++) fn();
+  const start = performance.now();
+  let calls = 0;
+  let now = start;
+  while (now - start < ms) {
+    fn();
+    calls++;
+    now = performance.now();
+  }
+  return (calls * 1000) / (now - start);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const round2 = (x: number) => Number(x.toFixed(2));
+
+// The machine is shared and its load drifts, so each round measures every
+// contender back to back, ratios are taken within a round, and the median
+// round is reported.
 export async function run(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
+  const rounds = quick ? 3 : 5;
+  const ms = quick ? 300 : 1000;
   const keystore = new Keystore();
   keystore.install(1, 'storage', crypto.randomBytes(32));
   const dek = keystore.get(1)!;
-  const batchOf = (n: number, size: number): SealItem[] =>
-    Array.from({ length: n }, (_, i) => ({ plaintext: crypto.randomBytes(size), flag: 0, aad: { kind: 'storage', valueHeader: new Uint8Array(9), storeKey: Buffer.from(`bench:key:${String(i).padStart(10, '0')}`) } }));
-  const small = batchOf(1024, 64);
+  const small: SealItem[] = Array.from({ length: 1024 }, (_, i) => ({
+    plaintext: crypto.randomBytes(64),
+    flag: 0,
+    aad: { kind: 'storage', valueHeader: new Uint8Array(9), storeKey: Buffer.from(`bench:key:${String(i).padStart(10, '0')}`) },
+  }));
   let counter = 0n;
-  const sealAll = (backend: CryptoBackend, items: SealItem[]) => () => {
-    backend.sealBatch(dek, { prefix: new Uint8Array(4), start: counter, count: items.length }, items);
-    counter += BigInt(items.length);
+  const sealAll = (backend: CryptoBackend) => () => {
+    backend.sealBatch(dek, { prefix: new Uint8Array(4), start: counter, count: small.length }, small);
+    counter += BigInt(small.length);
   };
   const aesni = new AesniBackend();
   const batch = new BatchBackend();
@@ -44,36 +67,32 @@ export async function run(args: string[]): Promise<void> {
   const aad = new Uint8Array(0);
   const big = crypto.randomBytes(16 * 1024);
 
-  const bench = new Bench({ name: 'crypto-targets', time: quick ? 300 : 2000, warmupTime: quick ? 50 : 300 });
-  bench.add('aesni seal 1024 x 64 B', sealAll(aesni, small));
-  bench.add('batch seal 1024 x 64 B', sealAll(batch, small));
-  bench.add('wasm seal 1024 x 64 B', sealAll(wasm, small));
-  bench.add('wasm aeadSeal 16 KiB', () => void wasm.aeadSeal(key, nonce, aad, big));
-  bench.add('noble gcm seal 16 KiB', () => void gcm(key, nonce, aad).encrypt(big));
-  await bench.run();
-
-  const perSec = (name: string) => {
-    const r = bench.tasks.find((t) => t.name === name)!.result;
-    return r.state === 'completed' ? 1000 / r.period : 0;
-  };
-  const valuesPerSec = {
-    aesni64: perSec('aesni seal 1024 x 64 B') * 1024,
-    batch64: perSec('batch seal 1024 x 64 B') * 1024,
-    wasm64: perSec('wasm seal 1024 x 64 B') * 1024,
-  };
-  const bytesPerSec = { wasm16k: perSec('wasm aeadSeal 16 KiB') * 16384, noble16k: perSec('noble gcm seal 16 KiB') * 16384 };
-  const openssl64 = opensslSpeed(64, quick ? 1 : 3);
+  const perRound: Record<string, number>[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const aesni64 = callsPerSec(sealAll(aesni), ms) * small.length;
+    const batch64 = callsPerSec(sealAll(batch), ms) * small.length;
+    const wasm64 = callsPerSec(sealAll(wasm), ms) * small.length;
+    const openssl64 = (opensslSpeed(64, Math.max(1, Math.round(ms / 1000))) ?? Number.NaN) / 64;
+    const wasm16k = callsPerSec(() => void wasm.aeadSeal(key, nonce, aad, big), ms) * big.length;
+    const noble16k = callsPerSec(() => void gcm(key, nonce, aad).encrypt(big), ms) * big.length;
+    perRound.push({
+      aesni64,
+      batch64,
+      wasm64,
+      openssl64,
+      wasm16kMBps: wasm16k / 1e6,
+      noble16kMBps: noble16k / 1e6,
+      batchOverAesni64: batch64 / aesni64,
+      batchOverOpenssl64: batch64 / openssl64,
+      wasmOverNoble16k: wasm16k / noble16k,
+    });
+  }
   const results = {
-    valuesPerSec: Object.fromEntries(Object.entries(valuesPerSec).map(([k, v]) => [k, Math.round(v)])),
-    MBps16k: Object.fromEntries(Object.entries(bytesPerSec).map(([k, v]) => [k, Number((v / 1e6).toFixed(1))])),
-    opensslOpsPerSec64: openssl64 === undefined ? null : Math.round(openssl64 / 64),
-    ratios: {
-      batchOverAesni64: Number((valuesPerSec.batch64 / valuesPerSec.aesni64).toFixed(2)),
-      batchOverOpenssl64: openssl64 === undefined ? null : Number((valuesPerSec.batch64 / (openssl64 / 64)).toFixed(2)),
-      wasmOverNoble16k: Number((bytesPerSec.wasm16k / bytesPerSec.noble16k).toFixed(2)),
-    },
+    note: 'values/s for 64 B seals (1024 per batch), MB/s for 16 KiB seals; ratios within a round, median of rounds',
+    median: Object.fromEntries(Object.keys(perRound[0]!).map((k) => [k, round2(median(perRound.map((p) => p[k]!)))])),
+    rounds: perRound.map((p) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, round2(v)]))),
   };
-  console.log(JSON.stringify(results, null, 2));
+  console.log(JSON.stringify(results.median, null, 2));
   console.log(`results: ${writeResults('crypto-targets', results)}`);
   for (const backend of [batch, wasm]) backend.close();
 }
