@@ -19,7 +19,7 @@
 // - the key schedule runs SubWord through the same bitsliced circuit and
 //   zeroes its scratch words before returning.
 
-import { CTR_IN, KEY_WORDS, KS_OUT, Q } from './layout';
+import { KEY_WORDS, Q } from './layout';
 
 const M1: v128 = i64x2(0x5555555555555555, 0x5555555555555555);
 const M1H: v128 = i64x2(0xaaaaaaaaaaaaaaaa, 0xaaaaaaaaaaaaaaaa);
@@ -269,9 +269,9 @@ function storeBlocks(dst: usize): void {
   for (let i: usize = 0; i < 128; i += 16) v128.store(dst + i, v128.load(Q + i));
 }
 
-/** Encrypts the 8 blocks at CTR_IN into KS_OUT under round keys `rk`. */
-export function aesEncrypt8(rk: usize): void {
-  loadBlocks(CTR_IN);
+/** Encrypts the 8 blocks at `src` into `dst` under round keys `rk`. */
+export function aesEncrypt8(rk: usize, src: usize, dst: usize): void {
+  loadBlocks(src);
   addRoundKey(rk);
   for (let r: usize = 1; r < 14; r++) {
     subBytesShiftRows();
@@ -279,7 +279,7 @@ export function aesEncrypt8(rk: usize): void {
   }
   subBytesShiftRows();
   addRoundKey(rk + (14 << 7));
-  storeBlocks(KS_OUT);
+  storeBlocks(dst);
 }
 
 function zeroState(): void {
