@@ -58,6 +58,11 @@ export function ioBase(): usize {
   return IO_BASE;
 }
 
+/** Where slotSetKey's caller puts the 32-byte key (zeroed by slotSetKey). */
+export function keyInput(): usize {
+  return KEY_WORDS;
+}
+
 export function maxSlots(): u32 {
   return MAX_CTX;
 }

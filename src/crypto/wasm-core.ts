@@ -46,6 +46,7 @@ export interface WasmCoreExports {
   abiVersion(): number;
   ioBase(): number;
   maxSlots(): number;
+  keyInput(): number;
   slotSetKey(slot: number, key: number): void;
   slotClear(slot: number): void;
   ecbEncrypt(slot: number, p: number, blocks: number): void;
@@ -168,10 +169,11 @@ export class WasmCore {
       }
       if (slot.lastUse < this.#slots[victim]!.lastUse) victim = i;
     }
-    const io = this.reserve(32);
-    this.#u8.set(key, io);
-    this.#x.slotSetKey(victim, io);
-    this.#u8.fill(0, io, io + 32);
+    // Staged in WASM scratch, not the I/O area, which may hold a batch; the
+    // key schedule zeroes it.
+    const at = this.#x.keyInput();
+    this.#u8.set(key, at);
+    this.#x.slotSetKey(victim, at);
     const slot = this.#slots[victim]!;
     slot.key?.fill(0);
     slot.key = Uint8Array.from(key);
