@@ -8,7 +8,8 @@
 // the 128x128 product is Karatsuba over 64-bit halves; reduction modulo
 // x^128 + x^7 + x^2 + x + 1 is shifts and XORs. Four blocks are absorbed per
 // reduction (Y' = (Y^X1)H^4 ^ X2 H^3 ^ X3 H^2 ^ X4 H) with H..H^4 kept
-// pre-split in the key context.
+// pre-split in the key context. Byte and bit reversals run on v128 (a
+// constant byte shuffle, masked shifts): WASM has no byte-swap instruction.
 //
 // Constant-time rules kept in this file:
 // - no table lookup: the only memory read depending on a key is the fixed
@@ -55,12 +56,9 @@ let b2: u64 = 0;
   return (z0 & K1) | (z1 & K2) | (z2 & K4) | (z3 & K8);
 }
 
-// Bit reversal within each byte, by two 16-entry nibble shuffles: register
-// shuffles whose table is a constant in a register, so no memory address
-// depends on the data.
-const NIBBLE: v128 = i64x2(0x0f0f0f0f0f0f0f0f, 0x0f0f0f0f0f0f0f0f);
-const REV_LOW_NIBBLE: v128 = i64x2(0xe060a020c0408000, 0xf070b030d0509010);
-const REV_HIGH_NIBBLE: v128 = i64x2(0x0e060a020c040800, 0x0f070b030d050901);
+const M55: v128 = i64x2(0x5555555555555555, 0x5555555555555555);
+const M33: v128 = i64x2(0x3333333333333333, 0x3333333333333333);
+const M0F: v128 = i64x2(0x0f0f0f0f0f0f0f0f, 0x0f0f0f0f0f0f0f0f);
 
 /** Byte-reverses each 64-bit lane (WASM has no byte-swap instruction). */
 // @ts-ignore: decorator
@@ -68,12 +66,13 @@ const REV_HIGH_NIBBLE: v128 = i64x2(0x0e060a020c040800, 0x0f070b030d050901);
   return i8x16.shuffle(v, v, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
 }
 
-/** Reverses the 64 bits of each lane. */
+/** Reverses the 64 bits of each lane: bits within bytes by masked swaps, then bytes. */
 // @ts-ignore: decorator
 @inline function rev2(v: v128): v128 {
-  const lo = v128.and(v, NIBBLE);
-  const hi = v128.and(i16x8.shr_u(v, 4), NIBBLE);
-  return bswap2(v128.or(i8x16.swizzle(REV_LOW_NIBBLE, lo), i8x16.swizzle(REV_HIGH_NIBBLE, hi)));
+  v = v128.or(i64x2.shl(v128.and(v, M55), 1), v128.and(i64x2.shr_u(v, 1), M55));
+  v = v128.or(i64x2.shl(v128.and(v, M33), 2), v128.and(i64x2.shr_u(v, 2), M33));
+  v = v128.or(i64x2.shl(v128.and(v, M0F), 4), v128.and(i64x2.shr_u(v, 4), M0F));
+  return bswap2(v);
 }
 
 /** [hi, lo] as one v128 (lane 0 = hi). */
