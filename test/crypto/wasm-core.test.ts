@@ -71,3 +71,20 @@ describe.each([
     core.close();
   });
 });
+
+describe('WasmCore: failure paths', () => {
+  it('zeroes the I/O area and scratch when the keystream source throws mid-batch', () => {
+    const failing: KeystreamFn = () => {
+      throw new Error('keystream source failed');
+    };
+    const core = new WasmCore(failing);
+    const keystore = new Keystore();
+    keystore.install(1, 'raft', crypto.randomBytes(32));
+    const plaintext = Buffer.alloc(4096, 0xab);
+    expect(() => core.sealBatch(keystore.get(1)!, { prefix: new Uint8Array(4), start: 0n, count: 1 }, [{ plaintext, flag: 0, aad: RAFT_AAD }])).toThrow('keystream source failed');
+    const mem = new Uint8Array(core.exports.memory.buffer);
+    expect(nonZero(mem, SCRATCH, SLOTS)).toBe(0);
+    expect(nonZero(mem, SLOTS_END, mem.length)).toBe(0);
+    core.close();
+  });
+});
