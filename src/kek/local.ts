@@ -26,6 +26,7 @@ export class LocalKekProvider implements KekProvider {
   readonly kind: KekKind;
   readonly #kek: Buffer;
   readonly #description: string;
+  #closed = false;
 
   /** Takes a copy of `kek`; callers should zero theirs. */
   constructor(kind: 'file' | 'env', kek: Uint8Array, description: string) {
@@ -37,6 +38,7 @@ export class LocalKekProvider implements KekProvider {
 
   async wrap(dek: Uint8Array, context: WrapContext): Promise<Uint8Array> {
     checkWrapArgs(dek, context);
+    this.#checkOpen();
     const nonce = crypto.randomBytes(NONCE);
     const cipher = crypto.createCipheriv('aes-256-gcm', this.#kek, nonce, { authTagLength: TAG });
     cipher.setAAD(localWrapAad(context));
@@ -46,6 +48,7 @@ export class LocalKekProvider implements KekProvider {
 
   async unwrap(wrapped: Uint8Array, context: WrapContext): Promise<Uint8Array> {
     checkContext(context);
+    this.#checkOpen();
     if (wrapped.length !== LOCAL_WRAPPED_BYTES) {
       throw sealError('ErrKEKMismatch', `wrapped DEK ${context.keyId} is ${wrapped.length} bytes, not a ${this.kind} KEK wrapping (${LOCAL_WRAPPED_BYTES})`);
     }
@@ -67,7 +70,13 @@ export class LocalKekProvider implements KekProvider {
   }
 
   close(): void {
+    this.#closed = true;
     this.#kek.fill(0);
+  }
+
+  #checkOpen(): void {
+    // After close() the KEK bytes are zeroes: using them would wrap under a known key.
+    if (this.#closed) throw new Error(`${this.#description} KEK provider is closed`);
   }
 }
 

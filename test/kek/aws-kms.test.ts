@@ -133,6 +133,33 @@ describe('aws-kms provider against the KMS test server', () => {
     }
   });
 
+  it('refuses unsigned and malformed-signature requests at the server', async () => {
+    const before = server.authFailures;
+    for (const authorization of [undefined, 'AWS4-HMAC-SHA256 Credential=x', `AWS4-HMAC-SHA256 Credential=AKID/20260101/${server.region}/s3/aws4_request, SignedHeaders=host, Signature=${'0'.repeat(64)}`]) {
+      const res = await fetch(server.endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.DescribeKey', 'x-amz-date': '20260101T000000Z', ...(authorization ? { authorization } : {}) },
+        body: JSON.stringify({ KeyId: key.keyId }),
+      });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { __type: string }).__type).toBe('IncompleteSignatureException');
+    }
+    expect(server.authFailures).toBe(before + 3);
+  });
+
+  it('takes the endpoint from the SDK configuration (AWS_ENDPOINT_URL_KMS) when the URI has none', async () => {
+    vi.stubEnv('AWS_ENDPOINT_URL_KMS', server.endpoint);
+    try {
+      const kek = provider(`aws-kms://${key.keyId}?region=${server.region}`);
+      const before = server.callCount('Encrypt');
+      const wrapped = await kek.wrap(dek(), { keyId: 1, purpose: 'raft' });
+      expect(server.callCount('Encrypt')).toBe(before + 1);
+      expect((await kek.unwrap(wrapped, { keyId: 1, purpose: 'raft' })).length).toBe(32);
+    } finally {
+      vi.stubEnv('AWS_ENDPOINT_URL_KMS', undefined);
+    }
+  });
+
   it('takes the region from the SDK configuration when the URI has none', async () => {
     const bare = `aws-kms://${key.keyId}?endpoint=${encodeURIComponent(server.endpoint)}`;
     await expectSealError(provider(bare).wrap(dek(), { keyId: 1, purpose: 'storage' }), 'ErrKEKUri');

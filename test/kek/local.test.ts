@@ -45,6 +45,14 @@ describe('local wrapping', () => {
     expect(Buffer.concat([d.update(a.subarray(12, 44)), d.final()]).equals(dek)).toBe(true);
   });
 
+  it('refuses to wrap or unwrap once closed', async () => {
+    const kek = new LocalKekProvider('file', crypto.randomBytes(32), 'file:///t');
+    const wrapped = await kek.wrap(crypto.randomBytes(32), { keyId: 1, purpose: 'raft' });
+    kek.close();
+    await expect(kek.wrap(crypto.randomBytes(32), { keyId: 1, purpose: 'raft' })).rejects.toThrow(/closed/);
+    await expect(kek.unwrap(wrapped, { keyId: 1, purpose: 'raft' })).rejects.toThrow(/closed/);
+  });
+
   it('refuses bad arguments as programmer errors', async () => {
     const kek = new LocalKekProvider('file', crypto.randomBytes(32), 'file:///t');
     await expect(kek.wrap(crypto.randomBytes(16), { keyId: 1, purpose: 'raft' })).rejects.toThrow(RangeError);

@@ -162,6 +162,16 @@ describe('Sidecar', () => {
     await expect(sidecar.apply(2, [])).rejects.toThrow(/earlier write failed/);
   });
 
+  it('overwrites the whole state for a resync, refusing an inconsistent one', async () => {
+    const sidecar = await bootstrapped();
+    const resynced = { ...sidecar.state, raftAppliedIndex: 40, storageEnvelopeActive: true };
+    await sidecar.overwrite(resynced);
+    expect((await Sidecar.load(dataDir)).state.raftAppliedIndex).toBe(40);
+    const before = fileText();
+    await expectSealError(sidecar.overwrite({ ...resynced, active: { storage: 999 } }), 'ErrSidecarCorrupt');
+    expect(fileText()).toBe(before);
+  });
+
   it('serialises concurrent applies', async () => {
     const sidecar = await bootstrapped();
     const results = await Promise.all([11, 12, 12, 13].map((i) => sidecar.apply(i, [])));
