@@ -26,6 +26,7 @@ export class AwsKmsKekProvider implements KekProvider {
   readonly kind = 'aws-kms' as const;
   readonly #spec: AwsKmsSpec;
   readonly #client: KMSClient;
+  #closed = false;
 
   constructor(spec: AwsKmsSpec) {
     this.#spec = spec;
@@ -77,10 +78,12 @@ export class AwsKmsKekProvider implements KekProvider {
   }
 
   close(): void {
+    this.#closed = true;
     this.#client.destroy();
   }
 
   async #call<T>(op: 'wrap' | 'unwrap', context: WrapContext, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new Error(`${this.describe()} KEK provider is closed`);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.#spec.timeoutMs);
     try {

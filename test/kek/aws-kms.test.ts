@@ -59,6 +59,12 @@ describe('aws-kms provider against the KMS test server', () => {
     expect(server.authFailures).toBe(0);
   });
 
+  it('refuses calls once closed', async () => {
+    const kek = openKekProvider({ kekUri: server.uri(key.keyId) });
+    kek.close();
+    await expect(kek.wrap(dek(), { keyId: 1, purpose: 'raft' })).rejects.toThrow(/closed/);
+  });
+
   it('describes itself without credentials', () => {
     const kek = provider(server.uri(key.keyId));
     expect(kek.kind).toBe('aws-kms');

@@ -10,7 +10,7 @@
 // leftover keys.json.tmp must never be read as the sidecar.
 //
 // SEALKV_CRASH_ITERATIONS (default 120) and SEALKV_CRASH_SECONDS (default
-// 60) bound the run; set them higher for a soak.
+// 90) bound the run; set them higher for a soak.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,7 +22,7 @@ import { tempDir } from '../support/kek-fixtures.js';
 import { CRASH_KEYS, crashKeyIds, generationBytes } from './crash-child.js';
 
 const ITERATIONS = Number(process.env.SEALKV_CRASH_ITERATIONS ?? 120);
-const SECONDS = Number(process.env.SEALKV_CRASH_SECONDS ?? 60);
+const SECONDS = Number(process.env.SEALKV_CRASH_SECONDS ?? 90);
 const CHILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/test/sidecar/crash-child.js');
 
 const dataDir = tempDir('crash');
@@ -110,5 +110,5 @@ describe('sidecar under SIGKILL', () => {
         `${tmpLeftBehind} kills left a keys.json.tmp behind, ${aheadOfAck} found a generation written but not yet acknowledged`,
     );
     expect(kills).toBeGreaterThanOrEqual(Math.min(ITERATIONS, 100));
-  });
+  }, (SECONDS + 30) * 1000);
 });
