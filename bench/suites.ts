@@ -7,4 +7,5 @@ export interface BenchSuite {
 export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   crypto: () => import('./crypto.js'),
   'crypto-targets': () => import('./crypto-targets.js'),
+  kek: () => import('./kek.js'),
 };
