@@ -493,12 +493,9 @@ export class Raft {
         return true;
       }
       case 'MsgReadIndex': {
-        if (this.tracker.isSingleton()) {
-          this.respondReadIndex(m, this.log.committed);
-          return true;
-        }
         // Until an entry of this term is committed, the leader's commit
-        // index may lag the cluster's: hold the request until it is.
+        // index may lag what was already committed (and acknowledged) —
+        // even alone, after a restart that lost an unsynced commit index.
         if (this.log.term(this.log.committed) !== this.term) {
           this.pendingReadIndexMessages.push(m);
           return true;
@@ -770,6 +767,11 @@ export class Raft {
   }
 
   private startReadIndex(m: Message): void {
+    if (this.tracker.isSingleton()) {
+      // No one else could have been elected: our commit index is current.
+      this.respondReadIndex(m, this.log.committed);
+      return;
+    }
     this.readOnly.addRequest(this.log.committed, m);
     this.readOnly.recvAck(this.id, m.context!);
     this.bcastHeartbeat();
