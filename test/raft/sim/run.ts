@@ -5,6 +5,15 @@ import { runSeed, type SimStats } from './sim.js';
 const DEFAULT_SEEDS_PER_SHARD = 2_500;
 const SHARDS = 2;
 
+function seedsPerShard(): number {
+  return Number(process.env.RAFT_SIM_SEEDS ?? DEFAULT_SEEDS_PER_SHARD);
+}
+
+/** Test timeout for a shard: generous per seed, so soak runs are not cut short. */
+export function simTimeoutMs(): number {
+  return 60_000 + seedsPerShard() * 100;
+}
+
 /** Runs shard `shard`'s seeds (or the one RAFT_SIM_SEED), failing on the first bad seed with how to replay it. */
 export function runSimSeeds(shard: number): SimStats[] {
   const one = process.env.RAFT_SIM_SEED;
@@ -12,7 +21,7 @@ export function runSimSeeds(shard: number): SimStats[] {
     if (shard !== 0) return [];
     return [runOrExplain(Number(one))];
   }
-  const perShard = Number(process.env.RAFT_SIM_SEEDS ?? DEFAULT_SEEDS_PER_SHARD);
+  const perShard = seedsPerShard();
   const base = Number(process.env.RAFT_SIM_BASE ?? 1);
   const out: SimStats[] = [];
   const started = performance.now();

@@ -37,6 +37,10 @@ export interface SimOptions {
   lossRate: number;
   dupRate: number;
   maxDelay: number;
+  /** Share of messages held back 10..40 ticks (very stale arrivals). */
+  longDelayRate: number;
+  /** Per node and tick: chance a node's clock skips the tick (clock drift). */
+  skipTickRate: number;
   /** Per tick: chance a partition starts (when none is active). */
   partitionRate: number;
   /** Per tick: chance a live node crashes. */
@@ -65,6 +69,8 @@ export function optionsForSeed(seed: number): SimOptions {
     lossRate: pick([0, 0.01, 0.05, 0.15]),
     dupRate: pick([0, 0.02, 0.1]),
     maxDelay: pick([0, 1, 2, 4]),
+    longDelayRate: pick([0, 0, 0.002, 0.01]),
+    skipTickRate: pick([0, 0, 0.1, 0.3]),
     partitionRate: pick([0, 0.01, 0.03]),
     crashRate: pick([0, 0.005, 0.02]),
     crashInReadyRate: pick([0, 0.002, 0.01]),
@@ -147,7 +153,8 @@ export class Simulation {
   private nextNodeId: number;
   private nextProposalId = 1n;
   private nextReadCtx = 1;
-  private partition: { groups: Map<NodeId, number>; until: number } | undefined;
+  /** Messages from group a to group b are lost; one-way when `oneWay`. */
+  private partition: { groups: Map<NodeId, number>; oneWay: boolean; until: number } | undefined;
   private faultsOn = true;
   private readonly pending = new Map<number, PendingWrite | PendingRead>();
   private readonly history: KvOperation[] = [];
@@ -217,7 +224,9 @@ export class Simulation {
 
   private reachable(from: NodeId, to: NodeId): boolean {
     if (this.partition === undefined) return true;
-    return this.partition.groups.get(from) === this.partition.groups.get(to);
+    const a = this.partition.groups.get(from) ?? 0;
+    const b = this.partition.groups.get(to) ?? 0;
+    return this.partition.oneWay ? !(a === 0 && b === 1) : a === b;
   }
 
   private sendAll(msgs: Message[]): void {
@@ -227,7 +236,8 @@ export class Simulation {
         this.dropped(m);
         continue;
       }
-      this.inflight.push({ due: this.now + this.int(this.opts.maxDelay + 1), m });
+      const long = this.faultsOn && this.chance(this.opts.longDelayRate);
+      this.inflight.push({ due: this.now + (long ? 10 + this.int(30) : this.int(this.opts.maxDelay + 1)), m });
       if (this.faultsOn && this.chance(this.opts.dupRate)) {
         this.inflight.push({ due: this.now + this.int(this.opts.maxDelay + 2), m });
       }
@@ -289,6 +299,7 @@ export class Simulation {
         return;
       }
       this.checker.onAppend(node.id, rd.entries, rn);
+      this.checker.onCursors(node.id, rn);
       this.persist(node, rd, rd.entries.length);
       this.sendAll(rd.messages);
       if (rd.snapshot !== undefined) this.installSnapshot(node, rd.snapshot.index, rd.snapshot.term);
@@ -478,7 +489,7 @@ export class Simulation {
     if (this.partition === undefined && this.chance(this.opts.partitionRate)) {
       const groups = new Map<NodeId, number>();
       for (const id of this.nodes.keys()) groups.set(id, this.int(2));
-      this.partition = { groups, until: this.now + 10 + this.int(60) };
+      this.partition = { groups, oneWay: this.chance(0.25), until: this.now + 10 + this.int(60) };
     }
     for (const n of this.nodes.values()) {
       if (n.rn === undefined) {
@@ -490,7 +501,8 @@ export class Simulation {
     const l = this.leader();
     if (l === undefined) return;
     if (this.chance(this.opts.confChangeRate)) this.proposeConfChange(l);
-    if (this.chance(this.opts.transferRate)) {
+    // (the leader may have crashed handling its Ready just now)
+    if (l.rn !== undefined && this.chance(this.opts.transferRate)) {
       const voters = l.confState.voters.filter((v) => v !== l.id);
       if (voters.length > 0) {
         l.rn!.transferLeader(voters[this.int(voters.length)]!);
@@ -531,6 +543,7 @@ export class Simulation {
     this.clientActions();
     for (const n of this.nodes.values()) {
       if (n.rn === undefined) continue;
+      if (this.faultsOn && this.chance(this.opts.skipTickRate)) continue;
       n.rn.tick();
       this.handleReady(n);
     }
