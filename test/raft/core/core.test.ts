@@ -451,6 +451,27 @@ describe('membership (one change at a time)', () => {
   });
 });
 
+describe('restart', () => {
+  it('rebuilds membership from the snapshot plus applied conf changes, and trusts applied over a lagging commit', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    c.addNode(4);
+    c.node(1).rn.proposeConfChange({ type: 'addLearnerNode', nodeId: 4 });
+    c.stabilize();
+    c.node(1).rn.propose(enc('a'));
+    c.stabilize();
+    const n2 = c.node(2);
+    const applied = n2.rn.status().applied;
+    // Crash of node 2: its commit index was written but not synced.
+    n2.storage.setHardState({ ...n2.storage.initialState().hardState, commit: 1 });
+    const rn = new RawNode({ id: 2, storage: n2.storage, electionTick: 10, heartbeatTick: 1, applied, rand: seededRandInt(2) });
+    expect(rn.confState()).toEqual({ voters: [1, 2, 3], learners: [4] });
+    expect(rn.status().commit).toBe(applied);
+    expect(rn.hasReady()).toBe(false); // nothing to re-apply
+    expect(() => new RawNode({ id: 2, storage: n2.storage, electionTick: 10, heartbeatTick: 1, applied: applied + 5, rand: seededRandInt(2) })).toThrow(/past the log/);
+  });
+});
+
 describe('snapshots', () => {
   /** Node 3 misses `n` entries, then the leader (1) compacts its log past them. */
   function laggingFollowerAfterCompaction(n: number): { c: Cluster; applied: number } {

@@ -15,7 +15,7 @@ export function simTimeoutMs(): number {
 }
 
 /** Runs shard `shard`'s seeds (or the one RAFT_SIM_SEED), failing on the first bad seed with how to replay it. */
-export function runSimSeeds(shard: number): SimStats[] {
+export async function runSimSeeds(shard: number): Promise<SimStats[]> {
   const one = process.env.RAFT_SIM_SEED;
   if (one !== undefined) {
     if (shard !== 0) return [];
@@ -25,7 +25,12 @@ export function runSimSeeds(shard: number): SimStats[] {
   const base = Number(process.env.RAFT_SIM_BASE ?? 1);
   const out: SimStats[] = [];
   const started = performance.now();
-  for (let i = 0; i < perShard; i++) out.push(runOrExplain(base + shard + i * SHARDS));
+  for (let i = 0; i < perShard; i++) {
+    out.push(runOrExplain(base + shard + i * SHARDS));
+    // Let the worker answer the test runner now and then (a long synchronous
+    // run would time out its RPC).
+    if (i % 100 === 99) await new Promise((resolve) => setImmediate(resolve));
+  }
   const ms = performance.now() - started;
   const sum = (f: (s: SimStats) => number): number => out.reduce((a, s) => a + f(s), 0);
   console.log(

@@ -6,7 +6,7 @@ import { describe, it } from 'vitest';
 import { runSimSeeds, simTimeoutMs } from './run.js';
 
 describe('raft simulation', () => {
-  it('keeps the Raft invariants and linearizability over random seeds (first half)', () => {
-    runSimSeeds(0);
+  it('keeps the Raft invariants and linearizability over random seeds (first half)', async () => {
+    await runSimSeeds(0);
   }, simTimeoutMs());
 });

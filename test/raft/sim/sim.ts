@@ -56,6 +56,12 @@ export interface SimOptions {
   keys: number;
   maxSizePerMsg: number;
   maxInflight: number;
+  /**
+   * The state machine survives a crash with its applied index (as the store
+   * does, SPEC §6), and a commit index written without fsync may be lost;
+   * otherwise the state machine restarts from the snapshot.
+   */
+  durableFsm: boolean;
 }
 
 /** Draws a run's options from its seed (wide ranges: each seed is a different scenario). */
@@ -81,6 +87,7 @@ export function optionsForSeed(seed: number): SimOptions {
     keys: pick([1, 2, 3]),
     maxSizePerMsg: pick([1, 200, 1 << 20]),
     maxInflight: pick([1, 4, 64]),
+    durableFsm: pick([false, true]),
   };
 }
 
@@ -89,6 +96,10 @@ interface SimNode {
   storage: MemoryStorage;
   rn: RawNode | undefined; // undefined while crashed
   fsm: RegisterMachine;
+  /** Index the state machine has applied (durably, with durableFsm). */
+  fsmApplied: number;
+  /** Commit index as of the last fsynced write. */
+  syncedCommit: number;
   confState: ConfState;
   downUntil: number;
   lastLeaderTerm: number;
@@ -188,34 +199,55 @@ export class Simulation {
     const snap = storage.snapshot();
     const data = this.snapshots.get(snap.index);
     if (snap.index > 0 && data === undefined) this.fail(`no snapshot data for index ${snap.index}`);
-    const node: SimNode = this.nodes.get(id) ?? {
+    const existing = this.nodes.get(id);
+    const node: SimNode = existing ?? {
       id,
       storage,
       rn: undefined,
       fsm: new RegisterMachine(),
+      fsmApplied: 0,
+      syncedCommit: 0,
       confState: { voters: [], learners: [] },
       downUntil: 0,
       lastLeaderTerm: 0,
     };
-    // The state machine is volatile: it restarts from the snapshot and the log replays.
-    node.fsm = data?.clone() ?? new RegisterMachine();
-    node.confState = storage.initialState().confState;
+    const keepFsm = existing !== undefined && this.opts.durableFsm;
+    if (!keepFsm) {
+      // A volatile state machine restarts from the snapshot and the log replays.
+      node.fsm = data?.clone() ?? new RegisterMachine();
+      node.fsmApplied = snap.index;
+      node.confState = storage.initialState().confState;
+    }
     node.rn = new RawNode({
       id,
       storage,
       electionTick: ELECTION_TICK,
       heartbeatTick: HEARTBEAT_TICK,
-      applied: snap.index,
+      applied: node.fsmApplied,
       maxSizePerMsg: this.opts.maxSizePerMsg,
       maxInflightMsgs: this.opts.maxInflight,
       rand: (n) => this.int(n),
     });
     this.nodes.set(id, node);
+    if (keepFsm) {
+      // The core rebuilt the membership from the snapshot and the log up to applied.
+      const got = node.rn.confState();
+      const want = node.confState;
+      const same = (a: number[], b: number[]): boolean => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+      if (!same(got.voters, want.voters) || !same(got.learners, want.learners)) {
+        this.fail(`node ${id} restarted with membership ${JSON.stringify(got)}, applied ${JSON.stringify(want)}`);
+      }
+    }
     return node;
   }
 
   private crash(node: SimNode): void {
     node.rn = undefined;
+    if (this.opts.durableFsm && this.chance(0.5)) {
+      // The commit index written since the last fsync is lost.
+      const hs = node.storage.initialState().hardState;
+      node.storage.setHardState({ ...hs, commit: Math.min(hs.commit, node.syncedCommit) });
+    }
     node.downUntil = this.now + 5 + this.int(40);
     this.stats.crashes++;
   }
@@ -319,6 +351,7 @@ export class Simulation {
     // Entries go to disk before the hard state record: a torn write keeps a
     // prefix of the entries and loses the hard state.
     if (nEntries === rd.entries.length && rd.hardState !== undefined) node.storage.setHardState(rd.hardState);
+    if (nEntries === rd.entries.length && rd.mustSync) node.syncedCommit = node.storage.initialState().hardState.commit;
   }
 
   private crashInReady(node: SimNode, rd: Ready): void {
@@ -334,11 +367,13 @@ export class Simulation {
     const data = this.snapshots.get(index);
     if (data === undefined) this.fail(`node ${node.id}: snapshot ${index} has no data`);
     node.fsm = data.clone();
+    node.fsmApplied = index;
     node.confState = node.storage.snapshot().confState;
   }
 
   private apply(node: SimNode, rn: RawNode, e: Entry): void {
     this.checker.onApply(node.id, e);
+    node.fsmApplied = e.index;
     if (e.type === 'confChange') {
       node.confState = rn.applyConfChange(decodeConfChange(e.data));
       return;
