@@ -14,6 +14,8 @@ import {
   MemoryStorage,
   RawNode,
   decodeConfChange,
+  describeEntry,
+  describeMessage,
   seededRandInt,
   type ConfChangeType,
   type Entry,
@@ -23,40 +25,17 @@ import {
 } from '../../../src/raft/index.js';
 
 const dec = new TextDecoder();
-
-function describeData(e: Entry): string {
-  if (e.type === 'confChange') {
-    const cc = decodeConfChange(e.data);
-    return `${cc.type} ${cc.nodeId}`;
-  }
-  return JSON.stringify(dec.decode(e.data));
-}
-
-export function describeEntry(e: Entry): string {
-  return `${e.term}/${e.index} ${e.type === 'normal' ? 'EntryNormal' : 'EntryConfChange'} ${describeData(e)}`;
-}
-
-export function describeMessage(m: Message): string {
-  let s = `${m.from}->${m.to} ${m.type} Term:${m.term} Log:${m.logTerm}/${m.index}`;
-  if (m.commit !== 0) s += ` Commit:${m.commit}`;
-  if (m.entries.length > 0) s += ` Entries:[${m.entries.map(describeEntry).join(', ')}]`;
-  if (m.reject) s += ` Rejected (Hint: ${m.rejectHint})`;
-  if (m.snapshot !== undefined) {
-    const cs = m.snapshot.confState;
-    s += ` Snapshot: Index:${m.snapshot.index} Term:${m.snapshot.term} Voters:[${cs.voters}] Learners:[${cs.learners}]`;
-  }
-  if (m.context !== undefined && m.context.length > 0) s += ` Context:${JSON.stringify(dec.decode(m.context))}`;
-  return s;
-}
+const show = (e: Entry): string => describeEntry(e, { payloads: true });
+const showMsg = (m: Message): string => describeMessage(m, { payloads: true });
 
 function describeReady(rd: Ready): string[] {
   const out = [`Ready MustSync=${rd.mustSync}:`];
   if (rd.softState) out.push(`Lead:${rd.softState.lead} State:${rd.softState.role}`);
   if (rd.hardState) out.push(`HardState Term:${rd.hardState.term} Vote:${rd.hardState.vote} Commit:${rd.hardState.commit}`);
   if (rd.snapshot) out.push(`Snapshot Index:${rd.snapshot.index} Term:${rd.snapshot.term}`);
-  if (rd.entries.length > 0) out.push('Entries:', ...rd.entries.map(describeEntry));
-  if (rd.committedEntries.length > 0) out.push('CommittedEntries:', ...rd.committedEntries.map(describeEntry));
-  if (rd.messages.length > 0) out.push('Messages:', ...rd.messages.map(describeMessage));
+  if (rd.entries.length > 0) out.push('Entries:', ...rd.entries.map(show));
+  if (rd.committedEntries.length > 0) out.push('CommittedEntries:', ...rd.committedEntries.map(show));
+  if (rd.messages.length > 0) out.push('Messages:', ...rd.messages.map(showMsg));
   for (const rs of rd.readStates) out.push(`ReadState Index:${rs.index} Ctx:${JSON.stringify(dec.decode(rs.requestCtx))}`);
   return out;
 }
@@ -156,7 +135,7 @@ export class InteractionEnv {
       case 'raft-log': {
         const s = this.node(n(0)).storage;
         const ents = s.lastIndex() >= s.firstIndex() ? s.entries(s.firstIndex(), s.lastIndex() + 1, Infinity) : [];
-        return ents.length === 0 ? [`(empty, snapshot at ${s.firstIndex() - 1})`] : ents.map(describeEntry);
+        return ents.length === 0 ? [`(empty, snapshot at ${s.firstIndex() - 1})`] : ents.map(show);
       }
       default:
         throw new Error(`unknown command ${cmd}`);
@@ -212,7 +191,7 @@ export class InteractionEnv {
         out.push(`> ${id} receiving messages`);
         for (const m of mine) {
           const cut = this.isolated.has(m.from) !== this.isolated.has(m.to);
-          out.push(`  ${describeMessage(m)}${cut ? ' DROPPED' : ''}`);
+          out.push(`  ${showMsg(m)}${cut ? ' DROPPED' : ''}`);
           if (cut) continue;
           this.node(id).rn.step(m);
           if (m.type === 'MsgSnap') this.node(m.from).rn.reportSnapshot(id, true);
