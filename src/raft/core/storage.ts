@@ -167,6 +167,10 @@ export class MemoryStorage implements Storage {
     if (offset > this.ents.length) {
       throw new RangeError(`append(${fresh[0]!.index}): gap after last index ${this.lastIndex()}`);
     }
-    this.ents = this.ents.slice(0, offset).concat(fresh);
+    if (offset === this.ents.length) {
+      for (const e of fresh) this.ents.push(e);
+    } else {
+      this.ents = this.ents.slice(0, offset).concat(fresh);
+    }
   }
 }

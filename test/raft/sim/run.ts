@@ -25,6 +25,7 @@ export async function runSimSeeds(shard: number): Promise<SimStats[]> {
   const base = Number(process.env.RAFT_SIM_BASE ?? 1);
   const out: SimStats[] = [];
   const started = performance.now();
+  const cpuStart = process.cpuUsage();
   for (let i = 0; i < perShard; i++) {
     out.push(runOrExplain(base + shard + i * SHARDS));
     // Let the worker answer the test runner now and then (a long synchronous
@@ -32,9 +33,11 @@ export async function runSimSeeds(shard: number): Promise<SimStats[]> {
     if (i % 100 === 99) await new Promise((resolve) => setImmediate(resolve));
   }
   const ms = performance.now() - started;
+  const cpu = process.cpuUsage(cpuStart);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const sum = (f: (s: SimStats) => number): number => out.reduce((a, s) => a + f(s), 0);
   console.log(
-    `raft sim shard ${shard}: ${out.length} seeds in ${(ms / 1000).toFixed(1)} s; ` +
+    `raft sim shard ${shard}: ${out.length} seeds in ${(ms / 1000).toFixed(1)} s (${cpuSeconds.toFixed(1)} s CPU); ` +
       `${sum((s) => s.messages)} messages, ${sum((s) => s.elections)} elections, ${sum((s) => s.crashes)} crashes, ` +
       `${sum((s) => s.confChanges)} conf changes, ${sum((s) => s.snapshotsSent)} snapshots, ` +
       `${sum((s) => s.acked)} acked writes, ${sum((s) => s.reads)} reads`,

@@ -71,7 +71,7 @@ export function optionsForSeed(seed: number): SimOptions {
   return {
     seed,
     initialVoters: pick([1, 3, 3, 3, 5]),
-    ticks: 250,
+    ticks: 200,
     lossRate: pick([0, 0.01, 0.05, 0.15]),
     dupRate: pick([0, 0.02, 0.1]),
     maxDelay: pick([0, 1, 2, 4]),
