@@ -51,6 +51,25 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+/** Baseline: p50/p99 of one small append + fdatasync on the same disk (a commit needs at least one). */
+async function fsyncBaseline(dir: string, seconds: number): Promise<{ p50ms: number; p99ms: number }> {
+  const h = await fs.promises.open(path.join(dir, 'fsync-baseline'), 'w');
+  const lat: number[] = [];
+  const buf = Buffer.alloc(128, 1);
+  const end = performance.now() + seconds * 1000;
+  let pos = 0;
+  while (performance.now() < end) {
+    const t0 = performance.now();
+    await h.write(buf, 0, buf.length, pos);
+    await h.datasync();
+    pos += buf.length;
+    lat.push(performance.now() - t0);
+  }
+  await h.close();
+  lat.sort((a, b) => a - b);
+  return { p50ms: Number(percentile(lat, 50).toFixed(2)), p99ms: Number(percentile(lat, 99).toFixed(2)) };
+}
+
 export async function run(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
   const seconds = quick ? 1 : 3;
@@ -116,8 +135,11 @@ export async function run(args: string[]): Promise<void> {
       const top = rows.find((r) => r.payload === size && r.batch === 256)!;
       top.ratioVsBatch1 = Number(((top.proposalsPerSec as number) / (one.proposalsPerSec as number)).toFixed(1));
     }
+    const baseline = await fsyncBaseline(root, seconds);
+    for (const r of rows) r.p50VsFsyncP50 = Number(((r.p50ms as number) / baseline.p50ms).toFixed(1));
+    console.log(`fsync baseline (128 B append + fdatasync): p50 ${baseline.p50ms} ms, p99 ${baseline.p99ms} ms`);
     console.table(rows);
-    console.log(`results: ${writeResults('raft', rows)}`);
+    console.log(`results: ${writeResults('raft', { fsyncBaseline: baseline, rows })}`);
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
     fs.rmSync(root, { recursive: true, force: true });
