@@ -271,6 +271,37 @@ describe('ReadIndex', () => {
     expect(c.node(1).readStates).toHaveLength(0);
   });
 
+  it('a lone voter restarted with a stale commit index serves reads only after committing in its term', () => {
+    const storage = MemoryStorage.bootstrap({ voters: [1], learners: [] });
+    const run = (rn: RawNode): void => {
+      while (rn.hasReady()) {
+        const rd = rn.ready();
+        storage.append(rd.entries);
+        if (rd.hardState) storage.setHardState(rd.hardState);
+        rn.advance(rd);
+      }
+    };
+    const first = new RawNode({ id: 1, storage, electionTick: 10, heartbeatTick: 1, rand: seededRandInt(1) });
+    first.campaign();
+    run(first);
+    first.propose(enc('acked'));
+    run(first);
+    const acked = first.status().commit;
+    // The commit index was not synced before the crash.
+    storage.setHardState({ ...storage.initialState().hardState, commit: acked - 1 });
+    const rn = new RawNode({ id: 1, storage, electionTick: 10, heartbeatTick: 1, applied: 1, rand: seededRandInt(1) });
+    rn.campaign();
+    rn.readIndex(enc('r'));
+    const rd = rn.ready();
+    expect(rd.readStates).toHaveLength(0);
+    storage.append(rd.entries);
+    storage.setHardState(rd.hardState!);
+    rn.advance(rd);
+    const reads = rn.ready().readStates;
+    expect(reads).toHaveLength(1);
+    expect(reads[0]!.index).toBeGreaterThan(acked);
+  });
+
   it('holds reads until the new leader has committed an entry of its term', () => {
     const c = new Cluster([1, 2, 3]);
     c.drop = (m) => m.type === 'MsgApp' || m.type === 'MsgAppResp';
@@ -417,6 +448,27 @@ describe('membership (one change at a time)', () => {
     expectDropped(() => c.node(1).rn.proposeConfChange({ type: 'addLearnerNode', nodeId: 3 }));
     expectDropped(() => c.node(1).rn.proposeConfChange({ type: 'removeNode', nodeId: 9 }));
     c.node(1).rn.proposeConfChange({ type: 'addLearnerNode', nodeId: 5 });
+  });
+});
+
+describe('restart', () => {
+  it('rebuilds membership from the snapshot plus applied conf changes, and trusts applied over a lagging commit', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    c.addNode(4);
+    c.node(1).rn.proposeConfChange({ type: 'addLearnerNode', nodeId: 4 });
+    c.stabilize();
+    c.node(1).rn.propose(enc('a'));
+    c.stabilize();
+    const n2 = c.node(2);
+    const applied = n2.rn.status().applied;
+    // Crash of node 2: its commit index was written but not synced.
+    n2.storage.setHardState({ ...n2.storage.initialState().hardState, commit: 1 });
+    const rn = new RawNode({ id: 2, storage: n2.storage, electionTick: 10, heartbeatTick: 1, applied, rand: seededRandInt(2) });
+    expect(rn.confState()).toEqual({ voters: [1, 2, 3], learners: [4] });
+    expect(rn.status().commit).toBe(applied);
+    expect(rn.hasReady()).toBe(false); // nothing to re-apply
+    expect(() => new RawNode({ id: 2, storage: n2.storage, electionTick: 10, heartbeatTick: 1, applied: applied + 5, rand: seededRandInt(2) })).toThrow(/past the log/);
   });
 });
 
