@@ -201,6 +201,16 @@ export class RaftNode {
     return this.node.confState();
   }
 
+  /**
+   * Memory the node holds on behalf of its log and peers: read-cache bytes,
+   * and per peer the messages and bytes queued for sending. All are capped.
+   */
+  memoryStats(): { logCacheBytes: number; queued: Record<number, { messages: number; bytes: number }> } {
+    const queued: Record<number, { messages: number; bytes: number }> = {};
+    for (const id of Object.keys(this.peers)) queued[Number(id)] = this.transport.queued(Number(id));
+    return { logCacheBytes: this.log.cacheUsage, queued };
+  }
+
   /** The error the node halted with, if it did. */
   get halted(): Error | undefined {
     return this.haltError;
@@ -238,6 +248,15 @@ export class RaftNode {
 
   removeNode(id: NodeId): Promise<ConfState> {
     return this.changeMembership({ type: 'removeNode', nodeId: id }, '');
+  }
+
+  /** Changes where this node reaches peer `id` (a member that moved); kept across restarts. */
+  setPeerAddress(id: NodeId, addr: string): void {
+    this.assertRunning();
+    if (id === this.id) return;
+    this.transport.setPeer(id, addr);
+    this.peers[id] = addr;
+    this.savePeers();
   }
 
   /** Asks the leader to hand leadership to `to`. */

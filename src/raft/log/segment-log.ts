@@ -224,6 +224,11 @@ export class SegmentLog implements Storage {
     for (const s of this.segments) if (s.readFd !== undefined) fs.closeSync(s.readFd);
   }
 
+  /** Entry bytes held in the read cache (bounded by cacheBytes). */
+  get cacheUsage(): number {
+    return this.cachedBytes;
+  }
+
   /** Segment files currently on disk, oldest first (for tests and metrics). */
   segmentFiles(): string[] {
     return this.segments.map((s) => s.file);
