@@ -8,4 +8,5 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   crypto: () => import('./crypto.js'),
   'crypto-targets': () => import('./crypto-targets.js'),
   kek: () => import('./kek.js'),
+  raft: () => import('./raft.js'),
 };
