@@ -6,4 +6,5 @@ export interface BenchSuite {
 
 export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   crypto: () => import('./crypto.js'),
+  store: () => import('./store.js'),
 };
