@@ -43,8 +43,21 @@ import { readSnapshot, writeSnapshot, type SnapshotHeader, type SnapshotInfo } f
 export type WriteOp =
   | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly expireAt?: bigint }
   | { readonly type: 'delete'; readonly key: Uint8Array; readonly commitTs: bigint }
-  /** Re-writes an existing version in place (rewrite sweep): no new version, head untouched. */
-  | { readonly type: 'rewrite'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly expireAt?: bigint }
+  /**
+   * Re-writes an existing version in place (rewrite sweep): no new version,
+   * head untouched, and only if the version's row is still byte-identical
+   * to `ifRow` when the batch reaches the write queue — so a sweep never
+   * resurrects a version GC removed nor overwrites one changed after it
+   * was read (SPEC §11). Skipped rewrites are counted in the result.
+   */
+  | {
+      readonly type: 'rewrite';
+      readonly key: Uint8Array;
+      readonly value: Uint8Array;
+      readonly commitTs: bigint;
+      readonly expireAt?: bigint;
+      readonly ifRow: Uint8Array;
+    }
   | { readonly type: 'putInternal'; readonly key: Uint8Array; readonly value: Uint8Array }
   | { readonly type: 'deleteInternal'; readonly key: Uint8Array };
 
@@ -84,6 +97,18 @@ export interface StoredVersion {
   readonly header: ValueHeader;
   /** key_id of the envelope; 0 for cleartext bodies. */
   readonly keyId: number;
+  /** The raw row (header ‖ body), for openVersions() and a rewrite's `ifRow`. */
+  readonly row: Buffer;
+}
+
+export interface ApplyResult {
+  /** Rewrite ops dropped because their version changed or was removed meanwhile. */
+  readonly rewritesSkipped: number;
+}
+
+interface EncodedBatch {
+  readonly rows: EngineOp[];
+  readonly guards: readonly { rowIndex: number; rowKey: Buffer; ifRow: Uint8Array }[];
 }
 
 // Head rows fetched per scan page; their versions come in one multi-get and
@@ -141,12 +166,12 @@ export class Store {
 
   // ---- writes ------------------------------------------------------------
 
-  put(key: Uint8Array, value: Uint8Array, commitTs: bigint, options: { expireAt?: bigint } = {}): Promise<void> {
-    return this.applyBatch([{ type: 'put', key, value, commitTs, ...(options.expireAt === undefined ? {} : { expireAt: options.expireAt }) }]);
+  async put(key: Uint8Array, value: Uint8Array, commitTs: bigint, options: { expireAt?: bigint } = {}): Promise<void> {
+    await this.applyBatch([{ type: 'put', key, value, commitTs, ...(options.expireAt === undefined ? {} : { expireAt: options.expireAt }) }]);
   }
 
-  delete(key: Uint8Array, commitTs: bigint): Promise<void> {
-    return this.applyBatch([{ type: 'delete', key, commitTs }]);
+  async delete(key: Uint8Array, commitTs: bigint): Promise<void> {
+    await this.applyBatch([{ type: 'delete', key, commitTs }]);
   }
 
   /**
@@ -154,23 +179,25 @@ export class Store {
    * engine batch when given. All values of the batch are sealed in one
    * backend call. Resolves once the engine has the batch.
    */
-  applyBatch(ops: readonly WriteOp[], options: { appliedIndex?: bigint } = {}): Promise<void> {
-    let rows: EngineOp[];
+  applyBatch(ops: readonly WriteOp[], options: { appliedIndex?: bigint } = {}): Promise<ApplyResult> {
+    let batch: EncodedBatch;
     try {
       this.#checkOpen();
-      rows = this.#encodeBatch(ops);
+      batch = this.#encodeBatch(ops);
       if (options.appliedIndex !== undefined) {
         checkTimestamp(options.appliedIndex, 'applied index');
-        rows.push({ type: 'put', key: APPLIED_INDEX_KEY, value: encodeTs(options.appliedIndex) });
+        batch.rows.push({ type: 'put', key: APPLIED_INDEX_KEY, value: encodeTs(options.appliedIndex) });
       }
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#enqueueWrite(rows);
+    if (batch.guards.length === 0) return this.#enqueueWrite(batch.rows).then(() => ({ rewritesSkipped: 0 }));
+    return this.#enqueueGuardedWrite(batch);
   }
 
-  #encodeBatch(ops: readonly WriteOp[]): EngineOp[] {
+  #encodeBatch(ops: readonly WriteOp[]): EncodedBatch {
     const rows: EngineOp[] = [];
+    const guards: { rowIndex: number; rowKey: Buffer; ifRow: Uint8Array }[] = [];
     const heads = new Map<string, { key: Uint8Array; ts: bigint }>();
     const toSeal: ToSeal[] = [];
     const sealing = this.sealing;
@@ -183,6 +210,7 @@ export class Store {
       checkUserKey(op.key);
       checkTimestamp(op.commitTs);
       const rowKey = versionRowKey(op.key, op.commitTs);
+      if (op.type === 'rewrite') guards.push({ rowIndex: rows.length, rowKey, ifRow: op.ifRow });
       if (op.type === 'delete') {
         rows.push({ type: 'put', key: rowKey, value: encodeValueHeader({ tombstone: true, encryptionState: STATE_CLEARTEXT, expireAt: 0n }) });
       } else {
@@ -207,7 +235,7 @@ export class Store {
     }
     if (toSeal.length > 0) this.#sealInto(rows, toSeal);
     for (const { key, ts } of heads.values()) rows.push({ type: 'put', key: headRowKey(key), value: encodeTs(ts) });
-    return rows;
+    return { rows, guards };
   }
 
   // Compress-then-seal (SPEC §3.4): the compressed form is kept only when
@@ -237,14 +265,36 @@ export class Store {
   }
 
   #enqueueWrite(rows: EngineOp[]): Promise<void> {
+    return this.#enqueue(() => this.#engine.write(rows));
+  }
+
+  // The guard check runs inside the write queue, so no other store write
+  // (apply, GC, another rewrite) can land between the check and the write.
+  #enqueueGuardedWrite({ rows, guards }: EncodedBatch): Promise<ApplyResult> {
+    return this.#enqueue(async () => {
+      const current = await this.#engine.getMany(guards.map((g) => g.rowKey));
+      const skip = new Set<number>();
+      guards.forEach((g, i) => {
+        const row = current[i];
+        if (row === null || row === undefined || Buffer.compare(row, g.ifRow) !== 0) skip.add(g.rowIndex);
+      });
+      await this.#engine.write(skip.size === 0 ? rows : rows.filter((_, i) => !skip.has(i)));
+      return { rewritesSkipped: skip.size };
+    });
+  }
+
+  #enqueue<T>(step: () => Promise<T>): Promise<T> {
     const write = this.#writeTail.then(() => {
       if (this.#writeFailure !== undefined) throw sealError('ErrStoreCorrupt', 'an earlier store write failed; reopen the store', this.#writeFailure);
-      return this.#engine.write(rows).catch((err: unknown) => {
+      return step().catch((err: unknown) => {
         this.#writeFailure = err;
         throw err;
       });
     });
-    this.#writeTail = write.catch(() => undefined);
+    this.#writeTail = write.then(
+      () => undefined,
+      () => undefined,
+    );
     return write;
   }
 
@@ -382,8 +432,35 @@ export class Store {
       const userKey = key.subarray(1, key.length - TS_BYTES);
       const commitTs = (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES);
       const keyId = header.encryptionState === STATE_ENVELOPE && body.length >= 6 ? readU32BE(body, 2) : 0;
-      yield { key: userKey, commitTs, header, keyId };
+      yield { key: userKey, commitTs, header, keyId, row: value };
     }
+  }
+
+  /**
+   * Opens stored versions (from versions()) in one batch call, whatever
+   * their TTL; undefined for tombstones. Failures throw their typed error.
+   */
+  openVersions(versions: readonly StoredVersion[]): (Buffer | undefined)[] {
+    this.#checkOpen();
+    const raws = versions.map((v) => ({ userKey: v.key, commitTs: v.commitTs, row: v.row }));
+    const out: (Buffer | undefined)[] = new Array(raws.length).fill(undefined);
+    const sealed: { index: number; item: OpenItem }[] = [];
+    raws.forEach((raw, index) => {
+      const { header, headerBytes, body } = decodeValue(raw.row);
+      if (header.encryptionState === STATE_ENVELOPE) {
+        sealed.push({ index, item: { envelope: body, aad: { kind: 'storage', valueHeader: headerBytes, storeKey: encodeStoreKey(raw.userKey, raw.commitTs) } } });
+      } else if (!header.tombstone) {
+        out[index] = Buffer.from(body.buffer, body.byteOffset, body.length);
+      }
+    });
+    if (sealed.length === 0) return out;
+    const results = this.#opener().open(sealed.map((s) => s.item));
+    sealed.forEach(({ index }, i) => {
+      const result = results[i]!;
+      if (!result.ok) throw result.error;
+      if (!versions[index]!.header.tombstone) out[index] = decompress(result.plaintext, result.flag);
+    });
+    return out;
   }
 
   // ---- internal rows (outside MVCC) ---------------------------------------
