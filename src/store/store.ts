@@ -390,30 +390,40 @@ export class Store {
   }
 
   // Decodes headers, opens every envelope in one batch call, then drops
-  // tombstones and expired versions. Envelopes are opened before the header
-  // is believed: a header flipped to "deleted" or "expired" on a sealed
-  // value fails authentication instead of hiding the value. A failed open
-  // throws its typed error; it is never turned into "not found".
+  // tombstones and expired versions.
   async #materialize(raws: readonly (RawVersion | undefined)[], now: bigint): Promise<(Entry | undefined)[]> {
-    const out: (Entry | undefined)[] = new Array(raws.length).fill(undefined);
-    const sealed: { index: number; item: OpenItem; raw: RawVersion; header: ValueHeader }[] = [];
+    const opened = this.#openRows(raws);
+    return raws.map((raw, i) => {
+      const o = opened[i];
+      if (raw === undefined || o === undefined || o.value === undefined || isExpired(o.header, now)) return undefined;
+      return { key: raw.userKey, value: o.value, commitTs: raw.commitTs, expireAt: o.header.expireAt };
+    });
+  }
+
+  // Envelopes are opened before their header is believed: a header flipped
+  // to "deleted" or "expired" on a sealed value fails authentication
+  // instead of hiding the value. A failed open throws its typed error; it is
+  // never turned into "not found". `value` is undefined for tombstones.
+  #openRows(raws: readonly (RawVersion | undefined)[]): ({ header: ValueHeader; value: Buffer | undefined } | undefined)[] {
+    const out: ({ header: ValueHeader; value: Buffer | undefined } | undefined)[] = new Array(raws.length).fill(undefined);
+    const sealed: { index: number; item: OpenItem }[] = [];
     raws.forEach((raw, index) => {
       if (raw === undefined) return;
       const { header, headerBytes, body } = decodeValue(raw.row);
+      const clear = header.tombstone ? undefined : Buffer.from(body.buffer, body.byteOffset, body.length);
+      out[index] = { header, value: header.encryptionState === STATE_ENVELOPE ? undefined : clear };
       if (header.encryptionState === STATE_ENVELOPE) {
         const storeKey = encodeStoreKey(raw.userKey, raw.commitTs);
-        sealed.push({ index, raw, header, item: { envelope: body, aad: { kind: 'storage', valueHeader: headerBytes, storeKey } } });
-      } else if (!header.tombstone && !isExpired(header, now)) {
-        out[index] = { key: raw.userKey, value: Buffer.from(body.buffer, body.byteOffset, body.length), commitTs: raw.commitTs, expireAt: header.expireAt };
+        sealed.push({ index, item: { envelope: body, aad: { kind: 'storage', valueHeader: headerBytes, storeKey } } });
       }
     });
     if (sealed.length === 0) return out;
     const results = this.#opener().open(sealed.map((s) => s.item));
-    sealed.forEach(({ index, raw, header }, i) => {
+    sealed.forEach(({ index }, i) => {
       const result = results[i]!;
       if (!result.ok) throw result.error;
-      if (header.tombstone || isExpired(header, now)) return;
-      out[index] = { key: raw.userKey, value: decompress(result.plaintext, result.flag), commitTs: raw.commitTs, expireAt: header.expireAt };
+      const slot = out[index]!;
+      if (!slot.header.tombstone) out[index] = { header: slot.header, value: decompress(result.plaintext, result.flag) };
     });
     return out;
   }
@@ -442,25 +452,7 @@ export class Store {
    */
   openVersions(versions: readonly StoredVersion[]): (Buffer | undefined)[] {
     this.#checkOpen();
-    const raws = versions.map((v) => ({ userKey: v.key, commitTs: v.commitTs, row: v.row }));
-    const out: (Buffer | undefined)[] = new Array(raws.length).fill(undefined);
-    const sealed: { index: number; item: OpenItem }[] = [];
-    raws.forEach((raw, index) => {
-      const { header, headerBytes, body } = decodeValue(raw.row);
-      if (header.encryptionState === STATE_ENVELOPE) {
-        sealed.push({ index, item: { envelope: body, aad: { kind: 'storage', valueHeader: headerBytes, storeKey: encodeStoreKey(raw.userKey, raw.commitTs) } } });
-      } else if (!header.tombstone) {
-        out[index] = Buffer.from(body.buffer, body.byteOffset, body.length);
-      }
-    });
-    if (sealed.length === 0) return out;
-    const results = this.#opener().open(sealed.map((s) => s.item));
-    sealed.forEach(({ index }, i) => {
-      const result = results[i]!;
-      if (!result.ok) throw result.error;
-      if (!versions[index]!.header.tombstone) out[index] = decompress(result.plaintext, result.flag);
-    });
-    return out;
+    return this.#openRows(versions.map((v) => ({ userKey: v.key, commitTs: v.commitTs, row: v.row }))).map((o) => o?.value);
   }
 
   // ---- internal rows (outside MVCC) ---------------------------------------
