@@ -2,7 +2,7 @@
 // encodings, and snapshot streams.
 
 export { Store, type ApplyResult, type Entry, type EncryptionSettings, type ReadOptions, type ScanOptions, type ScanRange, type StoredVersion, type WriteOp } from './store.js';
-export { MemoryEngine, type Engine, type EngineEntry, type EngineOp, type EngineRange, type EngineReader, type EngineSnapshot } from './engine.js';
+export { MemoryEngine, type Engine, type EngineEntry, type EngineOp, type EngineRange, type EngineReader, type IterateOptions, type EngineSnapshot } from './engine.js';
 export { RocksEngine } from './rocksdb.js';
 export {
   RESERVED_PREFIX,

@@ -7,7 +7,7 @@
 // and the log replays from it on start (SPEC §6).
 
 import { createRequire } from 'node:module';
-import type { Engine, EngineEntry, EngineOp, EngineRange, EngineReader, EngineSnapshot } from './engine.js';
+import type { Engine, EngineEntry, EngineOp, EngineRange, EngineReader, EngineSnapshot, IterateOptions } from './engine.js';
 
 const require = createRequire(import.meta.url);
 
@@ -51,9 +51,9 @@ class RocksReader implements EngineReader {
     return Promise.all(pending);
   }
 
-  iterate(range: EngineRange, options: { limit?: number } = {}): AsyncIterable<EngineEntry> {
+  iterate(range: EngineRange, options: IterateOptions = {}): AsyncIterable<EngineEntry> {
     const limit = options.limit ?? Infinity;
-    const capacity = Math.max(1, Math.min(ITERATOR_CAPACITY, limit));
+    const capacity = Math.max(1, Math.min(options.capacity ?? ITERATOR_CAPACITY, limit));
     return this.session.iterator({ gte: range.gte, lt: range.lt }, { limit, capacity });
   }
 }

@@ -551,7 +551,8 @@ export class Store {
 
 async function seekVersion(reader: EngineReader, userKey: Buffer, readTs: bigint): Promise<RawVersion | undefined> {
   const lt = prefixEnd(tagged(SPACE_VERSION, userKey))!;
-  for await (const { key, value } of reader.iterate({ gte: versionRowKey(userKey, readTs), lt })) {
+  // Usually the first row is the answer: fetch a few per round trip, not a page.
+  for await (const { key, value } of reader.iterate({ gte: versionRowKey(userKey, readTs), lt }, { capacity: 4 })) {
     // Rows of longer keys that start with userKey sort in between: skip them.
     if (key.length !== 1 + userKey.length + TS_BYTES) continue;
     return { userKey, commitTs: (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES), row: value };

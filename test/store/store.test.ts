@@ -4,7 +4,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSealError } from '../../src/errors/index.js';
-import { Store, rewriteCursorKey, writerRegistryKey, type Entry } from '../../src/store/index.js';
+import { Store, headRowKey, rewriteCursorKey, versionRowKey, writerRegistryKey, type Entry } from '../../src/store/index.js';
 import { storeEngines, type OpenedEngine } from '../support/store-engines.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -205,6 +205,14 @@ describe.each(storeEngines)('store on $name', ({ open }) => {
     expect(text(await store.get(b('k'), 4n))).toBe('v4');
     expect(await store.get(b('k'), 2n)).toBeUndefined();
     expect(text(await store.get(b('other'), 10n))).toBe('o1');
+  });
+
+  it('reports damaged rows as ErrStoreCorrupt, not as missing', async () => {
+    await store.put(b('k'), b('v'), 1n);
+    await opened.engine.write([{ type: 'put', key: versionRowKey(b('k'), 1n), value: Buffer.from([0, 1, 2]) }]);
+    await expect(store.get(b('k'), 1n)).rejects.toSatisfy((err) => isSealError(err, 'ErrStoreCorrupt'));
+    await opened.engine.write([{ type: 'put', key: headRowKey(b('k')), value: Buffer.from([1]) }]);
+    await expect(store.get(b('k'), 1n)).rejects.toSatisfy((err) => isSealError(err, 'ErrStoreCorrupt'));
   });
 
   it('refuses calls after close with ErrStoreClosed', async () => {
