@@ -9,4 +9,5 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   'crypto-targets': () => import('./crypto-targets.js'),
   kek: () => import('./kek.js'),
   raft: () => import('./raft.js'),
+  store: () => import('./store.js'),
 };
