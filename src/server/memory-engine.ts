@@ -5,7 +5,7 @@
 
 import { applyRequests, isWriteRequest, type KvRangeReader, type KvReply, type KvRequest, type VisibleValue } from '../kv/index.js';
 import { sealError } from '../errors/index.js';
-import type { Engine, EngineStatus } from './engine.js';
+import type { Engine, EngineStatus, ReadOptions } from './engine.js';
 
 export interface MemoryEngineOptions {
   /** Clock for expiry; tests pass a fake one. Default Date.now. */
@@ -75,7 +75,8 @@ export class MemoryEngine implements Engine {
     return result;
   }
 
-  async read(requests: readonly KvRequest[]): Promise<KvReply[]> {
+  /** Single node: every read is linearizable, so the option changes nothing. */
+  async read(requests: readonly KvRequest[], _options?: ReadOptions): Promise<KvReply[]> {
     this.#checkOpen();
     if (requests.some(isWriteRequest)) throw new TypeError('read() was given a write request');
     return (await applyRequests(this.#reader, requests, this.#now())).replies;

@@ -7,7 +7,9 @@
 // — so a pipelined burst of SETs is one replicated batch — and the next run
 // starts only after it returns, so a read always sees the connection's own
 // earlier writes. A connection that sends faster than it reads its replies is
-// paused (queue or unsent-output bounds) instead of buffering without limit.
+// paused (queue or unsent-output bounds) instead of buffering without limit;
+// the replies of one engine call are held whole, so `maxBatch` times the
+// largest reply bounds what one slow client can pin.
 //
 // Framing errors answer `-ERR Protocol error: ...` after the replies to
 // everything parsed before them, then close the connection (as Redis does);
@@ -351,7 +353,7 @@ class Connection {
         this.#flush(out);
         await this.#runBatch(first.kind, batch, out, counts);
         this.#flush(out);
-        this.#maybeResume();
+        await this.#drained();
       }
     } catch (err) {
       this.#server.log.error({ err, client: this.#id }, 'connection pump failed');
@@ -414,11 +416,26 @@ class Connection {
     this.#server.countCommands(total);
   }
 
+  /** Waits while the unsent output is over its bound: the client reads slower than it asks. */
+  async #drained(): Promise<void> {
+    const socket = this.#socket;
+    if (socket.writableLength < this.#server.config.maxOutput || socket.destroyed) return;
+    this.#pause();
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
+  }
+
   #flush(out: Buffer[]): void {
     if (out.length === 0) return;
     if (!this.#socket.destroyed) {
-      const ok = this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
-      if (!ok && this.#socket.writableLength >= this.#server.config.maxOutput) this.#pause();
+      this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
     }
     out.length = 0;
   }
