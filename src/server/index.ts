@@ -8,4 +8,5 @@ export { AdminServer, DEFAULT_ADMIN_PORT, type AdminServerOptions } from './admi
 export { COMMANDS, type CommandSpec } from './commands.js';
 export { respErrorFor, respErrorLine } from './errors.js';
 export { loadSecret, type SecretSource } from './secrets.js';
+export { serve, type RunningServer, type ServeOptions } from './serve.js';
 export { DEFAULT_RESP_LIMITS, RespParser, type RespCommand, type RespLimits } from './resp/index.js';
