@@ -9,19 +9,13 @@
 
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
+import { encodeCommand } from '../src/server/index.js';
 import { writeResults } from './lib/results.js';
 
 const VALUE_BYTES = 1024;
 const KEYSPACE = 10_000;
 
-function command(...args: (string | Buffer)[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const b = Buffer.from(a);
-    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
-  }
-  return Buffer.concat(parts);
-}
+const command = (...args: (string | Buffer)[]): Buffer => encodeCommand(args);
 
 const VALUE = Buffer.alloc(VALUE_BYTES, 0x61);
 const SET_REPLY_BYTES = '+OK\r\n'.length;

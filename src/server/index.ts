@@ -9,4 +9,4 @@ export { COMMANDS, type CommandSpec } from './commands.js';
 export { respErrorFor, respErrorLine } from './errors.js';
 export { loadSecret, type SecretSource } from './secrets.js';
 export { serve, type RunningServer, type ServeOptions } from './serve.js';
-export { DEFAULT_RESP_LIMITS, RespParser, type RespCommand, type RespLimits } from './resp/index.js';
+export { DEFAULT_RESP_LIMITS, encodeCommand, RespParser, type RespCommand, type RespLimits } from './resp/index.js';

@@ -5,17 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { sealError } from '../../src/errors/index.js';
 import type { KvReply, KvRequest } from '../../src/kv/index.js';
-import { MemoryEngine, type Engine } from '../../src/server/index.js';
+import { encodeCommand, MemoryEngine, type Engine } from '../../src/server/index.js';
 import { startServer } from './helpers.js';
 
-function encode(...args: (string | Buffer)[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const b = Buffer.from(a);
-    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
-  }
-  return Buffer.concat(parts);
-}
+const encode = (...args: (string | Buffer)[]): Buffer => encodeCommand(args);
 
 describe('pipelining', () => {
   it('answers a large mixed pipeline in request order, reads seeing earlier writes', async () => {

@@ -4,13 +4,9 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RespParser, splitInline, type RespCommand, type RespLimits } from '../../src/server/resp/index.js';
+import { encodeCommand, RespParser, splitInline, type RespCommand, type RespLimits } from '../../src/server/resp/index.js';
 
-function encode(command: Buffer[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${command.length}\r\n`)];
-  for (const arg of command) parts.push(Buffer.from(`$${arg.length}\r\n`), arg, Buffer.from('\r\n'));
-  return Buffer.concat(parts);
-}
+const encode = (command: Buffer[]): Buffer => encodeCommand(command);
 
 function parseAll(chunks: Buffer[], limits: Partial<RespLimits> = {}) {
   const parser = new RespParser(limits);
