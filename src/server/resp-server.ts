@@ -59,6 +59,8 @@ export interface RespServerOptions {
   maxOutputBytes?: number;
   /** Most commands in one engine call. */
   maxBatch?: number;
+  /** Argument bytes after which a batch stops growing (one Raft entry stays moderate). */
+  maxBatchBytes?: number;
   /** Reads wait for ReadIndex (default true). */
   linearizableReads?: boolean;
   metrics?: SealkvMetrics;
@@ -95,6 +97,7 @@ export class RespServer {
   readonly #maxPending: number;
   readonly #maxOutput: number;
   readonly #maxBatch: number;
+  readonly #maxBatchBytes: number;
   readonly #linearizable: boolean;
   readonly #metrics: SealkvMetrics | undefined;
   readonly #log: Logger;
@@ -118,6 +121,7 @@ export class RespServer {
     this.#maxPending = positive(options.maxPendingCommands ?? 4096, 'maxPendingCommands');
     this.#maxOutput = positive(options.maxOutputBytes ?? 16 * 1024 * 1024, 'maxOutputBytes');
     this.#maxBatch = positive(options.maxBatch ?? 1024, 'maxBatch');
+    this.#maxBatchBytes = positive(options.maxBatchBytes ?? 4 * 1024 * 1024, 'maxBatchBytes');
     this.#linearizable = options.linearizableReads ?? true;
     this.#metrics = options.metrics;
     this.#log = options.logger ?? silentLogger();
@@ -187,6 +191,7 @@ export class RespServer {
       maxPending: this.#maxPending,
       maxOutput: this.#maxOutput,
       maxBatch: this.#maxBatch,
+      maxBatchBytes: this.#maxBatchBytes,
       linearizable: this.#linearizable,
       authRequired: this.#passwordHash !== null,
     };
@@ -253,7 +258,7 @@ function positive(n: number, name: string): number {
 /** A command checked against the table: either an immediate reply or a data request. */
 type Prepared =
   | { kind: 'reply'; name: string; out: Buffer[]; error?: string; after?: 'close' }
-  | { kind: 'read' | 'write'; name: string; request: KvRequest };
+  | { kind: 'read' | 'write'; name: string; request: KvRequest; bytes: number };
 
 class Connection {
   readonly #server: RespServer;
@@ -343,11 +348,15 @@ class Connection {
         }
         // Extend the run with the following data commands of the same kind;
         // ones that fail to parse ride along as ready-made error replies.
+        const { maxBatch, maxBatchBytes } = this.#server.config;
         const batch: Prepared[] = [first];
-        while (batch.length < this.#server.config.maxBatch && this.#queue.length > 0) {
+        let bytes = first.bytes;
+        while (batch.length < maxBatch && bytes < maxBatchBytes && this.#queue.length > 0) {
           const spec = lookupCommand(this.#queue[0]![0]!);
           if (spec?.kind !== first.kind || !this.#authenticated) break;
-          batch.push(this.#prepare(this.#queue.shift()!));
+          const next = this.#prepare(this.#queue.shift()!);
+          if (next.kind !== 'reply') bytes += next.bytes;
+          batch.push(next);
         }
         // Replies already computed go out before waiting on the engine.
         this.#flush(out);
@@ -451,7 +460,9 @@ class Connection {
     if (!arityOk(spec, args.length)) return reply(errLine('ErrBadRequest', `wrong number of arguments for '${spec.name}' command`), 'arity');
     if (spec.kind === 'connection') return this.#connectionCommand(spec, args);
     try {
-      return { kind: spec.kind, name, request: spec.parse!(args) };
+      let bytes = 0;
+      for (const arg of args) bytes += arg.length;
+      return { kind: spec.kind, name, request: spec.parse!(args), bytes };
     } catch (err) {
       const { line, label } = respErrorFor(err);
       return reply(line, label);

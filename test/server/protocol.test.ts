@@ -10,6 +10,22 @@ import { startServer } from './helpers.js';
 
 const encode = (...args: (string | Buffer)[]): Buffer => encodeCommand(args);
 
+/** A MemoryEngine that records the size of every write batch. */
+function recordingEngine(): { engine: Engine; batchSizes: number[] } {
+  const batchSizes: number[] = [];
+  const memory = new MemoryEngine();
+  const engine: Engine = {
+    execute: (requests) => {
+      batchSizes.push(requests.length);
+      return memory.execute(requests);
+    },
+    read: (requests, options) => memory.read(requests, options),
+    status: () => memory.status(),
+    close: () => memory.close(),
+  };
+  return { engine, batchSizes };
+}
+
 describe('pipelining', () => {
   it('answers a large mixed pipeline in request order, reads seeing earlier writes', async () => {
     const h = await startServer();
@@ -32,17 +48,7 @@ describe('pipelining', () => {
   });
 
   it('batches consecutive writes into one engine call', async () => {
-    const calls: number[] = [];
-    const memory = new MemoryEngine();
-    const engine: Engine = {
-      execute: (requests) => {
-        calls.push(requests.length);
-        return memory.execute(requests);
-      },
-      read: (requests, options) => memory.read(requests, options),
-      status: () => memory.status(),
-      close: () => memory.close(),
-    };
+    const { engine, batchSizes: calls } = recordingEngine();
     const h = await startServer({ engine });
     try {
       const raw = await h.raw();
@@ -55,6 +61,19 @@ describe('pipelining', () => {
       for (let i = 0; i < 50; i++) pipeline.incr('n');
       const results = await pipeline.exec();
       expect(results!.map(([, r]) => r)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    } finally {
+      await h.stop();
+    }
+  });
+  it('caps a batch by argument bytes', async () => {
+    const { engine, batchSizes: sizes } = recordingEngine();
+    const h = await startServer({ engine, maxBatchBytes: 1000 });
+    try {
+      const raw = await h.raw();
+      raw.send(Buffer.concat(Array.from({ length: 100 }, (_, i) => encode('SET', `k${i}`, 'v'.repeat(200)))));
+      await raw.until((t) => t.split('\r\n').length > 100);
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(100);
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(5);
     } finally {
       await h.stop();
     }
