@@ -130,7 +130,7 @@ export class RespServer {
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */
   async start(): Promise<{ host: string; port: number }> {
     if (this.#server !== null) throw new Error('RespServer already started');
-    const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => this.#accept(socket));
+    const server = net.createServer({ noDelay: true, keepAlive: true, allowHalfOpen: true }, (socket) => this.#accept(socket));
     this.#server = server;
     await listen(server, this.#port, this.#host);
     server.on('error', (err) => this.#log.error({ err }, 'RESP listener error'));
@@ -143,14 +143,22 @@ export class RespServer {
     return boundAddress(this.#server, 'RespServer');
   }
 
-  /** Stops accepting, closes every connection, resolves when all are gone. */
-  async close(): Promise<void> {
+  /**
+   * Stops accepting and closes every connection: each stops reading, sends
+   * the replies of the batch it is running, and closes; after `graceMs` the
+   * rest are cut. Resolves when all are gone.
+   */
+  async close(graceMs = 2000): Promise<void> {
     const server = this.#server;
     if (server === null) return;
     this.#server = null;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const connection of this.#connections) connection.destroy();
+    for (const connection of this.#connections) connection.shutdown();
+    const grace = setTimeout(() => {
+      for (const connection of this.#connections) connection.destroy();
+    }, graceMs);
     await closed;
+    clearTimeout(grace);
   }
 
   /** Facts for INFO and the admin `/status`. */
@@ -273,6 +281,8 @@ class Connection {
   /** A framing error to answer once the queue is drained; then the connection closes. */
   #fatal: Buffer | null = null;
   #closing = false;
+  /** The client sent FIN: answer what it sent, then close. */
+  #peerEnded = false;
 
   constructor(server: RespServer, socket: net.Socket, id: number) {
     this.#server = server;
@@ -290,10 +300,22 @@ class Connection {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.#maybeResume());
     socket.on('error', (err) => server.log.debug({ err, client: id }, 'client socket error'));
+    socket.once('end', () => {
+      this.#peerEnded = true;
+      if (!this.#pumping && this.#queue.length === 0) socket.end();
+    });
     socket.once('close', () => {
       this.#queue.length = 0;
       this.#closing = true;
     });
+  }
+
+  /** Server shutdown: stop reading, finish the running batch, close. */
+  shutdown(): void {
+    this.#closing = true;
+    this.#queue.length = 0;
+    this.#socket.pause();
+    if (!this.#pumping) this.#socket.end();
   }
 
   destroy(): void {
@@ -372,7 +394,7 @@ class Connection {
     }
     this.#flush(out);
     this.#recordCounts(counts);
-    if (this.#closing && !this.#socket.destroyed) this.#socket.end();
+    if ((this.#closing || (this.#peerEnded && this.#queue.length === 0)) && !this.#socket.destroyed) this.#socket.end();
     else if (this.#fatal !== null && this.#queue.length === 0 && !this.#socket.destroyed) this.#socket.end(this.#fatal);
     else this.#maybeResume();
   }

@@ -219,6 +219,49 @@ describe('connection limits', () => {
   });
 });
 
+describe('closing', () => {
+  it('answers everything a client sent before its FIN', async () => {
+    const h = await startServer();
+    try {
+      const raw = await h.raw();
+      raw.send(Buffer.concat([encode('SET', 'a', '1'), encode('GET', 'a'), encode('INCR', 'n')]));
+      raw.socket.end();
+      expect(await raw.until(() => false, 2000)).toBe('+OK\r\n$1\r\n1\r\n:1\r\n');
+      expect(raw.closed).toBe(true);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('server close lets a running batch answer, then closes the connection', async () => {
+    let release: () => void = () => undefined;
+    let entered: () => void = () => undefined;
+    const inEngine = new Promise<void>((resolve) => (entered = resolve));
+    const memory = new MemoryEngine();
+    const engine: Engine = {
+      execute: async (requests) => {
+        const held = new Promise<void>((resolve) => (release = resolve));
+        entered();
+        await held;
+        return memory.execute(requests);
+      },
+      read: (requests, options) => memory.read(requests, options),
+      status: () => memory.status(),
+      close: () => memory.close(),
+    };
+    const h = await startServer({ engine });
+    const raw = await h.raw();
+    raw.send(encode('SET', 'a', '1'));
+    await inEngine;
+    const closing = h.server.close();
+    release();
+    await closing;
+    expect(await raw.until(() => false, 1000)).toBe('+OK\r\n');
+    expect(raw.closed).toBe(true);
+    await h.stop();
+  });
+});
+
 describe('engine errors', () => {
   it('maps retryable SealErrors to TRYAGAIN and others to ERR with their code; the connection survives', async () => {
     let failWith: Error | null = null;
