@@ -384,7 +384,9 @@ class Connection {
         this.#flush(out);
         await this.#runBatch(first.kind, batch, out, counts);
         this.#flush(out);
+        this.#recordCounts(counts);
         await this.#drained();
+        this.#maybeResume();
       }
     } catch (err) {
       this.#server.log.error({ err, client: this.#id }, 'connection pump failed');
@@ -394,8 +396,9 @@ class Connection {
     }
     this.#flush(out);
     this.#recordCounts(counts);
-    if ((this.#closing || (this.#peerEnded && this.#queue.length === 0)) && !this.#socket.destroyed) this.#socket.end();
-    else if (this.#fatal !== null && this.#queue.length === 0 && !this.#socket.destroyed) this.#socket.end(this.#fatal);
+    if (this.#socket.destroyed) return;
+    if (this.#fatal !== null && this.#queue.length === 0 && !this.#closing) this.#socket.end(this.#fatal);
+    else if (this.#closing || (this.#peerEnded && this.#queue.length === 0)) this.#socket.end();
     else this.#maybeResume();
   }
 
@@ -445,6 +448,7 @@ class Connection {
       total += n;
     }
     this.#server.countCommands(total);
+    counts.clear();
   }
 
   /** Waits while the unsent output is over its bound: the client reads slower than it asks. */
