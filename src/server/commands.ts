@@ -163,6 +163,7 @@ const CONNECTION_COMMANDS: [string, number, string[]][] = [
   ['client', -2, ['noscript', 'loading', 'stale']],
   ['info', -1, ['loading', 'stale']],
   ['command', -1, ['loading', 'stale']],
+  ['config', -2, ['admin', 'noscript', 'loading', 'stale']],
   ['quit', -1, ['noscript', 'loading', 'stale', 'fast', 'no_auth']],
 ];
 

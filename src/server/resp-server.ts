@@ -19,7 +19,7 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import type { ErrorCode } from '../errors/index.js';
-import type { KvReply, KvRequest } from '../kv/index.js';
+import { globMatcher, type KvReply, type KvRequest } from '../kv/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
 import { arityOk, COMMANDS, lookupCommand, unknownCommandMessage, type CommandSpec } from './commands.js';
@@ -200,6 +200,7 @@ export class RespServer {
       maxOutput: this.#maxOutput,
       maxBatch: this.#maxBatch,
       maxBatchBytes: this.#maxBatchBytes,
+      maxConnections: this.#maxConnections,
       linearizable: this.#linearizable,
       authRequired: this.#passwordHash !== null,
     };
@@ -527,6 +528,8 @@ class Connection {
         return done();
       case 'command':
         return this.#command(sub, args, out, done);
+      case 'config':
+        return this.#config(sub, args, out, done);
       default:
         throw new Error(`connection command ${spec.name} has no handler`);
     }
@@ -623,6 +626,27 @@ class Connection {
       out.push(errLine('ErrBadRequest', `unknown subcommand or wrong number of arguments for '${args[1]!.toString('latin1', 0, 64)}'. Try CLIENT HELP.`));
       return done('syntax');
     }
+    return done();
+  }
+
+  /** CONFIG GET for the few parameters tools ask about (redis-benchmark: save, appendonly); nothing is settable. */
+  #config(sub: string | undefined, args: RespCommand, out: Buffer[], done: (error?: string) => Prepared): Prepared {
+    if (sub !== 'get' || args.length < 3) {
+      out.push(errLine('ErrBadRequest', `CONFIG ${args[1]!.toString('latin1', 0, 32).toUpperCase()} is not supported; only CONFIG GET is`));
+      return done('syntax');
+    }
+    const { idleTimeoutMs, maxConnections } = this.#server.config;
+    const params: [string, string][] = [
+      ['save', ''],
+      ['appendonly', 'no'],
+      ['databases', '1'],
+      ['maxclients', String(maxConnections)],
+      ['timeout', String(Math.floor(idleTimeoutMs / 1000))],
+    ];
+    const matchers = args.slice(2).map((pattern) => globMatcher(Buffer.from(pattern.toString('latin1').toLowerCase(), 'latin1')));
+    const found = params.filter(([name]) => matchers.some((m) => m(Buffer.from(name))));
+    pushArrayHeader(out, found.length * 2);
+    for (const [name, value] of found) out.push(bulkText(name), bulkText(value));
     return done();
   }
 

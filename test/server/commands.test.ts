@@ -196,6 +196,10 @@ describe('RESP commands over ioredis', () => {
     expect(await c.client('GETNAME')).toBe('me');
     expect(typeof (await c.client('ID'))).toBe('number');
     await expect(c.call('hello', '3')).rejects.toThrow(/NOPROTO/);
+    expect(await c.config('GET', 'save')).toEqual(['save', '']);
+    expect(await c.config('GET', 'append*')).toEqual(['appendonly', 'no']);
+    expect(await c.config('GET', 'requirepass')).toEqual([]);
+    await expect(c.call('config', 'set', 'save', '')).rejects.toThrow(/only CONFIG GET/);
     const hello = (await c.call('hello', '2')) as unknown[];
     expect(hello.slice(0, 2)).toEqual(['server', 'sealkv']);
   });
