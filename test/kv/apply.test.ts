@@ -11,28 +11,13 @@ import {
   globMatcher,
   kvExecutor,
   validateRequest,
-  type KvRangeReader,
   type KvReply,
   type KvRequest,
   type VisibleValue,
 } from '../../src/kv/index.js';
+import { mapReader } from '../support/kv-reader.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
-
-/** A reader over a plain map, in byte order for scans. */
-function mapReader(entries: [string, VisibleValue][] = []): KvRangeReader & { data: Map<string, VisibleValue> } {
-  const data = new Map(entries);
-  return {
-    data,
-    get: async (key) => data.get(key.toString('latin1')),
-    scan: async (after, limit) =>
-      [...data.keys()]
-        .sort()
-        .filter((k) => after === null || k > after.toString('latin1'))
-        .slice(0, limit)
-        .map((k) => ({ key: Buffer.from(k, 'latin1'), value: data.get(k)! })),
-  };
-}
 
 const v = (value: string, expireAt = 0): VisibleValue => ({ value: b(value), expireAt });
 const bulk = (s: string): KvReply => ({ kind: 'bulk', value: b(s) });
@@ -134,10 +119,7 @@ describe('applyRequests', () => {
         for (const r of requests) {
           const out = await applyRequests(reader, [r], now);
           stepwise.push(...out.replies);
-          for (const w of out.writes) {
-            if (w.kind === 'put') reader.data.set(w.key.toString('latin1'), { value: w.value, expireAt: w.expireAt });
-            else reader.data.delete(w.key.toString('latin1'));
-          }
+          reader.apply(out.writes);
         }
         expect(stepwise).toEqual(first.replies);
       }),
