@@ -91,17 +91,21 @@ export class RespServer {
   readonly #host: string;
   readonly #port: number;
   readonly #passwordHash: Buffer | null;
-  readonly #maxConnections: number;
-  readonly #idleTimeoutMs: number;
   readonly #limits: Partial<RespLimits>;
-  readonly #maxPending: number;
-  readonly #maxOutput: number;
-  readonly #maxBatch: number;
-  readonly #maxBatchBytes: number;
-  readonly #linearizable: boolean;
   readonly #metrics: SealkvMetrics | undefined;
   readonly #log: Logger;
   readonly #connections = new Set<Connection>();
+  /** Settings the connections read on every batch. */
+  readonly config: Readonly<{
+    idleTimeoutMs: number;
+    maxConnections: number;
+    maxPending: number;
+    maxOutput: number;
+    maxBatch: number;
+    maxBatchBytes: number;
+    linearizable: boolean;
+    authRequired: boolean;
+  }>;
   readonly #counters: ServerCounters = { connectionsReceived: 0, connectionsRejected: 0, commandsProcessed: 0 };
   readonly #startedAt = Date.now();
   #server: net.Server | null = null;
@@ -114,15 +118,19 @@ export class RespServer {
     this.#port = options.port ?? DEFAULT_RESP_PORT;
     if (options.password !== undefined && options.password.length === 0) throw new RangeError('password must not be empty');
     this.#passwordHash = options.password === undefined ? null : hashSecret(options.password);
-    this.#maxConnections = positive(options.maxConnections ?? 10_000, 'maxConnections');
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
-    if (!Number.isSafeInteger(this.#idleTimeoutMs) || this.#idleTimeoutMs < 0) throw new RangeError('idleTimeoutMs must be >= 0');
+    const idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    if (!Number.isSafeInteger(idleTimeoutMs) || idleTimeoutMs < 0) throw new RangeError('idleTimeoutMs must be >= 0');
     this.#limits = options.limits ?? {};
-    this.#maxPending = positive(options.maxPendingCommands ?? 4096, 'maxPendingCommands');
-    this.#maxOutput = positive(options.maxOutputBytes ?? 16 * 1024 * 1024, 'maxOutputBytes');
-    this.#maxBatch = positive(options.maxBatch ?? 1024, 'maxBatch');
-    this.#maxBatchBytes = positive(options.maxBatchBytes ?? 4 * 1024 * 1024, 'maxBatchBytes');
-    this.#linearizable = options.linearizableReads ?? true;
+    this.config = Object.freeze({
+      idleTimeoutMs,
+      maxConnections: positive(options.maxConnections ?? 10_000, 'maxConnections'),
+      maxPending: positive(options.maxPendingCommands ?? 4096, 'maxPendingCommands'),
+      maxOutput: positive(options.maxOutputBytes ?? 16 * 1024 * 1024, 'maxOutputBytes'),
+      maxBatch: positive(options.maxBatch ?? 1024, 'maxBatch'),
+      maxBatchBytes: positive(options.maxBatchBytes ?? 4 * 1024 * 1024, 'maxBatchBytes'),
+      linearizable: options.linearizableReads ?? true,
+      authRequired: this.#passwordHash !== null,
+    });
     this.#metrics = options.metrics;
     this.#log = options.logger ?? silentLogger();
   }
@@ -167,10 +175,10 @@ export class RespServer {
   }
 
   #accept(socket: net.Socket): void {
-    if (this.#connections.size >= this.#maxConnections) {
+    if (this.#connections.size >= this.config.maxConnections) {
       this.#counters.connectionsRejected++;
       this.#metrics?.connectionsRejected.inc({ reason: 'max_connections' });
-      this.#log.warn({ remote: socket.remoteAddress, max: this.#maxConnections }, 'connection refused: max number of clients reached');
+      this.#log.warn({ remote: socket.remoteAddress, max: this.config.maxConnections }, 'connection refused: max number of clients reached');
       socket.on('error', () => undefined);
       socket.end(MAX_CLIENTS);
       return;
@@ -192,18 +200,6 @@ export class RespServer {
   }
   get limits(): Partial<RespLimits> {
     return this.#limits;
-  }
-  get config() {
-    return {
-      idleTimeoutMs: this.#idleTimeoutMs,
-      maxPending: this.#maxPending,
-      maxOutput: this.#maxOutput,
-      maxBatch: this.#maxBatch,
-      maxBatchBytes: this.#maxBatchBytes,
-      maxConnections: this.#maxConnections,
-      linearizable: this.#linearizable,
-      authRequired: this.#passwordHash !== null,
-    };
   }
   get metrics(): SealkvMetrics | undefined {
     return this.#metrics;
@@ -240,7 +236,7 @@ export class RespServer {
       ],
       clients: [
         ['connected_clients', clientCount],
-        ['maxclients', this.#maxConnections],
+        ['maxclients', this.config.maxConnections],
       ],
       persistence: [['loading', 0]],
       stats: [
