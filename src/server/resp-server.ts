@@ -22,6 +22,7 @@ import type { ErrorCode } from '../errors/index.js';
 import { globMatcher, type KvReply, type KvRequest } from '../kv/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
+import { CommandQueue } from './command-queue.js';
 import { arityOk, COMMANDS, lookupCommand, unknownCommandMessage, type CommandSpec } from './commands.js';
 import type { Engine } from './engine.js';
 import { respErrorFor, respErrorLine, sealErrorDetail } from './errors.js';
@@ -55,6 +56,8 @@ export interface RespServerOptions {
   limits?: Partial<RespLimits>;
   /** Parsed but unanswered commands per connection before reading pauses. */
   maxPendingCommands?: number;
+  /** Argument bytes of parsed but unanswered commands per connection before reading pauses. */
+  maxPendingBytes?: number;
   /** Unsent reply bytes per connection before reading pauses. */
   maxOutputBytes?: number;
   /** Most commands in one engine call. */
@@ -100,6 +103,7 @@ export class RespServer {
     idleTimeoutMs: number;
     maxConnections: number;
     maxPending: number;
+    maxPendingBytes: number;
     maxOutput: number;
     maxBatch: number;
     maxBatchBytes: number;
@@ -125,6 +129,7 @@ export class RespServer {
       idleTimeoutMs,
       maxConnections: positive(options.maxConnections ?? 10_000, 'maxConnections'),
       maxPending: positive(options.maxPendingCommands ?? 4096, 'maxPendingCommands'),
+      maxPendingBytes: positive(options.maxPendingBytes ?? 64 * 1024 * 1024, 'maxPendingBytes'),
       maxOutput: positive(options.maxOutputBytes ?? 16 * 1024 * 1024, 'maxOutputBytes'),
       maxBatch: positive(options.maxBatch ?? 1024, 'maxBatch'),
       maxBatchBytes: positive(options.maxBatchBytes ?? 4 * 1024 * 1024, 'maxBatchBytes'),
@@ -270,7 +275,9 @@ class Connection {
   readonly #socket: net.Socket;
   readonly #id: number;
   readonly #parser: RespParser;
-  readonly #queue: RespCommand[] = [];
+  readonly #queue = new CommandQueue();
+  /** Reused buffer for the parser's output. */
+  readonly #parsed: RespCommand[] = [];
   #authenticated: boolean;
   #name: Buffer | null = null;
   #pumping = false;
@@ -302,7 +309,7 @@ class Connection {
       if (!this.#pumping && this.#queue.length === 0) socket.end();
     });
     socket.once('close', () => {
-      this.#queue.length = 0;
+      this.#queue.clear();
       this.#closing = true;
     });
   }
@@ -310,7 +317,7 @@ class Connection {
   /** Server shutdown: stop reading, finish the running batch, close. */
   shutdown(): void {
     this.#closing = true;
-    this.#queue.length = 0;
+    this.#queue.clear();
     this.#socket.pause();
     if (!this.#pumping) this.#socket.end();
   }
@@ -321,16 +328,20 @@ class Connection {
 
   #onData(chunk: Buffer): void {
     if (this.#closing || this.#fatal !== null) return;
-    const before = this.#queue.length;
-    const error = this.#parser.feed(chunk, this.#queue);
+    const parsed = this.#parsed;
+    const error = this.#parser.feed(chunk, parsed);
+    this.#queue.push(parsed);
+    const added = parsed.length;
+    parsed.length = 0;
     if (error !== undefined) {
       this.#server.metrics?.requestErrors.inc({ command: 'protocol', error: error.code });
       this.#server.log.info({ client: this.#id, remote: this.#socket.remoteAddress, code: error.code }, 'closing connection on a protocol error');
       this.#fatal = errLine(error.code, sealErrorDetail(error));
       this.#socket.pause();
     }
-    if (this.#queue.length >= this.#server.config.maxPending) this.#pause();
-    if (this.#queue.length > before || this.#fatal !== null) void this.#pump();
+    const { maxPending, maxPendingBytes } = this.#server.config;
+    if (this.#queue.length >= maxPending || this.#queue.bytes >= maxPendingBytes) this.#pause();
+    if (added > 0 || this.#fatal !== null) void this.#pump();
   }
 
   #pause(): void {
@@ -342,7 +353,8 @@ class Connection {
 
   #maybeResume(): void {
     if (!this.#paused || this.#fatal !== null || this.#closing) return;
-    if (this.#queue.length < this.#server.config.maxPending / 2 && this.#socket.writableLength < this.#server.config.maxOutput) {
+    const { maxPending, maxPendingBytes, maxOutput } = this.#server.config;
+    if (this.#queue.length < maxPending / 2 && this.#queue.bytes < maxPendingBytes / 2 && this.#socket.writableLength < maxOutput) {
       this.#paused = false;
       this.#socket.resume();
     }
@@ -355,13 +367,13 @@ class Connection {
     const counts = new Map<string, number>();
     try {
       while (this.#queue.length > 0 && !this.#closing) {
-        const first = this.#prepare(this.#queue.shift()!);
+        const first = this.#prepare(this.#queue.take()!);
         if (first.kind === 'reply') {
           out.push(...first.out);
           this.#count(counts, first.name, first.error);
           if (first.after === 'close') {
             this.#closing = true;
-            this.#queue.length = 0;
+            this.#queue.clear();
           }
           continue;
         }
@@ -371,9 +383,9 @@ class Connection {
         const batch: Prepared[] = [first];
         let bytes = first.bytes;
         while (batch.length < maxBatch && bytes < maxBatchBytes && this.#queue.length > 0) {
-          const spec = lookupCommand(this.#queue[0]![0]!);
+          const spec = lookupCommand(this.#queue.peek()![0]!);
           if (spec?.kind !== first.kind || !this.#authenticated) break;
-          const next = this.#prepare(this.#queue.shift()!);
+          const next = this.#prepare(this.#queue.take()!);
           if (next.kind !== 'reply') bytes += next.bytes;
           batch.push(next);
         }

@@ -219,6 +219,38 @@ describe('connection limits', () => {
   });
 });
 
+describe('pending input', () => {
+  it('stops reading past maxPendingBytes of queued arguments while the engine is busy', async () => {
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const memory = new MemoryEngine();
+    const engine: Engine = {
+      execute: async (requests) => {
+        await gate;
+        return memory.execute(requests);
+      },
+      read: (requests, options) => memory.read(requests, options),
+      status: () => memory.status(),
+      close: () => memory.close(),
+    };
+    const h = await startServer({ engine, maxPendingBytes: 64 * 1024 });
+    try {
+      const raw = await h.raw();
+      const value = Buffer.alloc(16 * 1024, 1);
+      // 32 MiB of SETs: more than loopback socket buffers hold, so if the
+      // server keeps only ~64 KiB queued, most of it must still be unsent.
+      const n = 2048;
+      raw.send(Buffer.concat(Array.from({ length: n }, (_, i) => encode('SET', `k${i}`, value))));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(raw.socket.writableLength).toBeGreaterThan(8 * 1024 * 1024);
+      open();
+      expect(await raw.untilBytes(n * '+OK\r\n'.length, 30_000)).toBe(n * '+OK\r\n'.length);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('closing', () => {
   it('answers everything a client sent before its FIN', async () => {
     const h = await startServer();
