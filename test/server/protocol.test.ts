@@ -10,20 +10,24 @@ import { startServer } from './helpers.js';
 
 const encode = (...args: (string | Buffer)[]): Buffer => encodeCommand(args);
 
-/** A MemoryEngine that records the size of every write batch. */
-function recordingEngine(): { engine: Engine; batchSizes: number[] } {
-  const batchSizes: number[] = [];
+/** A MemoryEngine whose writes first pass through `before` (to record or hold them). */
+function wrapEngine(before: (requests: readonly KvRequest[]) => unknown): Engine {
   const memory = new MemoryEngine();
-  const engine: Engine = {
-    execute: (requests) => {
-      batchSizes.push(requests.length);
+  return {
+    execute: async (requests) => {
+      await before(requests);
       return memory.execute(requests);
     },
     read: (requests, options) => memory.read(requests, options),
     status: () => memory.status(),
     close: () => memory.close(),
   };
-  return { engine, batchSizes };
+}
+
+/** A MemoryEngine that records the size of every write batch. */
+function recordingEngine(): { engine: Engine; batchSizes: number[] } {
+  const batchSizes: number[] = [];
+  return { engine: wrapEngine((requests) => batchSizes.push(requests.length)), batchSizes };
 }
 
 describe('pipelining', () => {
@@ -223,16 +227,7 @@ describe('pending input', () => {
   it('stops reading past maxPendingBytes of queued arguments while the engine is busy', async () => {
     let open: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const memory = new MemoryEngine();
-    const engine: Engine = {
-      execute: async (requests) => {
-        await gate;
-        return memory.execute(requests);
-      },
-      read: (requests, options) => memory.read(requests, options),
-      status: () => memory.status(),
-      close: () => memory.close(),
-    };
+    const engine = wrapEngine(() => gate);
     const h = await startServer({ engine, maxPendingBytes: 64 * 1024 });
     try {
       const raw = await h.raw();
@@ -269,18 +264,11 @@ describe('closing', () => {
     let release: () => void = () => undefined;
     let entered: () => void = () => undefined;
     const inEngine = new Promise<void>((resolve) => (entered = resolve));
-    const memory = new MemoryEngine();
-    const engine: Engine = {
-      execute: async (requests) => {
-        const held = new Promise<void>((resolve) => (release = resolve));
-        entered();
-        await held;
-        return memory.execute(requests);
-      },
-      read: (requests, options) => memory.read(requests, options),
-      status: () => memory.status(),
-      close: () => memory.close(),
-    };
+    const engine = wrapEngine(async () => {
+      const held = new Promise<void>((resolve) => (release = resolve));
+      entered();
+      await held;
+    });
     const h = await startServer({ engine });
     const raw = await h.raw();
     raw.send(encode('SET', 'a', '1'));
