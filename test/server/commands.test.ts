@@ -79,6 +79,18 @@ describe('RESP commands over ioredis', () => {
     expect(await c.ttl('t')).toBe(-2);
   });
 
+  it('SETEX, PSETEX, GETSET, UNLINK', async () => {
+    expect(await c.setex('sx', 10, 'v')).toBe('OK');
+    expect(await c.pttl('sx')).toBe(10_000);
+    expect(await c.psetex('px', 1500, 'v')).toBe('OK');
+    expect(await c.pttl('px')).toBe(1500);
+    await expect(c.setex('sx', 0, 'v')).rejects.toThrow(/invalid expire time in 'setex' command/);
+    expect(await c.getset('sx', 'w')).toBe('v');
+    expect(await c.ttl('sx')).toBe(-1);
+    expect(await c.getset('new', 'x')).toBeNull();
+    expect(await c.unlink('sx', 'px', 'none')).toBe(2);
+  });
+
   it('GETDEL, DEL, EXISTS', async () => {
     await c.mset('a', '1', 'b', '2', 'c', '3');
     expect(await c.getdel('a')).toBe('1');
