@@ -21,8 +21,12 @@ export interface ReplicatedEnginePorts {
   propose(requests: readonly KvRequest[]): Promise<readonly unknown[]>;
   /** Resolves once local apply has reached the commit index current at the call (ReadIndex). */
   readBarrier(): Promise<void>;
-  /** The local store as of its applied state; one call must see one consistent state. */
-  reader: KvRangeReader;
+  /**
+   * A reader over one consistent applied state of the local store (a store
+   * snapshot), so a read batch never sees half of an applied entry; released
+   * when the batch is done.
+   */
+  snapshot(): Promise<{ reader: KvRangeReader; release(): void }>;
   nowMs(): number;
   status(): EngineStatus;
   close(): Promise<void>;
@@ -49,7 +53,12 @@ export class ReplicatedEngine implements Engine {
   async read(requests: readonly KvRequest[], options: ReadOptions): Promise<KvReply[]> {
     if (requests.some(isWriteRequest)) throw new TypeError('read() was given a write request');
     if (options.linearizable) await this.#ports.readBarrier();
-    return (await applyRequests(this.#ports.reader, requests, this.#ports.nowMs())).replies;
+    const { reader, release } = await this.#ports.snapshot();
+    try {
+      return (await applyRequests(reader, requests, this.#ports.nowMs())).replies;
+    } finally {
+      release();
+    }
   }
 
   status(): EngineStatus {

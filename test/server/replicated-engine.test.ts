@@ -11,7 +11,7 @@ import { startServer } from './helpers.js';
 
 function fakeNode() {
   const reader = mapReader();
-  const log = { barriers: 0, proposals: 0, failWith: null as Error | null };
+  const log = { barriers: 0, proposals: 0, snapshots: 0, released: 0, failWith: null as Error | null };
   const ports: ReplicatedEnginePorts = {
     async propose(requests: readonly KvRequest[]) {
       if (log.failWith !== null) throw log.failWith;
@@ -24,7 +24,10 @@ function fakeNode() {
       if (log.failWith !== null) throw log.failWith;
       log.barriers++;
     },
-    reader,
+    async snapshot() {
+      log.snapshots++;
+      return { reader, release: () => void log.released++ };
+    },
     nowMs: () => 1_000,
     status: () => ({ engine: 'replicated', role: 'leader' }),
     close: async () => undefined,
@@ -44,6 +47,7 @@ describe('ReplicatedEngine', () => {
       expect(await c.pttl('a')).toBe(500);
       expect(log.proposals).toBe(2);
       expect(log.barriers).toBeGreaterThanOrEqual(2);
+      expect(log.released).toBe(log.snapshots);
       const [, keys] = await c.scan('0');
       expect(keys.sort()).toEqual(['a', 'n']);
       log.failWith = sealError('ErrNotLeader', 'leader unknown during an election');
