@@ -132,6 +132,7 @@ describe('malformed input', () => {
       expect(await c.ping()).toBe('PONG');
       const metrics = await h.metrics.render();
       expect(metrics.body).toMatch(/sealkv_request_errors_total\{command="protocol",error="ErrRequestTooLarge"\} 2/);
+      expect(metrics.body).toMatch(/sealkv_connections_closed_by_server_total\{reason="protocol_error"\} 2/);
     } finally {
       await h.stop();
     }
@@ -188,6 +189,7 @@ describe('connection limits', () => {
       await b.lines(1);
       const c = await h.raw();
       expect(await c.until((t) => t.includes('\r\n'))).toBe('-ERR max number of clients reached\r\n');
+      expect(h.server.stats().connectionsRejected).toBe(1);
       expect(await c.waitClosed()).toBe(true);
       a.close();
       await a.waitClosed();
