@@ -12,6 +12,16 @@ export interface MemoryEngineOptions {
   now?: () => number;
 }
 
+/**
+ * A copy in memory of its own: request buffers may be slices of Node's shared
+ * 8 KiB pool, and keeping one alive would pin the whole slab.
+ */
+function own(bytes: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(copy);
+  return copy;
+}
+
 /** Batches between sweeps of expired keys (each sweep is O(keys)). */
 const SWEEP_EVERY_BATCHES = 1024;
 
@@ -84,7 +94,7 @@ export class MemoryEngine implements Engine {
       for (const write of writes) {
         const id = write.key.toString('latin1');
         const existed = this.#data.has(id);
-        if (write.kind === 'put') this.#data.set(id, { key: write.key, value: { value: write.value, expireAt: write.expireAt } });
+        if (write.kind === 'put') this.#data.set(id, { key: own(write.key), value: { value: own(write.value), expireAt: write.expireAt } });
         else this.#data.delete(id);
         if (existed !== (write.kind === 'put')) this.#sorted = null;
       }
