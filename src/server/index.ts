@@ -3,7 +3,6 @@
 
 export type { Engine, EngineStatus, ReadOptions } from './engine.js';
 export { MemoryEngine, type MemoryEngineOptions } from './memory-engine.js';
-export { ReplicatedEngine, type ReplicatedEnginePorts } from './replicated-engine.js';
 export { DEFAULT_RESP_PORT, RespServer, type RespServerOptions } from './resp-server.js';
 export { SERVER_VERSION } from './connection.js';
 export { AdminServer, DEFAULT_ADMIN_PORT, type AdminServerOptions } from './admin.js';
