@@ -85,7 +85,7 @@ export class Connection {
     socket.on('error', (err) => server.log.debug({ err, client: id }, 'client socket error'));
     socket.once('end', () => {
       this.#peerEnded = true;
-      if (!this.#pumping && this.#queue.length === 0) socket.end();
+      if (!this.#pumping && this.#queue.length === 0) this.#end();
     });
     socket.once('close', () => {
       this.#queue.clear();
@@ -98,11 +98,23 @@ export class Connection {
     this.#closing = true;
     this.#queue.clear();
     this.#socket.pause();
-    if (!this.#pumping) this.#socket.end();
+    if (!this.#pumping) this.#end();
   }
 
   destroy(): void {
     this.#socket.destroy();
+  }
+
+  /**
+   * Sends `last` (if any) and everything queued, then closes both directions:
+   * the server accepts half-open sockets so that a client's FIN does not cut
+   * its replies, so a plain end() would leave the socket open until the
+   * client closes.
+   */
+  #end(last?: Buffer): void {
+    const socket = this.#socket;
+    if (last !== undefined) socket.write(last);
+    socket.end(() => socket.destroy());
   }
 
   #onData(chunk: Buffer): void {
@@ -186,8 +198,8 @@ export class Connection {
     this.#flush(out);
     this.#recordCounts(counts);
     if (this.#socket.destroyed) return;
-    if (this.#fatal !== null && this.#queue.length === 0 && !this.#closing) this.#socket.end(this.#fatal);
-    else if (this.#closing || (this.#peerEnded && this.#queue.length === 0)) this.#socket.end();
+    if (this.#fatal !== null && this.#queue.length === 0 && !this.#closing) this.#end(this.#fatal);
+    else if (this.#closing || (this.#peerEnded && this.#queue.length === 0)) this.#end();
     else this.#maybeResume();
   }
 
