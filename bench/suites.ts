@@ -10,4 +10,6 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   kek: () => import('./kek.js'),
   raft: () => import('./raft.js'),
   store: () => import('./store.js'),
+  resp: () => import('./resp.js'),
+  'redis-compat': () => import('./redis-compat.js'),
 };
