@@ -34,3 +34,4 @@ export { Keystore, DEK_BYTES, PURPOSES, checkKeyId, type Dek, type KeyLookup, ty
 export type { BackendName, CryptoBackend, OpenItem, OpenResult, SealItem } from './backend.js';
 export { AesniBackend } from './aesni.js';
 export { Sealer, type SealerOptions, type SealedBatch } from './sealer.js';
+export { NobleBackend } from './noble.js';
