@@ -35,3 +35,22 @@ export type { BackendName, CryptoBackend, OpenItem, OpenResult, SealItem } from 
 export { AesniBackend } from './aesni.js';
 export { Sealer, type SealerOptions, type SealedBatch } from './sealer.js';
 export { NobleBackend } from './noble.js';
+export { createBackend, type BackendChoice } from './auto.js';
+export {
+  packValues,
+  unpackValues,
+  packAads,
+  unpackAads,
+  transferablesOf,
+  toWire,
+  fromWire,
+  type CryptoTask,
+  type CryptoTaskResult,
+  type ItemFailure,
+  type KeyMessage,
+  type PackedAads,
+  type PackedValues,
+  type WireError,
+  type WorkerConfig,
+} from './pool-protocol.js';
+export { CryptoPool, type CryptoPoolOptions, type PoolCallOptions, type ResealResult } from './pool.js';

@@ -1,0 +1,194 @@
+// The crypto worker pool (SPEC §3.5): same bytes as the in-thread backends,
+// caller-reserved nonces, keys installed once per worker by key_id, per-item
+// failures, clean shutdown, and a crashed worker failing its batch with
+// ErrWorkerFailed instead of hanging. Workers run from dist/ (npm test
+// builds first).
+
+import crypto from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  AesniBackend,
+  CryptoPool,
+  Keystore,
+  NonceFactory,
+  RAFT_AAD,
+  packValues,
+  transferablesOf,
+  type AadContext,
+  type CryptoPoolOptions,
+  type SealItem,
+} from '../../src/crypto/index.js';
+import { isSealError } from '../../src/errors/index.js';
+import { RAFT_KEY_ID, STORAGE_KEY_ID, fixtureKeystore, valueHeader } from '../support/crypto-fixtures.js';
+
+const aesni = new AesniBackend();
+const pools: CryptoPool[] = [];
+
+function makePool(options: Partial<CryptoPoolOptions> & { keys: CryptoPoolOptions['keys'] }): CryptoPool {
+  const pool = new CryptoPool({ backend: 'aesni', threads: 2, ...options });
+  pools.push(pool);
+  return pool;
+}
+
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((pool) => pool.close()));
+});
+
+const storageAad = (i: number): AadContext => ({ kind: 'storage', valueHeader: valueHeader(i & 1 ? 0b010 : 0, BigInt(i)), storeKey: Buffer.from(`user:${i}`) });
+
+function storageItems(count: number, maxSize = 3000): SealItem[] {
+  return Array.from({ length: count }, (_, i) => ({ plaintext: crypto.randomBytes((i * 397) % maxSize), flag: i % 3 === 0 ? 1 : 0, aad: storageAad(i) }));
+}
+
+const nonceFactory = (): NonceFactory => new NonceFactory({ nodeId: 0x0a0b, localEpoch: 3 });
+
+describe('crypto pool', () => {
+  it('seals in chunks across workers to the bytes the aesni backend makes with the same nonces', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, chunkItems: 7, chunkBytes: 8 * 1024 });
+    const items = storageItems(100);
+    const nonces = nonceFactory().reserve(items.length);
+    const envelopes = await pool.sealBatch(keys.get(STORAGE_KEY_ID)!, nonces, items);
+    const expected = aesni.sealBatch(keys.get(STORAGE_KEY_ID)!, nonces, items);
+    expect(envelopes.length).toBe(items.length);
+    envelopes.forEach((envelope, i) => expect(Buffer.from(envelope).equals(expected[i]!)).toBe(true));
+  });
+
+  it('opens a batch, marking only the tampered, unknown-key and short items as failed', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, chunkItems: 5 });
+    const items = storageItems(20);
+    const envelopes = aesni.sealBatch(keys.get(STORAGE_KEY_ID)!, nonceFactory().reserve(items.length), items);
+    envelopes[3]![envelopes[3]!.length - 1]! ^= 1;
+    envelopes[8]!.set([0, 0, 0, 99], 2);
+    envelopes[11] = envelopes[11]!.subarray(0, 20);
+    const results = await pool.openBatch(envelopes.map((envelope, i) => ({ envelope, aad: items[i]!.aad })));
+    const codes = results.map((r) => (r.ok ? 'ok' : r.error.code));
+    expect(codes[3]).toBe('ErrEncryptedReadIntegrity');
+    expect(codes[8]).toBe('ErrUnknownKeyId');
+    expect(codes[11]).toBe('ErrEnvelopeShort');
+    results.forEach((r, i) => {
+      if (i === 3 || i === 8 || i === 11) return;
+      expect(r.ok && Buffer.from(r.plaintext).equals(items[i]!.plaintext) && r.flag === items[i]!.flag && r.keyId === STORAGE_KEY_ID).toBe(true);
+    });
+  });
+
+  it('re-seals under a new DEK with the caller’s nonces, keeping location and flag; a tampered item fails alone', async () => {
+    const keys = fixtureKeystore();
+    const newKeyId = 77;
+    keys.install(newKeyId, 'storage', crypto.randomBytes(32));
+    const pool = makePool({ keys, chunkItems: 4 });
+    const items = storageItems(13);
+    const old = aesni.sealBatch(keys.get(STORAGE_KEY_ID)!, nonceFactory().reserve(items.length), items);
+    old[5]![30]! ^= 0x40;
+    const nonces = new NonceFactory({ nodeId: 0x0a0b, localEpoch: 9 }).reserve(items.length);
+    const resealed = await pool.resealBatch(keys.get(newKeyId)!, nonces, old.map((envelope, i) => ({ envelope, aad: items[i]!.aad })));
+    expect(resealed.map((r) => (r.ok ? 'ok' : r.error.code))[5]).toBe('ErrEncryptedReadIntegrity');
+    const opened = aesni.openBatch(
+      keys,
+      resealed.flatMap((r, i) => (r.ok ? [{ envelope: r.envelope, aad: items[i]!.aad }] : [])),
+    );
+    const kept = items.filter((_, i) => i !== 5);
+    opened.forEach((r, k) => expect(r.ok && r.keyId === newKeyId && r.flag === kept[k]!.flag && Buffer.from(r.plaintext).equals(kept[k]!.plaintext)).toBe(true));
+    // Every envelope carries a nonce of the reserved range, none twice.
+    const used = resealed.flatMap((r) => (r.ok ? [Buffer.from(r.envelope.subarray(6, 18)).toString('hex')] : []));
+    expect(new Set(used).size).toBe(used.length);
+    for (const nonce of used) {
+      expect(nonce.slice(0, 8)).toBe('0a0b0009');
+      expect(BigInt('0x' + nonce.slice(8))).toBeLessThan(BigInt(items.length));
+    }
+  });
+
+  it('installs each DEK once per worker, by key_id, and asks again after forgetKey', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, chunkItems: 2 });
+    const factory = nonceFactory();
+    const raftItems = Array.from({ length: 40 }, (_, i) => ({ plaintext: Buffer.from(`entry ${i}`), flag: 0, aad: RAFT_AAD }));
+    for (let round = 0; round < 5; round++) await pool.sealBatch(keys.get(RAFT_KEY_ID)!, factory.reserve(raftItems.length), raftItems);
+    const first = pool.keyRequests;
+    expect(first).toBeGreaterThanOrEqual(1);
+    expect(first).toBeLessThanOrEqual(pool.threads);
+    await pool.sealBatch(keys.get(RAFT_KEY_ID)!, factory.reserve(raftItems.length), raftItems);
+    expect(pool.keyRequests).toBe(first);
+    pool.forgetKey(RAFT_KEY_ID);
+    await pool.sealBatch(keys.get(RAFT_KEY_ID)!, factory.reserve(raftItems.length), raftItems);
+    expect(pool.keyRequests).toBeGreaterThan(first);
+  });
+
+  it('refuses to seal under a DEK its keystore does not hold, and a DEK of the wrong purpose', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, threads: 1 });
+    const stranger = new Keystore();
+    stranger.install(5, 'raft', crypto.randomBytes(32));
+    const raft = [{ plaintext: Buffer.from('x'), flag: 0, aad: RAFT_AAD }];
+    await expect(pool.sealBatch(stranger.get(5)!, nonceFactory().reserve(1), raft)).rejects.toMatchObject({ code: 'ErrUnknownKeyId' });
+    await expect(pool.sealBatch(keys.get(STORAGE_KEY_ID)!, nonceFactory().reserve(1), raft)).rejects.toBeInstanceOf(RangeError);
+  });
+
+  it('answers a worker that asks for a key the keystore lost with ErrUnknownKeyId', async () => {
+    const keys = fixtureKeystore();
+    keys.install(42, 'raft', crypto.randomBytes(32));
+    const pool = makePool({ keys, threads: 1 });
+    const envelope = aesni.sealBatch(keys.get(42)!, nonceFactory().reserve(1), [{ plaintext: Buffer.from('y'), flag: 0, aad: RAFT_AAD }])[0]!;
+    keys.remove(42);
+    const [result] = await pool.openBatch([{ envelope, aad: RAFT_AAD }]);
+    expect(result!.ok === false && result!.error.code).toBe('ErrUnknownKeyId');
+  });
+
+  it('fails the batch of a crashed worker with ErrWorkerFailed, then keeps working', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, threads: 1, chunkItems: 4096, chunkBytes: 64 << 20 });
+    const dek = keys.get(RAFT_KEY_ID)!;
+    const factory = nonceFactory();
+    const small = [{ plaintext: Buffer.from('warm'), flag: 0, aad: RAFT_AAD }];
+    await pool.sealBatch(dek, factory.reserve(1), small);
+    const big = Array.from({ length: 4096 }, () => ({ plaintext: crypto.randomBytes(4096), flag: 0, aad: RAFT_AAD }));
+    const sealing = pool.sealBatch(dek, factory.reserve(big.length), big);
+    // The chunk is with the worker now; kill the thread under it.
+    void pool.workers[0]!.terminate();
+    const error: unknown = await sealing.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(isSealError(error, 'ErrWorkerFailed')).toBe(true);
+    const after = await pool.sealBatch(dek, factory.reserve(1), small);
+    expect(after.length).toBe(1);
+  });
+
+  it('close() waits for running batches, then refuses new ones with ErrCryptoPoolClosed', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys });
+    const items = storageItems(200, 20_000);
+    const sealing = pool.sealBatch(keys.get(STORAGE_KEY_ID)!, nonceFactory().reserve(items.length), items);
+    const closing = pool.close();
+    expect((await sealing).length).toBe(items.length);
+    await closing;
+    expect(pool.workers.length).toBe(0);
+    await expect(pool.openBatch([{ envelope: new Uint8Array(40), aad: RAFT_AAD }])).rejects.toMatchObject({ code: 'ErrCryptoPoolClosed' });
+  });
+
+  it('rejects with an AbortError when the signal is aborted', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, threads: 1 });
+    const controller = new AbortController();
+    controller.abort();
+    const sealing = pool.sealBatch(keys.get(RAFT_KEY_ID)!, nonceFactory().reserve(1), [{ plaintext: Buffer.from('z'), flag: 0, aad: RAFT_AAD }], { signal: controller.signal });
+    await expect(sealing).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('validates its options eagerly', () => {
+    const keys = fixtureKeystore();
+    expect(() => new CryptoPool({ keys, threads: 0 })).toThrow(RangeError);
+    expect(() => new CryptoPool({ keys, chunkItems: 1.5 })).toThrow(RangeError);
+  });
+
+  it('moves whole packed buffers and never a slice of a shared one', () => {
+    const packed = packValues([crypto.randomBytes(6000), crypto.randomBytes(100)]);
+    const moved = transferablesOf([packed]);
+    expect(moved).toContain(packed.bytes.buffer);
+    expect(moved).toContain(packed.bounds.buffer);
+    // Small packs come from Node's shared buffer pool: those are copied, not moved.
+    const small = packValues([Buffer.from('abc')]);
+    expect(transferablesOf([small])).not.toContain(small.bytes.buffer);
+  });
+});
