@@ -35,7 +35,7 @@ export type { BackendName, CryptoBackend, OpenItem, OpenResult, SealItem } from 
 export { AesniBackend } from './aesni.js';
 export { Sealer, type SealerOptions, type SealedBatch } from './sealer.js';
 export { NobleBackend } from './noble.js';
-export { createBackend, type BackendChoice } from './auto.js';
+export { AutoBackend, HARDWARE_AES_THRESHOLDS, SOFTWARE_AES_THRESHOLDS, createBackend, opensslHardwareAes, type AutoThresholds, type BackendChoice } from './auto.js';
 export {
   packValues,
   unpackValues,

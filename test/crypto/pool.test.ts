@@ -192,3 +192,17 @@ describe('crypto pool', () => {
     expect(transferablesOf([small])).not.toContain(small.bytes.buffer);
   });
 });
+
+describe.each(['wasm', 'batch', 'auto'] as const)('crypto pool on the %s backend', (backend) => {
+  it('seals the bytes aesni makes and opens them', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, backend, chunkItems: 16 });
+    const items = storageItems(50, 5000);
+    const nonces = nonceFactory().reserve(items.length);
+    const envelopes = await pool.sealBatch(keys.get(STORAGE_KEY_ID)!, nonces, items);
+    const expected = aesni.sealBatch(keys.get(STORAGE_KEY_ID)!, nonces, items);
+    envelopes.forEach((envelope, i) => expect(Buffer.from(envelope).equals(expected[i]!)).toBe(true));
+    const opened = await pool.openBatch(envelopes.map((envelope, i) => ({ envelope, aad: items[i]!.aad })));
+    opened.forEach((r, i) => expect(r.ok && Buffer.from(r.plaintext).equals(items[i]!.plaintext)).toBe(true));
+  });
+});

@@ -1,7 +1,7 @@
 // Every crypto backend on the data path, for `describe.each(backends)`:
 // one parameterised suite runs against each.
 
-import { AesniBackend, BatchBackend, NobleBackend, WasmBackend, type CryptoBackend } from '../../src/crypto/index.js';
+import { AesniBackend, AutoBackend, BatchBackend, NobleBackend, WasmBackend, type CryptoBackend } from '../../src/crypto/index.js';
 
 export const backends: { name: string; make: () => CryptoBackend }[] = [
   { name: 'aesni', make: () => new AesniBackend() },
@@ -10,3 +10,5 @@ export const backends: { name: string; make: () => CryptoBackend }[] = [
 ];
 // The noble oracle (tests and benchmarks only, SPEC §3.5).
 backends.push({ name: 'noble', make: () => new NobleBackend() });
+// `auto` with its thresholds lowered so that every one of its choices is exercised by small test batches.
+backends.push({ name: 'auto', make: () => new AutoBackend({ wasmMaxCount: 2, wasmMaxBytes: 64, batchMaxBytes: 512 }) });
