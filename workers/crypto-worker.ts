@@ -14,6 +14,7 @@ import {
   ENVELOPE_OVERHEAD,
   Keystore,
   createBackend,
+  packContiguous,
   packValues,
   readU32BE,
   toWire,
@@ -110,7 +111,7 @@ async function handle(task: CryptoTask): Promise<CryptoTaskResult> {
       const dek = await sealKey(task.keyId);
       const aads = unpackAads(task.aads);
       const items = unpackValues(task.values).map((plaintext, i) => ({ plaintext, flag: task.flags[i]!, aad: aads[i]! }));
-      return { op: 'seal', envelopes: packValues(backend.sealBatch(dek, task.nonces, items)) };
+      return { op: 'seal', envelopes: packContiguous(backend.sealBatch(dek, task.nonces, items)) };
     }
     case 'open': {
       await fetchEnvelopeKeys(unpackValues(task.values));
@@ -172,6 +173,9 @@ export default async function run(task: CryptoTask): Promise<unknown> {
     if (!isSealError(err)) throw err;
     result = { op: 'error', error: toWire(err) };
   }
+  // Nothing in the result aliases the input (every backend writes fresh
+  // output), so its buffer can go back to the pool for reuse.
+  const spare = task.values.bytes.buffer as ArrayBuffer;
   const buffers = result.op === 'open' ? [result.values, result.flags, result.keyIds] : result.op === 'error' ? [] : [result.envelopes];
-  return move({ [transferableSymbol]: transferablesOf(buffers), [valueSymbol]: result } as never);
+  return move({ [transferableSymbol]: transferablesOf([...buffers, spare]), [valueSymbol]: { ...result, spare } } as never);
 }

@@ -37,7 +37,9 @@ export { Sealer, type SealerOptions, type SealedBatch } from './sealer.js';
 export { NobleBackend } from './noble.js';
 export { AutoBackend, HARDWARE_AES_THRESHOLDS, SOFTWARE_AES_THRESHOLDS, createBackend, opensslHardwareAes, type AutoThresholds, type BackendChoice } from './auto.js';
 export {
+  packContiguous,
   packValues,
+  type PackAllocator,
   unpackValues,
   packAads,
   unpackAads,

@@ -10,6 +10,10 @@
 // those buffers is moved with a transfer list, in both directions, so a
 // batch is copied once into its packed form and never by postMessage.
 //
+// The worker moves the task's input buffer back with the result, and the
+// pool packs later chunks into it: a fresh megabyte buffer costs its page
+// faults on every chunk, which on the main thread cost more than the copy.
+//
 // Nonces are reserved by the main thread (SPEC §3.3) and travel as a
 // NonceRange; a worker only uses them, in item order.
 //
@@ -58,11 +62,15 @@ export type CryptoTask =
   | { readonly op: 'open'; readonly values: PackedValues; readonly aads: PackedAads }
   | { readonly op: 'reseal'; readonly keyId: number; readonly nonces: NonceRange; readonly values: PackedValues; readonly aads: PackedAads };
 
-export type CryptoTaskResult =
+export type CryptoTaskResult = (
   | { readonly op: 'error'; readonly error: WireError }
   | { readonly op: 'seal'; readonly envelopes: PackedValues }
   | { readonly op: 'open'; readonly values: PackedValues; readonly flags: Uint8Array; readonly keyIds: Uint32Array; readonly failures: ItemFailure[] }
-  | { readonly op: 'reseal'; readonly envelopes: PackedValues; readonly failures: ItemFailure[] };
+  | { readonly op: 'reseal'; readonly envelopes: PackedValues; readonly failures: ItemFailure[] }
+) & {
+  /** The task's input bytes buffer, moved back for the main thread to pack the next chunk into. */
+  readonly spare?: ArrayBuffer;
+};
 
 export type KeyMessage =
   | { readonly type: 'need'; readonly keyId: number }
@@ -70,8 +78,13 @@ export type KeyMessage =
   | { readonly type: 'unknown'; readonly keyId: number }
   | { readonly type: 'drop'; readonly keyId: number };
 
-/** Copies `items` into one buffer. */
-export function packValues(items: readonly Uint8Array[]): PackedValues {
+/** Gives a Uint8Array of exactly `bytes` bytes at offset 0 of a buffer the caller owns whole. */
+export type PackAllocator = (bytes: number) => Uint8Array;
+
+const freshBytes: PackAllocator = (bytes) => new Uint8Array(bytes);
+
+/** Copies `items` into one buffer from `alloc`. */
+export function packValues(items: readonly Uint8Array[], alloc: PackAllocator = freshBytes): PackedValues {
   const bounds = new Uint32Array(items.length + 1);
   let total = 0;
   for (let i = 0; i < items.length; i++) {
@@ -79,12 +92,27 @@ export function packValues(items: readonly Uint8Array[]): PackedValues {
     if (total > 0xffffffff) throw new RangeError('a packed chunk must stay under 4 GiB');
     bounds[i + 1] = total;
   }
-  // Every byte is written below. Above 4 KiB allocUnsafe gives a buffer of
-  // its own (transferable); below, a slice of Node's pool, which
-  // transferablesOf leaves alone.
-  const bytes = Buffer.allocUnsafe(total);
+  const bytes = alloc(total);
   for (let i = 0; i < items.length; i++) bytes.set(items[i]!, bounds[i]!);
   return { bounds, bytes };
+}
+
+/**
+ * packValues without the copy when `items` already lie back to back, in
+ * order, over the whole of one ArrayBuffer (as a WASM backend's batch
+ * output does).
+ */
+export function packContiguous(items: readonly Uint8Array[]): PackedValues {
+  const buffer = items[0]?.buffer;
+  let end = 0;
+  for (const item of items) {
+    if (item.buffer !== buffer || item.byteOffset !== end) return packValues(items);
+    end += item.length;
+  }
+  if (buffer === undefined || !(buffer instanceof ArrayBuffer) || end !== buffer.byteLength) return packValues(items);
+  const bounds = new Uint32Array(items.length + 1);
+  for (let i = 0; i < items.length; i++) bounds[i + 1] = bounds[i]! + items[i]!.length;
+  return { bounds, bytes: new Uint8Array(buffer, 0, end) };
 }
 
 /** Views into the packed buffer, one per item (no copy). */
@@ -97,18 +125,27 @@ export function unpackValues(packed: PackedValues): Uint8Array[] {
 
 export function packAads(aads: readonly AadContext[]): PackedAads {
   const kinds = new Uint8Array(aads.length);
-  const parts = aads.map((aad, i) => {
-    if (aad.kind === 'raft') return EMPTY;
-    if (aad.valueHeader.length !== VALUE_HEADER_BYTES) {
-      throw new RangeError(`value header must be ${VALUE_HEADER_BYTES} bytes, got ${aad.valueHeader.length}`);
+  const bounds = new Uint32Array(aads.length + 1);
+  let total = 0;
+  for (let i = 0; i < aads.length; i++) {
+    const aad = aads[i]!;
+    if (aad.kind === 'storage') {
+      if (aad.valueHeader.length !== VALUE_HEADER_BYTES) {
+        throw new RangeError(`value header must be ${VALUE_HEADER_BYTES} bytes, got ${aad.valueHeader.length}`);
+      }
+      kinds[i] = 1;
+      total += VALUE_HEADER_BYTES + aad.storeKey.length;
     }
-    kinds[i] = 1;
-    const part = new Uint8Array(VALUE_HEADER_BYTES + aad.storeKey.length);
-    part.set(aad.valueHeader);
-    part.set(aad.storeKey, VALUE_HEADER_BYTES);
-    return part;
-  });
-  return { kinds, parts: packValues(parts) };
+    bounds[i + 1] = total;
+  }
+  const bytes = new Uint8Array(total);
+  for (let i = 0; i < aads.length; i++) {
+    const aad = aads[i]!;
+    if (aad.kind === 'raft') continue;
+    bytes.set(aad.valueHeader, bounds[i]!);
+    bytes.set(aad.storeKey, bounds[i]! + VALUE_HEADER_BYTES);
+  }
+  return { kinds, parts: { bounds, bytes } };
 }
 
 export function unpackAads(packed: PackedAads): AadContext[] {
@@ -119,20 +156,20 @@ export function unpackAads(packed: PackedAads): AadContext[] {
   );
 }
 
-const EMPTY = new Uint8Array(0);
-
-/** The buffers of a task or result, for its transfer list. */
-export function transferablesOf(values: readonly (PackedValues | PackedAads | Uint8Array | Uint32Array)[]): ArrayBuffer[] {
-  const out: ArrayBuffer[] = [];
+/**
+ * The buffers of a task or result, for its transfer list. Everything the
+ * pack functions make sits at offset 0 of a buffer owned whole by its
+ * maker; a view anywhere else belongs to someone else and is copied, not
+ * moved (moving would detach it under its owner).
+ */
+export function transferablesOf(values: readonly (PackedValues | PackedAads | ArrayBufferView | ArrayBuffer)[]): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
   const add = (view: ArrayBufferView): void => {
-    // Only whole, unshared buffers are moved: a view into something the
-    // caller still holds would detach it under them.
-    if (view.byteOffset === 0 && view.buffer instanceof ArrayBuffer && view.byteLength === view.buffer.byteLength && !out.includes(view.buffer)) {
-      out.push(view.buffer);
-    }
+    if (view.byteOffset === 0 && view.buffer instanceof ArrayBuffer) out.add(view.buffer);
   };
   for (const value of values) {
-    if (ArrayBuffer.isView(value)) add(value);
+    if (value instanceof ArrayBuffer) out.add(value);
+    else if (ArrayBuffer.isView(value)) add(value);
     else if ('kinds' in value) {
       add(value.kinds);
       add(value.parts.bounds);
@@ -142,7 +179,7 @@ export function transferablesOf(values: readonly (PackedValues | PackedAads | Ui
       add(value.bytes);
     }
   }
-  return out;
+  return [...out];
 }
 
 export function toWire(error: SealError): WireError {

@@ -82,6 +82,9 @@ export class CryptoPool {
   #closing: Promise<void> | undefined;
   #keyRequests = 0;
   readonly #inFlight = new Set<Promise<unknown>>();
+  /** Input buffers handed back by workers, reused for packing (see pool-protocol.ts). */
+  readonly #spares: ArrayBuffer[] = [];
+  readonly #maxSpares: number;
 
   constructor(options: CryptoPoolOptions) {
     const threads = options.threads ?? Math.min(2, os.availableParallelism());
@@ -93,6 +96,7 @@ export class CryptoPool {
     const keyWaitMs = options.keyWaitMs ?? DEFAULT_KEY_WAIT_MS;
     checkPositiveInteger('keyWaitMs', keyWaitMs);
     this.#keys = options.keys;
+    this.#maxSpares = 2 * threads + 2;
 
     const config: WorkerConfig = { backend: options.backend ?? 'auto', channel: `sealkv-crypto-pool-${randomUUID()}`, keyWaitMs };
     this.#channel = new BroadcastChannel(config.channel);
@@ -195,18 +199,45 @@ export class CryptoPool {
     if (this.#keys.get(dek.keyId) === undefined) throw sealError('ErrUnknownKeyId', `DEK ${dek.keyId} is not in the pool's keystore`);
   }
 
-  /** Packs each chunk of `items` (bytes and AADs), runs `work` on all chunks at once, and joins the results in order. */
+  /**
+   * Packs each chunk of `items` (bytes and AADs) and runs `work` on it, with
+   * at most two chunks per worker in flight: each worker always has its next
+   * chunk waiting, and a chunk is packed only when one comes back (into the
+   * buffer that came back with it). Results are joined in order.
+   */
   async #inChunks<Item extends SealItem | OpenItem, R>(
     items: readonly Item[],
     bytesOf: (item: Item) => Uint8Array,
     work: (slice: readonly Item[], values: PackedValues, aads: PackedAads, from: number) => Promise<R[]>,
   ): Promise<R[]> {
-    const chunks = this.#chunks(items.map((item) => bytesOf(item).length)).map(([from, to]) => {
-      const slice = items.slice(from, to);
-      return work(slice, packValues(slice.map(bytesOf)), packAads(slice.map((item) => item.aad)), from);
-    });
-    return (await Promise.all(chunks)).flat();
+    const ranges = this.#chunks(items.map((item) => bytesOf(item).length));
+    const results: R[][] = new Array(ranges.length);
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < ranges.length) {
+        const k = next++;
+        const [from, to] = ranges[k]!;
+        const slice = items.slice(from, to);
+        try {
+          results[k] = await work(slice, packValues(slice.map(bytesOf), this.#alloc), packAads(slice.map((item) => item.aad)), from);
+        } catch (err) {
+          // The call has failed: the other lanes take no further chunks.
+          next = ranges.length;
+          throw err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(2 * this.threads, ranges.length) }, lane));
+    return results.flat();
   }
+
+  /** A spare buffer big enough (and not much bigger) when there is one, else a fresh one. */
+  readonly #alloc = (bytes: number): Uint8Array => {
+    const index = this.#spares.findIndex((spare) => spare.byteLength >= bytes && spare.byteLength <= 2 * bytes + 4096);
+    if (index < 0) return new Uint8Array(bytes);
+    const [spare] = this.#spares.splice(index, 1);
+    return new Uint8Array(spare!, 0, bytes);
+  };
 
   /** [from, to) index ranges of at most chunkItems values and about chunkBytes bytes. */
   #chunks(lengths: readonly number[]): [number, number][] {
@@ -238,6 +269,7 @@ export class CryptoPool {
     } finally {
       this.#inFlight.delete(running);
     }
+    if (result.spare !== undefined && this.#spares.length < this.#maxSpares) this.#spares.push(result.spare);
     if (result.op === 'error') throw fromWire(result.error);
     return result;
   }

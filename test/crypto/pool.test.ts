@@ -12,6 +12,7 @@ import {
   Keystore,
   NonceFactory,
   RAFT_AAD,
+  packContiguous,
   packValues,
   transferablesOf,
   type AadContext,
@@ -182,14 +183,28 @@ describe('crypto pool', () => {
     expect(() => new CryptoPool({ keys, chunkItems: 1.5 })).toThrow(RangeError);
   });
 
-  it('moves whole packed buffers and never a slice of a shared one', () => {
+  it('moves packed buffers, never a view into a buffer someone else owns', () => {
     const packed = packValues([crypto.randomBytes(6000), crypto.randomBytes(100)]);
     const moved = transferablesOf([packed]);
     expect(moved).toContain(packed.bytes.buffer);
     expect(moved).toContain(packed.bounds.buffer);
-    // Small packs come from Node's shared buffer pool: those are copied, not moved.
-    const small = packValues([Buffer.from('abc')]);
-    expect(transferablesOf([small])).not.toContain(small.bytes.buffer);
+    // A slice of Node's shared buffer pool sits past offset 0: copied, not moved.
+    const pooled = Buffer.from('abc');
+    expect(pooled.byteOffset).toBeGreaterThan(0);
+    expect(transferablesOf([pooled])).toEqual([]);
+  });
+
+  it('packs into the allocator it is given, and skips the copy for output already back to back', () => {
+    const spare = new ArrayBuffer(64);
+    const packed = packValues([Buffer.from('ab'), Buffer.from('cde')], (bytes) => new Uint8Array(spare, 0, bytes));
+    expect(packed.bytes.buffer).toBe(spare);
+    expect(Buffer.from(packed.bytes).toString()).toBe('abcde');
+    const whole = new Uint8Array(10);
+    const contiguous = packContiguous([whole.subarray(0, 4), whole.subarray(4, 10)]);
+    expect(contiguous.bytes.buffer).toBe(whole.buffer);
+    expect([...contiguous.bounds]).toEqual([0, 4, 10]);
+    // Out of order: copied.
+    expect(packContiguous([whole.subarray(4, 10), whole.subarray(0, 4)]).bytes.buffer).not.toBe(whole.buffer);
   });
 });
 
