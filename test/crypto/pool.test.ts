@@ -20,6 +20,7 @@ import {
   type SealItem,
 } from '../../src/crypto/index.js';
 import { isSealError } from '../../src/errors/index.js';
+import { backends } from '../support/backends.js';
 import { RAFT_KEY_ID, STORAGE_KEY_ID, fixtureKeystore, valueHeader } from '../support/crypto-fixtures.js';
 
 const aesni = new AesniBackend();
@@ -219,5 +220,35 @@ describe.each(['wasm', 'batch', 'auto'] as const)('crypto pool on the %s backend
     envelopes.forEach((envelope, i) => expect(Buffer.from(envelope).equals(expected[i]!)).toBe(true));
     const opened = await pool.openBatch(envelopes.map((envelope, i) => ({ envelope, aad: items[i]!.aad })));
     opened.forEach((r, i) => expect(r.ok && Buffer.from(r.plaintext).equals(items[i]!.plaintext)).toBe(true));
+  });
+});
+
+describe('crypto pool against every in-thread backend', () => {
+  it('opens what each backend sealed, and each backend opens what the pool sealed (sizes 0..64 KiB)', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, chunkItems: 8 });
+    const dek = keys.get(STORAGE_KEY_ID)!;
+    const sizes = [0, 1, 15, 16, 17, 255, 4096, 65535, 65536, ...Array.from({ length: 15 }, () => crypto.randomInt(0, 65537))];
+    const items = sizes.map((size, i) => ({ plaintext: crypto.randomBytes(size), flag: i & 1, aad: storageAad(i) }));
+    const nonces = nonceFactory().reserve(items.length);
+    const pooled = await pool.sealBatch(dek, nonces, items);
+    for (const { name, make } of backends) {
+      const backend = make();
+      const sealed = backend.sealBatch(dek, nonces, items);
+      sealed.forEach((envelope, i) => expect(Buffer.from(envelope).equals(pooled[i]!), `${name} item ${i}`).toBe(true));
+      const openedHere = backend.openBatch(keys, pooled.map((envelope, i) => ({ envelope, aad: items[i]!.aad })));
+      const openedThere = await pool.openBatch(sealed.map((envelope, i) => ({ envelope, aad: items[i]!.aad })));
+      for (const results of [openedHere, openedThere]) {
+        results.forEach((r, i) => expect(r.ok && Buffer.from(r.plaintext).equals(items[i]!.plaintext), `${name} item ${i}`).toBe(true));
+      }
+      backend.close?.();
+    }
+  });
+
+  it('seals an empty batch to nothing', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, threads: 1 });
+    expect(await pool.sealBatch(keys.get(RAFT_KEY_ID)!, { prefix: new Uint8Array(4), start: 0n, count: 0 }, [])).toEqual([]);
+    expect(await pool.openBatch([])).toEqual([]);
   });
 });
