@@ -6,7 +6,7 @@
 // limit the figures are compared with. Then the worker pool seals 64 MiB of
 // 1 KiB values with 1 and with 2 workers.
 //
-// `npm run bench -- crypto [--quick] [--no-masked]`. Writes JSON, an SVG
+// `npm run bench -- crypto [--quick] [--no-masked] [--pool-only]`. Writes JSON, an SVG
 // chart and a Markdown table (pasted into the README) to bench/results/.
 // Every figure is compared only with figures of the same run.
 //
@@ -84,6 +84,8 @@ interface PoolResult {
   workersMs: Record<string, number>;
   /** The fastest repetition of each, the figure least disturbed by other load on the host. */
   bestMs: Record<string, number>;
+  /** Median process CPU time / wall time per run: below ~2 for 2 workers, the host did not give the pool two cores. */
+  coresUsed: Record<string, number>;
   reps: number;
 }
 
@@ -174,10 +176,15 @@ async function measurePool(quick: boolean): Promise<PoolResult> {
   const inThread = createBackend('auto');
   const pools = new Map([1, 2].map((threads) => [threads, new CryptoPool({ keys, threads, backend: 'auto' })]));
   const times = new Map<string, number[]>();
+  const cores = new Map<string, number[]>();
   const time = async (label: string, work: () => unknown): Promise<void> => {
     const start = performance.now();
+    const cpuStart = cpuNow();
     await work();
-    times.set(label, [...(times.get(label) ?? []), performance.now() - start]);
+    const ms = performance.now() - start;
+    times.set(label, [...(times.get(label) ?? []), ms]);
+    // CPU time over wall time: how many cores the run actually got.
+    cores.set(label, [...(cores.get(label) ?? []), (cpuNow() - cpuStart) / ms]);
   };
   // The pool's own chunking (1024 values) is what the in-thread run does too.
   const inThreadSeal = (): void => {
@@ -202,6 +209,7 @@ async function measurePool(quick: boolean): Promise<PoolResult> {
     inThreadMs: median('inThread'),
     workersMs: { '1': median('1'), '2': median('2') },
     bestMs: { inThread: best('inThread'), '1': best('1'), '2': best('2') },
+    coresUsed: Object.fromEntries([...cores].map(([label, list]) => [label, Math.round([...list].sort((a, b) => a - b)[Math.floor(reps / 2)]! * 100) / 100])),
     reps,
   };
 }
@@ -284,7 +292,7 @@ function markdown(passes: PassResult[], pool: PoolResult, goals: ReturnType<type
   lines.push(
     `Worker pool, ${pool.values} values of ${pool.valueBytes} B sealed (auto backend), median (best) of ${pool.reps}: ` +
       `in the main thread ${pool.inThreadMs} (${pool.bestMs.inThread}) ms, 1 worker ${pool.workersMs['1']} (${pool.bestMs['1']}) ms, ` +
-      `2 workers ${pool.workersMs['2']} (${pool.bestMs['2']}) ms.`,
+      `2 workers ${pool.workersMs['2']} (${pool.bestMs['2']}) ms; cores used (CPU time / wall time) ${pool.coresUsed['1']} with 1 worker, ${pool.coresUsed['2']} with 2.`,
     '',
   );
   lines.push('| target | ratio | goal | figures |', '|---|---|---|---|');
@@ -318,6 +326,10 @@ export async function run(args: string[]): Promise<void> {
   if (passArg !== undefined) {
     const pass = passArg.slice('--pass='.length) as Pass;
     process.stdout.write(PASS_MARKER + JSON.stringify(await measurePass(pass, quick)) + '\n');
+    return;
+  }
+  if (args.includes('--pool-only')) {
+    console.log(JSON.stringify(await measurePool(quick), null, 2));
     return;
   }
   const started = performance.now();
