@@ -1,14 +1,16 @@
 // AES-256 (FIPS 197) key schedule and encryption, bitsliced, 8 blocks per
 // pass on WASM SIMD.
 //
-// Technique: BearSSL aes_ct64 (T. Pornin). Each 128-bit block is spread so
-// that bit k of every byte of 4 blocks lands in one 64-bit word; eight such
-// words hold 4 blocks. Here every word is a v128 whose two 64-bit lanes carry
-// two independent groups of 4 blocks, so one pass of the round function
-// encrypts 8 blocks. The S-box is the Boyar–Peralta circuit (eprint
-// 2009/191, "A new combinational logic minimization technique with
-// applications to cryptology"); ShiftRows and MixColumns are lane-wise
-// shifts, masks and 16/32-bit lane shuffles.
+// Technique: bitslicing as in BearSSL aes_ct64 (T. Pornin) and Käsper–
+// Schwabe ("Faster and timing-attack resistant AES-GCM", CHES 2009), on
+// 128-bit words: 8 blocks are transposed (the aes_ct64 swap network, on
+// v128) so that word i holds bit i of every state byte of all 8 blocks, byte
+// k of the word being state byte k and bit j within it block j. One pass of
+// the round function then encrypts 8 blocks; the S-box is the Boyar–Peralta
+// circuit (eprint 2009/191, "A new combinational logic minimization
+// technique with applications to cryptology"); ShiftRows and the row
+// rotations of MixColumns are constant byte shuffles, one per word, which
+// is what fixslicing buys on 64-bit words.
 //
 // Constant-time rules kept in this file:
 // - no table lookup at all: the S-box is boolean gates on whole words;
@@ -17,7 +19,7 @@
 // - the key schedule runs SubWord through the same bitsliced circuit and
 //   zeroes its scratch words before returning.
 
-import { CTR_IN, KEY_WORDS, KS_OUT, Q } from './layout';
+import { KEY_WORDS, Q } from './layout';
 
 const M1: v128 = i64x2(0x5555555555555555, 0x5555555555555555);
 const M1H: v128 = i64x2(0xaaaaaaaaaaaaaaaa, 0xaaaaaaaaaaaaaaaa);
@@ -25,13 +27,6 @@ const M2: v128 = i64x2(0x3333333333333333, 0x3333333333333333);
 const M2H: v128 = i64x2(0xcccccccccccccccc, 0xcccccccccccccccc);
 const M4: v128 = i64x2(0x0f0f0f0f0f0f0f0f, 0x0f0f0f0f0f0f0f0f);
 const M4H: v128 = i64x2(0xf0f0f0f0f0f0f0f0, 0xf0f0f0f0f0f0f0f0);
-// ShiftRows: rows 0 and 2 move by whole bytes (one shuffle and a mask), rows
-// 1 and 3 rotate their 16 bits by 4.
-const SR_BYTES: v128 = i64x2(0x0000ffff0000ffff, 0x0000ffff0000ffff);
-const SR_R1_HI: v128 = i64x2(0x00000000fff00000, 0x00000000fff00000);
-const SR_R1_LO: v128 = i64x2(0x00000000000f0000, 0x00000000000f0000);
-const SR_R3_HI: v128 = i64x2(0xf000000000000000, 0xf000000000000000);
-const SR_R3_LO: v128 = i64x2(0x0fff000000000000, 0x0fff000000000000);
 
 // @ts-ignore: decorator
 @inline function swapn(pa: usize, pb: usize, lo: v128, hi: v128, s: i32): void {
@@ -41,7 +36,7 @@ const SR_R3_LO: v128 = i64x2(0x0fff000000000000, 0x0fff000000000000);
   v128.store(pb, v128.or(i64x2.shr_u(v128.and(a, hi), s), v128.and(b, hi)));
 }
 
-/** Transposes the bitsliced state in place (its own inverse). */
+/** Transposes the 8 words at Q in place: blocks to bit planes and back. */
 function ortho(): void {
   swapn(Q, Q + 16, M1, M1H, 1);
   swapn(Q + 32, Q + 48, M1, M1H, 1);
@@ -57,8 +52,11 @@ function ortho(): void {
   swapn(Q + 48, Q + 112, M4, M4H, 4);
 }
 
-/** The AES S-box on all 128 bytes of the state (Boyar–Peralta circuit). */
-function sbox(): void {
+/**
+ * SubBytes then ShiftRows on the state (the S-box is the Boyar–Peralta
+ * circuit; ShiftRows is one byte shuffle per word, fused into the stores).
+ */
+function subBytesShiftRows(): void {
   // x0 is the high bit, x7 the low bit, as in the paper.
   const x0 = v128.load(Q + 112);
   const x1 = v128.load(Q + 96);
@@ -192,40 +190,35 @@ function sbox(): void {
   const s1 = v128.xor(t64, v128.not(s3));
   const s2 = v128.xor(t55, v128.not(t67));
 
-  v128.store(Q + 112, s0);
-  v128.store(Q + 96, s1);
-  v128.store(Q + 80, s2);
-  v128.store(Q + 64, s3);
-  v128.store(Q + 48, s4);
-  v128.store(Q + 32, s5);
-  v128.store(Q + 16, s6);
-  v128.store(Q, s7);
+  v128.store(Q + 112, shiftRows(s0));
+  v128.store(Q + 96, shiftRows(s1));
+  v128.store(Q + 80, shiftRows(s2));
+  v128.store(Q + 64, shiftRows(s3));
+  v128.store(Q + 48, shiftRows(s4));
+  v128.store(Q + 32, shiftRows(s5));
+  v128.store(Q + 16, shiftRows(s6));
+  v128.store(Q, shiftRows(s7));
+}
+
+// State byte k is row k & 3 of column k >> 2; ShiftRows moves row r left by r.
+// @ts-ignore: decorator
+@inline function shiftRows(x: v128): v128 {
+  return i8x16.shuffle(x, x, 0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11);
+}
+
+// Row r of every column takes row r + 1 (and r + 2).
+// @ts-ignore: decorator
+@inline function rot1(x: v128): v128 {
+  return i8x16.shuffle(x, x, 1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12);
 }
 
 // @ts-ignore: decorator
-@inline function shiftRowsWord(x: v128): v128 {
-  // Row 2 swaps its two bytes; row 0 stays; both in one shuffle and a mask.
-  const r02 = v128.and(i8x16.shuffle(x, x, 0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11, 13, 12, 14, 15), SR_BYTES);
-  const r1 = v128.or(i64x2.shr_u(v128.and(x, SR_R1_HI), 4), i64x2.shl(v128.and(x, SR_R1_LO), 12));
-  const r3 = v128.or(i64x2.shr_u(v128.and(x, SR_R3_HI), 12), i64x2.shl(v128.and(x, SR_R3_LO), 4));
-  return v128.or(r02, v128.or(r1, r3));
+@inline function rot2(x: v128): v128 {
+  return i8x16.shuffle(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
 }
 
-function shiftRows(): void {
-  for (let p = Q; p < Q + 128; p += 16) v128.store(p, shiftRowsWord(v128.load(p)));
-}
-
-// @ts-ignore: decorator
-@inline function rot16(x: v128): v128 {
-  return i16x8.shuffle(x, x, 1, 2, 3, 0, 5, 6, 7, 4);
-}
-
-// @ts-ignore: decorator
-@inline function rot32(x: v128): v128 {
-  return i32x4.shuffle(x, x, 1, 0, 3, 2);
-}
-
-function mixColumns(): void {
+/** MixColumns then AddRoundKey with the round key at `rk`. */
+function mixColumnsAddRoundKey(rk: usize): void {
   const q0 = v128.load(Q);
   const q1 = v128.load(Q + 16);
   const q2 = v128.load(Q + 32);
@@ -234,14 +227,14 @@ function mixColumns(): void {
   const q5 = v128.load(Q + 80);
   const q6 = v128.load(Q + 96);
   const q7 = v128.load(Q + 112);
-  const r0 = rot16(q0);
-  const r1 = rot16(q1);
-  const r2 = rot16(q2);
-  const r3 = rot16(q3);
-  const r4 = rot16(q4);
-  const r5 = rot16(q5);
-  const r6 = rot16(q6);
-  const r7 = rot16(q7);
+  const r0 = rot1(q0);
+  const r1 = rot1(q1);
+  const r2 = rot1(q2);
+  const r3 = rot1(q3);
+  const r4 = rot1(q4);
+  const r5 = rot1(q5);
+  const r6 = rot1(q6);
+  const r7 = rot1(q7);
   const a0 = v128.xor(q0, r0);
   const a1 = v128.xor(q1, r1);
   const a2 = v128.xor(q2, r2);
@@ -250,14 +243,14 @@ function mixColumns(): void {
   const a5 = v128.xor(q5, r5);
   const a6 = v128.xor(q6, r6);
   const a7 = v128.xor(q7, r7);
-  v128.store(Q, v128.xor(v128.xor(a7, r0), rot32(a0)));
-  v128.store(Q + 16, v128.xor(v128.xor(a0, a7), v128.xor(r1, rot32(a1))));
-  v128.store(Q + 32, v128.xor(v128.xor(a1, r2), rot32(a2)));
-  v128.store(Q + 48, v128.xor(v128.xor(a2, a7), v128.xor(r3, rot32(a3))));
-  v128.store(Q + 64, v128.xor(v128.xor(a3, a7), v128.xor(r4, rot32(a4))));
-  v128.store(Q + 80, v128.xor(v128.xor(a4, r5), rot32(a5)));
-  v128.store(Q + 96, v128.xor(v128.xor(a5, r6), rot32(a6)));
-  v128.store(Q + 112, v128.xor(v128.xor(a6, r7), rot32(a7)));
+  v128.store(Q, v128.xor(v128.xor(a7, r0), v128.xor(rot2(a0), v128.load(rk))));
+  v128.store(Q + 16, v128.xor(v128.xor(a0, a7), v128.xor(v128.xor(r1, rot2(a1)), v128.load(rk, 16))));
+  v128.store(Q + 32, v128.xor(v128.xor(a1, r2), v128.xor(rot2(a2), v128.load(rk, 32))));
+  v128.store(Q + 48, v128.xor(v128.xor(a2, a7), v128.xor(v128.xor(r3, rot2(a3)), v128.load(rk, 48))));
+  v128.store(Q + 64, v128.xor(v128.xor(a3, a7), v128.xor(v128.xor(r4, rot2(a4)), v128.load(rk, 64))));
+  v128.store(Q + 80, v128.xor(v128.xor(a4, r5), v128.xor(rot2(a5), v128.load(rk, 80))));
+  v128.store(Q + 96, v128.xor(v128.xor(a5, r6), v128.xor(rot2(a6), v128.load(rk, 96))));
+  v128.store(Q + 112, v128.xor(v128.xor(a6, r7), v128.xor(rot2(a7), v128.load(rk, 112))));
 }
 
 // @ts-ignore: decorator
@@ -265,93 +258,51 @@ function mixColumns(): void {
   for (let i: usize = 0; i < 128; i += 16) v128.store(Q + i, v128.xor(v128.load(Q + i), v128.load(rk + i)));
 }
 
-// Spreads one block (4 little-endian words) into its two state words.
-// @ts-ignore: decorator
-@inline function interleaveIn(src: usize, lo: usize, hi: usize): void {
-  let x0 = <u64>load<u32>(src);
-  let x1 = <u64>load<u32>(src, 4);
-  let x2 = <u64>load<u32>(src, 8);
-  let x3 = <u64>load<u32>(src, 12);
-  x0 = (x0 | (x0 << 16)) & 0x0000ffff0000ffff;
-  x1 = (x1 | (x1 << 16)) & 0x0000ffff0000ffff;
-  x2 = (x2 | (x2 << 16)) & 0x0000ffff0000ffff;
-  x3 = (x3 | (x3 << 16)) & 0x0000ffff0000ffff;
-  x0 = (x0 | (x0 << 8)) & 0x00ff00ff00ff00ff;
-  x1 = (x1 | (x1 << 8)) & 0x00ff00ff00ff00ff;
-  x2 = (x2 | (x2 << 8)) & 0x00ff00ff00ff00ff;
-  x3 = (x3 | (x3 << 8)) & 0x00ff00ff00ff00ff;
-  store<u64>(lo, x0 | (x2 << 8));
-  store<u64>(hi, x1 | (x3 << 8));
-}
-
-// @ts-ignore: decorator
-@inline function interleaveOut(dst: usize, lo: usize, hi: usize): void {
-  const q0 = load<u64>(lo);
-  const q1 = load<u64>(hi);
-  let x0 = q0 & 0x00ff00ff00ff00ff;
-  let x1 = q1 & 0x00ff00ff00ff00ff;
-  let x2 = (q0 >> 8) & 0x00ff00ff00ff00ff;
-  let x3 = (q1 >> 8) & 0x00ff00ff00ff00ff;
-  x0 = (x0 | (x0 >> 8)) & 0x0000ffff0000ffff;
-  x1 = (x1 | (x1 >> 8)) & 0x0000ffff0000ffff;
-  x2 = (x2 | (x2 >> 8)) & 0x0000ffff0000ffff;
-  x3 = (x3 | (x3 >> 8)) & 0x0000ffff0000ffff;
-  store<u32>(dst, <u32>x0 | <u32>(x0 >> 16));
-  store<u32>(dst, <u32>x1 | <u32>(x1 >> 16), 4);
-  store<u32>(dst, <u32>x2 | <u32>(x2 >> 16), 8);
-  store<u32>(dst, <u32>x3 | <u32>(x3 >> 16), 12);
-}
-
-/** Loads 8 blocks (block b: lane b >> 2, slot b & 3) into the state. */
+/** Loads 8 blocks into the state, as bit planes. */
 function loadBlocks(src: usize): void {
-  for (let b: usize = 0; b < 8; b++) {
-    const slot = Q + ((b & 3) << 4) + ((b >> 2) << 3);
-    interleaveIn(src + (b << 4), slot, slot + 64);
-  }
+  for (let i: usize = 0; i < 128; i += 16) v128.store(Q + i, v128.load(src + i));
   ortho();
 }
 
 function storeBlocks(dst: usize): void {
   ortho();
-  for (let b: usize = 0; b < 8; b++) {
-    const slot = Q + ((b & 3) << 4) + ((b >> 2) << 3);
-    interleaveOut(dst + (b << 4), slot, slot + 64);
-  }
+  for (let i: usize = 0; i < 128; i += 16) v128.store(dst + i, v128.load(Q + i));
 }
 
-/** Encrypts the 8 blocks at CTR_IN into KS_OUT under round keys `rk`. */
-export function aesEncrypt8(rk: usize): void {
-  loadBlocks(CTR_IN);
+/** Encrypts the 8 blocks at `src` into `dst` under round keys `rk`. */
+export function aesEncrypt8(rk: usize, src: usize, dst: usize): void {
+  loadBlocks(src);
   addRoundKey(rk);
   for (let r: usize = 1; r < 14; r++) {
-    sbox();
-    shiftRows();
-    mixColumns();
-    addRoundKey(rk + (r << 7));
+    subBytesShiftRows();
+    mixColumnsAddRoundKey(rk + (r << 7));
   }
-  sbox();
-  shiftRows();
+  subBytesShiftRows();
   addRoundKey(rk + (14 << 7));
-  storeBlocks(KS_OUT);
+  storeBlocks(dst);
 }
 
 function zeroState(): void {
   for (let p = Q; p < Q + 128; p += 16) v128.store(p, i64x2.splat(0));
 }
 
-// SubWord through the bitsliced S-box: the word sits in slot 0 of lane 0.
+// SubWord through the bitsliced S-box. The word's bytes go to state bytes
+// 0, 5, 10, 15 of block 0, which ShiftRows gathers into bytes 0..3.
 function subWord(x: u32): u32 {
   zeroState();
-  store<u64>(Q, <u64>x);
+  store<u8>(Q, <u8>x);
+  store<u8>(Q, <u8>(x >> 8), 5);
+  store<u8>(Q, <u8>(x >> 16), 10);
+  store<u8>(Q, <u8>(x >> 24), 15);
   ortho();
-  sbox();
+  subBytesShiftRows();
   ortho();
-  return <u32>load<u64>(Q);
+  return load<u32>(Q);
 }
 
 /**
  * Expands the 32-byte key at `key` into 15 bitsliced round keys at `rk`
- * (8 v128 words each, both lanes equal).
+ * (8 v128 words each: the round key as all 8 blocks, as bit planes).
  */
 export function aesKeySchedule(rk: usize, key: usize): void {
   const w = KEY_WORDS;
@@ -370,23 +321,11 @@ export function aesKeySchedule(rk: usize, key: usize): void {
     store<u32>(w + (i << 2), tmp);
   }
   for (let r: usize = 0; r < 15; r++) {
-    // The same round key in all 8 block positions of the state.
-    for (let b: usize = 0; b < 8; b++) {
-      const slot = Q + ((b & 3) << 4) + ((b >> 2) << 3);
-      interleaveIn(w + (r << 4), slot, slot + 64);
-    }
+    const k = v128.load(w + (r << 4));
+    for (let i: usize = 0; i < 128; i += 16) v128.store(Q + i, k);
     ortho();
     for (let i: usize = 0; i < 128; i += 16) v128.store(rk + (r << 7) + i, v128.load(Q + i));
   }
   for (let i: usize = 0; i < 240; i += 16) v128.store(w + i, i64x2.splat(0));
   zeroState();
-}
-
-/** Zeroes the bitsliced state and the counter/keystream scratch blocks. */
-export function aesWipeScratch(): void {
-  zeroState();
-  for (let i: usize = 0; i < 128; i += 16) {
-    v128.store(CTR_IN + i, i64x2.splat(0));
-    v128.store(KS_OUT + i, i64x2.splat(0));
-  }
 }

@@ -1,10 +1,14 @@
 // sealkv WASM crypto core: the exported ABI (SPEC §3.1, §3.2, §3.5).
 //
 // Keys live in context slots (0 .. MAX_CTX-1) of CTX_BYTES each; a slot holds
-// the bitsliced AES-256 round keys and the GHASH H-power table, or only the
-// H table when AES comes from elsewhere (the `batch` backend). Batches are
-// described by fixed-size records in the I/O area; one call seals or opens
-// every value of a batch: envelope header, AAD assembly, flag checks, GCM.
+// the bitsliced AES-256 round keys and the GHASH H-power table. Batches are
+// described by fixed-size records in the I/O area. A batch is three steps:
+// writeCounters lays out the counter blocks of every value, AES-ECB turns
+// them into keystream in place (ecbEncrypt here, for the `wasm` backend, or
+// one node:crypto call, for `batch`), then one sealBatch or openBatch call
+// does envelope headers, AAD assembly, flag checks, CTR XOR and GHASH for
+// every value. Packing the counter blocks of all values into shared 8-block
+// AES passes is what makes small values cheap.
 //
 // Seal batch header (HDR_BYTES, at `hdr`):
 //   0 u32 slot   4 u32 key_id   8 [4] nonce prefix (node_id ‖ local_epoch)
@@ -13,7 +17,7 @@
 //   0 u32 kind<<8 | flag (kind 0 storage, 1 raft)   4 plaintext addr
 //   8 plaintext len   12 value-header addr (9 B)   16 store-key addr
 //   20 store-key len   24 envelope out addr (len + 34 bytes)
-//   28 keystream addr (batch backend only)
+//   28 keystream addr ((1 + ceil(len / 16)) blocks, see writeCounters)
 // Open record i: 0 u32 kind   4 envelope addr   8 envelope len
 //   12 value-header addr   16 store-key addr   20 store-key len
 //   24 plaintext out addr (len - 34 bytes)   28 keystream addr   32 slot
@@ -23,14 +27,14 @@
 // only on public framing (lengths, version and flag bytes, record kinds) and
 // on the accept/reject outcome of a tag check.
 
-import { aesEncrypt8, aesKeySchedule, aesWipeScratch } from './aes';
+import { aesEncrypt8, aesKeySchedule } from './aes';
 import { gcmOpen, gcmSeal } from './gcm';
 import { ghashSetKey } from './ghash';
-import { CTR_IN, CTX_BASE, CTX_BYTES, IO_BASE, KS_OUT, MAX_CTX, SCRATCH, SCRATCH_BYTES } from './layout';
+import { CTR_IN, CTX_BASE, CTX_BYTES, IO_BASE, KEY_WORDS, KS_OUT, MAX_CTX, SCRATCH, SCRATCH_BYTES } from './layout';
 
 /** ABI version of the exported functions; bumped on any incompatible change. */
 export function abiVersion(): u32 {
-  return 2;
+  return 3;
 }
 
 export const HDR_BYTES: u32 = 32;
@@ -54,6 +58,11 @@ export function ioBase(): usize {
   return IO_BASE;
 }
 
+/** Where slotSetKey's caller puts the 32-byte key (zeroed by slotSetKey). */
+export function keyInput(): usize {
+  return KEY_WORDS;
+}
+
 export function maxSlots(): u32 {
   return MAX_CTX;
 }
@@ -67,14 +76,36 @@ function wipe(p: usize, n: usize): void {
   memory.fill(p, 0, n);
 }
 
+/** Zeroes the state, counter, keystream, tag-mask, tag and pad blocks. */
+function wipeScratch(): void {
+  wipe(SCRATCH, KEY_WORDS - SCRATCH);
+}
+
 /** Installs a 32-byte key: round keys and H = E(K, 0^128). */
 export function slotSetKey(slot: u32, key: usize): void {
   const ctx = slotAddr(slot);
   aesKeySchedule(ctx, key);
   wipe(CTR_IN, 128);
-  aesEncrypt8(ctx);
+  aesEncrypt8(ctx, CTR_IN, KS_OUT);
   ghashSetKey(ctx, KS_OUT);
-  aesWipeScratch();
+  wipeScratch();
+}
+
+/**
+ * Encrypts `blocks` 16-byte blocks at `p` in place (AES-256-ECB under the
+ * slot's key), 8 per bitsliced pass: turns counter blocks into keystream.
+ */
+export function ecbEncrypt(slot: u32, p: usize, blocks: u32): void {
+  const rk = slotAddr(slot);
+  let n = <usize>blocks << 4;
+  for (; n >= 128; n -= 128, p += 128) aesEncrypt8(rk, p, p);
+  if (n > 0) {
+    wipe(CTR_IN, 128);
+    memory.copy(CTR_IN, p, n);
+    aesEncrypt8(rk, CTR_IN, KS_OUT);
+    memory.copy(p, KS_OUT, n);
+  }
+  wipeScratch();
 }
 
 /** Zeroes a slot and all scratch memory. */
@@ -84,18 +115,18 @@ export function slotClear(slot: u32): void {
 }
 
 /**
- * AES-256-GCM seal: ciphertext then tag at `out`. `ks` = 0 runs AES here;
- * otherwise it is the keystream laid out by counterRun.
+ * AES-256-GCM seal: ciphertext then tag at `out`; `ks` is the keystream of
+ * the counter blocks counterRun laid out for the nonce.
  */
-export function aeadSeal(slot: u32, nonce: usize, aad: usize, aadLen: usize, pt: usize, len: usize, out: usize, ks: usize): void {
-  gcmSeal(slotAddr(slot), nonce, aad, aadLen, pt, len, out, ks);
-  aesWipeScratch();
+export function aeadSeal(slot: u32, aad: usize, aadLen: usize, pt: usize, len: usize, out: usize, ks: usize): void {
+  gcmSeal(slotAddr(slot), aad, aadLen, pt, len, out, ks);
+  wipeScratch();
 }
 
 /** AES-256-GCM open of ct (len bytes) ‖ tag; 1 and plaintext at `out`, or 0. */
-export function aeadOpen(slot: u32, nonce: usize, aad: usize, aadLen: usize, ct: usize, len: usize, out: usize, ks: usize): i32 {
-  const ok = gcmOpen(slotAddr(slot), nonce, aad, aadLen, ct, len, out, ks);
-  aesWipeScratch();
+export function aeadOpen(slot: u32, aad: usize, aadLen: usize, ct: usize, len: usize, out: usize, ks: usize): i32 {
+  const ok = gcmOpen(slotAddr(slot), aad, aadLen, ct, len, out, ks);
+  wipeScratch();
   return ok;
 }
 
@@ -124,10 +155,10 @@ export function aeadOpen(slot: u32, nonce: usize, aad: usize, aadLen: usize, ct:
 }
 
 /**
- * Seals `count` values into envelopes. `useKs` selects the precomputed
- * keystream at each record's keystream address instead of the slot's AES.
+ * Seals `count` values into envelopes, each over the keystream at its
+ * record's keystream address (see writeCounters).
  */
-export function sealBatch(count: u32, hdr: usize, recs: usize, useKs: bool): void {
+export function sealBatch(count: u32, hdr: usize, recs: usize): void {
   const ctx = slotAddr(load<u32>(hdr));
   const keyIdBe = bswap<u32>(load<u32>(hdr, 4));
   const aad = <usize>load<u32>(hdr, 24);
@@ -141,9 +172,9 @@ export function sealBatch(count: u32, hdr: usize, recs: usize, useKs: bool): voi
     store<u32>(env, keyIdBe, 2);
     writeNonce(env + 6, hdr, i);
     const aadLen = buildAad(aad, (kindFlag >> 8) == 1, env, load<u32>(r, 12), load<u32>(r, 16), load<u32>(r, 20));
-    gcmSeal(ctx, env + 6, aad, aadLen, load<u32>(r, 4), len, env + HEADER, useKs ? <usize>load<u32>(r, 28) : 0);
+    gcmSeal(ctx, aad, aadLen, load<u32>(r, 4), len, env + HEADER, load<u32>(r, 28));
   }
-  aesWipeScratch();
+  wipeScratch();
 }
 
 /** Checks an envelope's framing; STATUS_OK or the failure. */
@@ -160,7 +191,7 @@ export function sealBatch(count: u32, hdr: usize, recs: usize, useKs: bool): voi
  * Opens `count` envelopes; writes one status byte per value at `status`.
  * A failing value marks only itself.
  */
-export function openBatch(count: u32, recs: usize, status: usize, aad: usize, useKs: bool): void {
+export function openBatch(count: u32, recs: usize, status: usize, aad: usize): void {
   for (let i: u32 = 0; i < count; i++) {
     const r = recs + <usize>i * REC_BYTES;
     const raft = load<u32>(r) == 1;
@@ -173,14 +204,13 @@ export function openBatch(count: u32, recs: usize, status: usize, aad: usize, us
         st = STATUS_NO_KEY;
       } else {
         const aadLen = buildAad(aad, raft, env, load<u32>(r, 12), load<u32>(r, 16), load<u32>(r, 20));
-        const ks = useKs ? <usize>load<u32>(r, 28) : 0;
-        const ok = gcmOpen(slotAddr(slot), env + 6, aad, aadLen, env + HEADER, envLen - OVERHEAD, load<u32>(r, 24), ks);
+        const ok = gcmOpen(slotAddr(slot), aad, aadLen, env + HEADER, envLen - OVERHEAD, load<u32>(r, 24), load<u32>(r, 28));
         st = ok ? STATUS_OK : STATUS_INTEGRITY;
       }
     }
     store<u8>(status + i, st);
   }
-  aesWipeScratch();
+  wipeScratch();
 }
 
 /** Writes the counter blocks J0, J0+1, ... (`blocks` of them) for `nonce`. */
@@ -196,8 +226,7 @@ export function counterRun(dst: usize, nonce: usize, blocks: u32): void {
 }
 
 /**
- * For the `batch` backend: writes, at each record's keystream address, the
- * counter blocks J0, J0+1, ... that AES-ECB turns into its keystream
+ * Writes, at each record's keystream address, the counter blocks J0, J0+1, ... that AES-ECB turns into its keystream
  * (1 + ceil(len / 16) blocks). `open` selects open records, whose nonce is
  * read from the envelope; envelopes shorter than the overhead, or with no
  * slot, get none.

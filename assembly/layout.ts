@@ -1,8 +1,8 @@
 // Fixed linear-memory layout of the sealkv WASM crypto core.
 //
 //   0x00000 .. 0x10000   AssemblyScript static data (constants only)
-//   0x10000 .. 0x11000   scratch: bitsliced state, counter and keystream
-//                        blocks, tag, length block, key-schedule words
+//   0x10000 .. 0x11000   scratch: bitsliced state, 8 blocks in and out of
+//                        AES, tag, pending GHASH blocks, key-schedule words
 //   0x11000 .. 0x21000   MAX_CTX key contexts of CTX_BYTES each
 //   0x30000 ..           I/O area, owned by the JavaScript side (inputs,
 //                        records, outputs); it grows the memory as needed
@@ -13,17 +13,13 @@
 export const SCRATCH: usize = 0x10000;
 /** Bitsliced AES state: 8 v128 words (8 blocks in two 64-bit lanes). */
 export const Q: usize = SCRATCH;
-/** 8 counter blocks in, 8 keystream blocks out. */
+/** 8 blocks into AES, 8 blocks out. */
 export const CTR_IN: usize = SCRATCH + 0x080;
 export const KS_OUT: usize = SCRATCH + 0x100;
-/** E(K, J0): the tag mask of the value being processed. */
-export const TAG_MASK: usize = SCRATCH + 0x180;
 /** The computed tag. */
 export const TAG: usize = SCRATCH + 0x190;
-/** A zero-padded partial block / the GCM length block. */
-export const PAD: usize = SCRATCH + 0x1a0;
-/** The J0 counter block of the value being processed. */
-export const J0: usize = SCRATCH + 0x1b0;
+/** Up to 4 GHASH blocks waiting to be absorbed with one reduction. */
+export const PENDING: usize = SCRATCH + 0x1c0;
 /** 60 expanded key words (AES-256) during key setup; zeroed after. */
 export const KEY_WORDS: usize = SCRATCH + 0x200;
 export const SCRATCH_BYTES: usize = 0x1000;

@@ -6,4 +6,5 @@ export interface BenchSuite {
 
 export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   crypto: () => import('./crypto.js'),
+  'crypto-targets': () => import('./crypto-targets.js'),
 };

@@ -4,8 +4,10 @@
 // envelope seals and opens through it (SPEC §3.1, §3.2, §3.5).
 //
 // A batch is laid out in the instance's I/O area — records, inputs, AAD
-// scratch, outputs and, for the `batch` backend, the keystream — sealed or
-// opened by one WASM call, copied out with one slice, and the I/O area is
+// scratch, outputs and the counter blocks of every value — then the counter
+// blocks become keystream in one AES-ECB run per key (in WASM, or through
+// node:crypto for the `batch` backend), one WASM call seals or opens every
+// value, the results are copied out with one slice, and the I/O area is
 // zeroed before returning. Batches are cut into chunks of bounded size so
 // the memory stays small whatever the batch holds.
 //
@@ -22,7 +24,7 @@ import type { Dek, KeyLookup } from './keystore.js';
 import type { NonceRange } from './nonce.js';
 
 /** ABI version of build/sealkv.wasm this loader speaks. */
-export const WASM_ABI_VERSION = 2;
+export const WASM_ABI_VERSION = 3;
 
 // The slice of the WebAssembly JS API used here (this project's TypeScript
 // lib has no DOM typings, which is where WebAssembly's live).
@@ -44,12 +46,14 @@ export interface WasmCoreExports {
   abiVersion(): number;
   ioBase(): number;
   maxSlots(): number;
+  keyInput(): number;
   slotSetKey(slot: number, key: number): void;
   slotClear(slot: number): void;
-  aeadSeal(slot: number, nonce: number, aad: number, aadLen: number, pt: number, len: number, out: number, ks: number): void;
-  aeadOpen(slot: number, nonce: number, aad: number, aadLen: number, ct: number, len: number, out: number, ks: number): number;
-  sealBatch(count: number, hdr: number, recs: number, useKs: number): void;
-  openBatch(count: number, recs: number, status: number, aad: number, useKs: number): void;
+  ecbEncrypt(slot: number, p: number, blocks: number): void;
+  aeadSeal(slot: number, aad: number, aadLen: number, pt: number, len: number, out: number, ks: number): void;
+  aeadOpen(slot: number, aad: number, aadLen: number, ct: number, len: number, out: number, ks: number): number;
+  sealBatch(count: number, hdr: number, recs: number): void;
+  openBatch(count: number, recs: number, status: number, aad: number): void;
   writeCounters(count: number, hdr: number, recs: number, open: number): void;
   counterRun(dst: number, nonce: number, blocks: number): void;
 }
@@ -68,7 +72,7 @@ const PAGE = 65536;
 
 /**
  * Turns the counter blocks at `mem[offset, offset+length)` into keystream in
- * place (AES-256-ECB under `key`). Used by the `batch` backend.
+ * place (AES-256-ECB under `key`): how the `batch` backend brings its own AES.
  */
 export type KeystreamFn = (key: Uint8Array, mem: Uint8Array, offset: number, length: number) => void;
 
@@ -111,11 +115,14 @@ export class WasmCore {
   readonly #x: WasmCoreExports;
   readonly #io: number;
   readonly #slots: Slot[];
+  readonly #keystream: KeystreamFn | null;
   #tick = 0;
   #u8: Uint8Array;
   #dv: DataView;
 
-  constructor() {
+  /** `keystream` null: AES runs in WASM (ecbEncrypt); else it supplies the keystream. */
+  constructor(keystream: KeystreamFn | null = null) {
+    this.#keystream = keystream;
     const instance = new wasmApi.Instance(wasmModule(), {
       env: {
         abort: () => {
@@ -162,10 +169,11 @@ export class WasmCore {
       }
       if (slot.lastUse < this.#slots[victim]!.lastUse) victim = i;
     }
-    const io = this.reserve(32);
-    this.#u8.set(key, io);
-    this.#x.slotSetKey(victim, io);
-    this.#u8.fill(0, io, io + 32);
+    // Staged in WASM scratch, not the I/O area, which may hold a batch; the
+    // key schedule zeroes it.
+    const at = this.#x.keyInput();
+    this.#u8.set(key, at);
+    this.#x.slotSetKey(victim, at);
     const slot = this.#slots[victim]!;
     slot.key?.fill(0);
     slot.key = Uint8Array.from(key);
@@ -184,52 +192,54 @@ export class WasmCore {
     this.#u8.fill(0, this.#io);
   }
 
-  aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, keystream: KeystreamFn | null): Uint8Array {
+  aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     checkAeadArgs(key, nonce);
     const slot = this.slotFor(key);
     const len = plaintext.length;
     const plan = new Layout();
-    const at = { nonce: plan.take(12), aad: plan.take(aad.length), pt: plan.take(len), out: plan.take(len + TAG_BYTES), ks: plan.take(keystream ? (blocksFor(len) + 1) * 16 : 0) };
+    const at = { nonce: plan.take(12), aad: plan.take(aad.length), pt: plan.take(len), out: plan.take(len + TAG_BYTES), ks: plan.take(keystreamBytes(len)) };
     const base = this.reserve(plan.size);
     const m = this.#u8;
     m.set(nonce, base + at.nonce);
     m.set(aad, base + at.aad);
     m.set(plaintext, base + at.pt);
-    const ks = keystream ? this.#keystreamFor(key, keystream, base + at.ks, base + at.nonce, blocksFor(len) + 1) : 0;
-    this.#x.aeadSeal(slot, base + at.nonce, base + at.aad, aad.length, base + at.pt, len, base + at.out, ks);
+    this.#x.counterRun(base + at.ks, base + at.nonce, keystreamBytes(len) / 16);
+    this.#fillKeystream(key, slot, base + at.ks, keystreamBytes(len));
+    this.#x.aeadSeal(slot, base + at.aad, aad.length, base + at.pt, len, base + at.out, base + at.ks);
     const out = m.slice(base + at.out, base + at.out + len + TAG_BYTES);
     m.fill(0, base, base + plan.size);
     return out;
   }
 
-  aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array, keystream: KeystreamFn | null): Uint8Array {
+  aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
     checkAeadArgs(key, nonce);
     if (sealed.length < TAG_BYTES) throw integrityError('sealed value shorter than its tag');
     const slot = this.slotFor(key);
     const len = sealed.length - TAG_BYTES;
     const plan = new Layout();
-    const at = { nonce: plan.take(12), aad: plan.take(aad.length), ct: plan.take(sealed.length), out: plan.take(len), ks: plan.take(keystream ? (blocksFor(len) + 1) * 16 : 0) };
+    const at = { nonce: plan.take(12), aad: plan.take(aad.length), ct: plan.take(sealed.length), out: plan.take(len), ks: plan.take(keystreamBytes(len)) };
     const base = this.reserve(plan.size);
     const m = this.#u8;
     m.set(nonce, base + at.nonce);
     m.set(aad, base + at.aad);
     m.set(sealed, base + at.ct);
-    const ks = keystream ? this.#keystreamFor(key, keystream, base + at.ks, base + at.nonce, blocksFor(len) + 1) : 0;
-    const ok = this.#x.aeadOpen(slot, base + at.nonce, base + at.aad, aad.length, base + at.ct, len, base + at.out, ks);
+    this.#x.counterRun(base + at.ks, base + at.nonce, keystreamBytes(len) / 16);
+    this.#fillKeystream(key, slot, base + at.ks, keystreamBytes(len));
+    const ok = this.#x.aeadOpen(slot, base + at.aad, aad.length, base + at.ct, len, base + at.out, base + at.ks);
     const out = ok === 1 ? m.slice(base + at.out, base + at.out + len) : undefined;
     m.fill(0, base, base + plan.size);
     if (out === undefined) throw integrityError('authentication tag mismatch');
     return out;
   }
 
-  #keystreamFor(key: Uint8Array, keystream: KeystreamFn, ks: number, nonce: number, blocks: number): number {
-    this.#x.counterRun(ks, nonce, blocks);
-    keystream(key, this.#u8, ks, blocks * 16);
-    return ks;
+  // Turns the counter blocks at [offset, offset + length) into keystream.
+  #fillKeystream(key: Uint8Array, slot: number, offset: number, length: number): void {
+    if (this.#keystream === null) this.#x.ecbEncrypt(slot, offset, length / 16);
+    else this.#keystream(key, this.#u8, offset, length);
   }
 
   /** Seals item i under `dek` with nonce i of `nonces` (SPEC §3.1, §3.2). */
-  sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[], keystream: KeystreamFn | null): Uint8Array[] {
+  sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[]): Uint8Array[] {
     if (nonces.count !== items.length) throw new RangeError(`${items.length} items but ${nonces.count} nonces`);
     for (const item of items) {
       checkSealFlag(item.aad, item.flag);
@@ -240,13 +250,13 @@ export class WasmCore {
     const out: Uint8Array[] = new Array(items.length);
     for (let start = 0; start < items.length; ) {
       const end = chunkEnd(items, start, (item) => item.plaintext.length);
-      this.#sealChunk(slot, dek, nonces, items, start, end, keystream, out);
+      this.#sealChunk(slot, dek, nonces, items, start, end, out);
       start = end;
     }
     return out;
   }
 
-  #sealChunk(slot: number, dek: Dek, nonces: NonceRange, items: readonly SealItem[], start: number, end: number, keystream: KeystreamFn | null, out: Uint8Array[]): void {
+  #sealChunk(slot: number, dek: Dek, nonces: NonceRange, items: readonly SealItem[], start: number, end: number, out: Uint8Array[]): void {
     const count = end - start;
     const plan = new Layout();
     const hdr = plan.take(HDR_BYTES);
@@ -254,7 +264,7 @@ export class WasmCore {
     let maxKey = 0;
     let inBytes = 0;
     let outBytes = 0;
-    let ksBlocks = 0;
+    let ksBytes = 0;
     for (let i = start; i < end; i++) {
       const item = items[i]!;
       const len = item.plaintext.length;
@@ -265,12 +275,12 @@ export class WasmCore {
         inBytes += len;
       }
       outBytes += len + ENVELOPE_OVERHEAD;
-      ksBlocks += blocksFor(len) + 1;
+      ksBytes += keystreamBytes(len);
     }
     const aad = plan.take(AAD_FIXED + maxKey);
     const input = plan.take(inBytes);
     const output = plan.take(outBytes);
-    const ks = plan.take(keystream ? ksBlocks * 16 : 0);
+    const ks = plan.take(ksBytes);
     const base = this.reserve(plan.size);
     const m = this.#u8;
     const dv = this.#dv;
@@ -297,13 +307,11 @@ export class WasmCore {
       dv.setUint32(r + 24, outAt, true);
       dv.setUint32(r + 28, ksAt, true);
       outAt += len + ENVELOPE_OVERHEAD;
-      if (keystream) ksAt += (blocksFor(len) + 1) * 16;
+      ksAt += keystreamBytes(len);
     }
-    if (keystream) {
-      this.#x.writeCounters(count, base + hdr, base + recs, 0);
-      keystream(dek.key, m, base + ks, ksBlocks * 16);
-    }
-    this.#x.sealBatch(count, base + hdr, base + recs, keystream ? 1 : 0);
+    this.#x.writeCounters(count, base + hdr, base + recs, 0);
+    this.#fillKeystream(dek.key, slot, base + ks, ksBytes);
+    this.#x.sealBatch(count, base + hdr, base + recs);
 
     const sealed = m.slice(base + output, base + output + outBytes);
     m.fill(0, base, base + plan.size);
@@ -334,7 +342,7 @@ export class WasmCore {
   }
 
   /** Opens every item; a failure marks only its own item (SPEC §3.1). */
-  openBatch(keys: KeyLookup, items: readonly OpenItem[], keystream: KeystreamFn | null): OpenResult[] {
+  openBatch(keys: KeyLookup, items: readonly OpenItem[]): OpenResult[] {
     for (const item of items) checkValueHeader(item.aad);
     const results: OpenResult[] = new Array(items.length);
     // Per item: its DEK, or undefined when framing or key lookup fails
@@ -349,7 +357,7 @@ export class WasmCore {
     }
     for (let start = 0; start < items.length; ) {
       const end = this.#openChunkEnd(items, deks, start);
-      this.#openChunk(keys, items, deks, start, end, keystream, results);
+      this.#openChunk(keys, items, deks, start, end, results);
       start = end;
     }
     return results;
@@ -368,7 +376,7 @@ export class WasmCore {
     return byBytes;
   }
 
-  #openChunk(keys: KeyLookup, items: readonly OpenItem[], deks: readonly (Dek | undefined)[], start: number, end: number, keystream: KeystreamFn | null, results: OpenResult[]): void {
+  #openChunk(keys: KeyLookup, items: readonly OpenItem[], deks: readonly (Dek | undefined)[], start: number, end: number, results: OpenResult[]): void {
     const count = end - start;
     const plan = new Layout();
     const recs = plan.take(count * REC_BYTES);
@@ -376,7 +384,6 @@ export class WasmCore {
     let maxKey = 0;
     let inBytes = 0;
     let outBytes = 0;
-    // Keystream is laid out key by key so that one ECB call covers each key.
     const groups = new Map<Dek, number[]>();
     for (let i = start; i < end; i++) {
       const item = items[i]!;
@@ -397,7 +404,7 @@ export class WasmCore {
     const input = plan.take(inBytes);
     const output = plan.take(outBytes);
     let ksBytes = 0;
-    if (keystream) for (const group of groups.values()) for (const i of group) ksBytes += (blocksFor(items[i]!.envelope.length - ENVELOPE_OVERHEAD) + 1) * 16;
+    for (const group of groups.values()) for (const i of group) ksBytes += keystreamBytes(items[i]!.envelope.length - ENVELOPE_OVERHEAD);
     const ks = plan.take(ksBytes);
     const slots = new Map<Dek, number>();
     for (const dek of groups.keys()) slots.set(dek, this.slotFor(dek.key));
@@ -423,21 +430,20 @@ export class WasmCore {
       dv.setUint32(r + 32, dek === undefined ? NO_SLOT : slots.get(dek)!, true);
       outAt += Math.max(0, env.length - ENVELOPE_OVERHEAD);
     }
-    if (keystream) {
-      const runs: [Dek, number, number][] = [];
-      let ksAt = base + ks;
-      for (const [dek, group] of groups) {
-        const from = ksAt;
-        for (const i of group) {
-          dv.setUint32(base + recs + (i - start) * REC_BYTES + 28, ksAt, true);
-          ksAt += (blocksFor(items[i]!.envelope.length - ENVELOPE_OVERHEAD) + 1) * 16;
-        }
-        runs.push([dek, from, ksAt - from]);
+    // Keystream is laid out key by key: one AES-ECB run per key.
+    const runs: [Dek, number, number][] = [];
+    let ksAt = base + ks;
+    for (const [dek, group] of groups) {
+      const from = ksAt;
+      for (const i of group) {
+        dv.setUint32(base + recs + (i - start) * REC_BYTES + 28, ksAt, true);
+        ksAt += keystreamBytes(items[i]!.envelope.length - ENVELOPE_OVERHEAD);
       }
-      this.#x.writeCounters(count, 0, base + recs, 1);
-      for (const [dek, from, length] of runs) keystream(dek.key, m, from, length);
+      runs.push([dek, from, ksAt - from]);
     }
-    this.#x.openBatch(count, base + recs, base + status, base + aad, keystream ? 1 : 0);
+    this.#x.writeCounters(count, 0, base + recs, 1);
+    for (const [dek, from, length] of runs) this.#fillKeystream(dek.key, slots.get(dek)!, from, length);
+    this.#x.openBatch(count, base + recs, base + status, base + aad);
 
     const plain = m.slice(base + output, base + output + outBytes);
     const codes = m.slice(base + status, base + status + count);
@@ -464,27 +470,26 @@ export class WasmCore {
  */
 export abstract class WasmCoreBackend implements CryptoBackend {
   abstract readonly name: BackendName;
-  readonly #core = new WasmCore();
-  readonly #keystream: KeystreamFn | null;
+  readonly #core: WasmCore;
 
   constructor(keystream: KeystreamFn | null) {
-    this.#keystream = keystream;
+    this.#core = new WasmCore(keystream);
   }
 
   aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-    return this.#core.aeadSeal(key, nonce, aad, plaintext, this.#keystream);
+    return this.#core.aeadSeal(key, nonce, aad, plaintext);
   }
 
   aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
-    return this.#core.aeadOpen(key, nonce, aad, sealed, this.#keystream);
+    return this.#core.aeadOpen(key, nonce, aad, sealed);
   }
 
   sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[]): Uint8Array[] {
-    return this.#core.sealBatch(dek, nonces, items, this.#keystream);
+    return this.#core.sealBatch(dek, nonces, items);
   }
 
   openBatch(keys: KeyLookup, items: readonly OpenItem[]): OpenResult[] {
-    return this.#core.openBatch(keys, items, this.#keystream);
+    return this.#core.openBatch(keys, items);
   }
 
   close(): void {
@@ -512,8 +517,9 @@ function checkValueHeader(aad: AadContext): void {
   }
 }
 
-function blocksFor(len: number): number {
-  return Math.ceil(len / 16);
+/** Keystream bytes for a value of `len` bytes: E(K, J0) and one block per 16 bytes. */
+function keystreamBytes(len: number): number {
+  return (1 + Math.ceil(len / 16)) * 16;
 }
 
 /** The end of the chunk starting at `start`: at least one item, at most CHUNK_BYTES of `size`. */

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FLAG_COMPRESSED, Keystore, RAFT_AAD, type AadContext, type CryptoBackend, type NonceRange, type OpenItem, type SealItem } from '../../src/crypto/index.js';
 import { backends } from '../support/backends.js';
-import { valueHeader } from '../support/crypto-fixtures.js';
+import { fill, valueHeader } from '../support/crypto-fixtures.js';
 
 const KiB = 1024;
 const live = backends.map(({ name, make }) => ({ name, backend: make() }));
@@ -23,18 +23,6 @@ const size = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 60 * KiB, max: 64 * KiB }) },
 );
 const bytes = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
-
-function fill(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 

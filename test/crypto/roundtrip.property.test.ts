@@ -5,24 +5,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FLAG_COMPRESSED, RAFT_AAD, type AadContext } from '../../src/crypto/index.js';
 import { backends } from '../support/backends.js';
-import { fixtureSealer, valueHeader } from '../support/crypto-fixtures.js';
+import { fill, fixtureSealer, valueHeader } from '../support/crypto-fixtures.js';
 
 const MiB = 1 << 20;
 // Mostly small values, some up to 1 MiB: sizes are drawn, bytes are filled
 // from a seed so that large cases stay cheap to generate.
 const size = fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 4096 }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: MiB }) });
-
-function fill(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 describe.each(backends)('$name backend: round trips', ({ make }) => {
   const sealer = fixtureSealer(make());

@@ -27,3 +27,16 @@ export function valueHeader(flags: number, expireAt = 0n): Uint8Array {
   new DataView(header.buffer).setBigUint64(1, expireAt, true);
   return header;
 }
+
+/** `length` pseudo-random bytes from a seed (xorshift32): cheap for large values. */
+export function fill(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed | 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
