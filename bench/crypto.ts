@@ -41,6 +41,12 @@ const BACKENDS: BackendName[] = ['aesni', 'batch', 'wasm', 'auto'];
 const MAX_BYTES_PER_OP = 16 << 20;
 /** noble is a peer figure, not a data-path backend: single values only. */
 const NOBLE_BATCHES = [1];
+/** Extra seal-only points (sizes × batch sizes) where auto's thresholds fall. */
+const PROBE_SIZES = [64, 256, 1024, 2048, 4096, 16 * 1024];
+const PROBE_BATCHES = [1, 2, 4, 8, 64];
+const PROBE_BACKENDS: BackendName[] = ['aesni', 'batch', 'wasm'];
+const BOTH = ['seal', 'open'] as const;
+const SEAL_ONLY = ['seal'] as const;
 const MIN_BYTES_PER_ITERATION = 64 * 1024;
 const MASK_AES_NI = '~0x200000200000000';
 const POOL_VALUES = 65536;
@@ -121,24 +127,31 @@ async function measureBackends(pass: Pass, quick: boolean): Promise<BackendRow[]
   // MIN_BYTES_PER_ITERATION, far above the clock's microsecond resolution.
   const bench = new Bench({ name: `crypto ${pass}`, now: cpuNow, time: quick ? 40 : 150, warmupTime: quick ? 10 : 30, iterations: quick ? 2 : 3, warmupIterations: 1 });
   const meta = new Map<string, Omit<BackendRow, 'valuesPerSec' | 'MBps' | 'rmePercent'> & { reps: number }>();
-  for (const size of SIZES) {
-    for (const batch of BATCHES) {
-      if (size * batch > MAX_BYTES_PER_OP) continue;
-      const items = sealItems(size, batch, aad);
-      const nonces: NonceRange = new NonceFactory({ nodeId: 1, localEpoch: 1 }).reserve(batch);
-      const opens = reference.sealBatch(dek, nonces, items).map((envelope, i) => ({ envelope, aad: items[i]!.aad }));
-      for (const [name, backend] of backends) {
-        if (name === 'noble' && !NOBLE_BATCHES.includes(batch)) continue;
-        const label = (op: string): string => `${name} ${op} ${size} B x${batch}`;
-        const reps = Math.max(1, Math.floor(MIN_BYTES_PER_ITERATION / (size * batch)));
-        meta.set(label('seal'), { pass, backend: name, op: 'seal', size, batch, reps });
-        meta.set(label('open'), { pass, backend: name, op: 'open', size, batch, reps });
-        bench.add(label('seal'), () => {
-          for (let r = 0; r < reps; r++) backend.sealBatch(dek, nonces, items);
-        });
-        bench.add(label('open'), () => {
-          for (let r = 0; r < reps; r++) backend.openBatch(keys, opens);
-        });
+  const combos = [
+    ...SIZES.flatMap((size) => BATCHES.map((batch) => ({ size, batch, names: [...backends.keys()].filter((n) => n !== 'noble' || NOBLE_BATCHES.includes(batch)), ops: BOTH }))),
+    // The probes behind auto's thresholds: seal only, the three data-path backends.
+    ...PROBE_SIZES.flatMap((size) => PROBE_BATCHES.map((batch) => ({ size, batch, names: PROBE_BACKENDS, ops: SEAL_ONLY }))),
+  ].filter(({ size, batch }, i, all) => size * batch <= MAX_BYTES_PER_OP && all.findIndex((c) => c.size === size && c.batch === batch) === i);
+  for (const { size, batch, names, ops } of combos) {
+    const items = sealItems(size, batch, aad);
+    const nonces: NonceRange = new NonceFactory({ nodeId: 1, localEpoch: 1 }).reserve(batch);
+    const opens = reference.sealBatch(dek, nonces, items).map((envelope, i) => ({ envelope, aad: items[i]!.aad }));
+    const reps = Math.max(1, Math.floor(MIN_BYTES_PER_ITERATION / (size * batch)));
+    for (const name of names) {
+      const backend = backends.get(name)!;
+      for (const op of ops) {
+        const label = `${name} ${op} ${size} B x${batch}`;
+        meta.set(label, { pass, backend: name, op, size, batch, reps });
+        bench.add(
+          label,
+          op === 'seal'
+            ? () => {
+                for (let r = 0; r < reps; r++) backend.sealBatch(dek, nonces, items);
+              }
+            : () => {
+                for (let r = 0; r < reps; r++) backend.openBatch(keys, opens);
+              },
+        );
       }
     }
   }
@@ -286,6 +299,15 @@ function markdown(passes: PassResult[], pool: PoolResult, goals: ReturnType<type
         const openssl = batch === 1 ? String(pass.openssl.find((o) => o.size === size)!.MBps) : '';
         lines.push(`| ${sizeLabel(size)} | ${batch} | ${cells.join(' | ')} | ${openssl} |`);
       }
+    }
+    lines.push('');
+  }
+  for (const pass of passes) {
+    lines.push(`Where \`auto\` switches (seal MB/s, aesni / batch / wasm), ${pass.pass === 'hardware' ? 'with AES-NI' : 'AES-NI masked'}:`, '');
+    lines.push(`| size | ${PROBE_BATCHES.map((n) => `n=${n}`).join(' | ')} |`, `|---|${PROBE_BATCHES.map(() => '---|').join('')}`);
+    for (const size of PROBE_SIZES) {
+      const cells = PROBE_BATCHES.map((batch) => PROBE_BACKENDS.map((name) => find(pass, name, 'seal', size, batch)?.MBps ?? '–').join(' / '));
+      lines.push(`| ${sizeLabel(size)} | ${cells.join(' | ')} |`);
     }
     lines.push('');
   }

@@ -2,29 +2,34 @@
 // its `--crypto-backend` name, and the `auto` backend picks, per call, the
 // backend that is fastest for that call's batch size and mean value size.
 //
-// The thresholds come from `npm run bench -- crypto` (bench/crypto.ts) on
-// the 2-core AMD EPYC (aes, pclmulqdq, avx2, vaes) this project is built on,
-// seal MB/s, batch size n, one run each (2026-11-29):
+// The thresholds come from `npm run bench -- crypto` (bench/crypto.ts; the
+// "Where `auto` switches" table of bench/results/crypto-vm-2026-11-29.md):
+// seal MB/s of aesni / batch / wasm for n values per call, CPU-timed, on
+// the 2-core AMD EPYC (aes, pclmulqdq, avx2, vaes) this project is built on.
 //
-//   hardware AES            n=1                  n=8                 n=64
-//   64 B   aesni/batch/wasm   6 /  6 / 22          11 / 48 / 41        11 / 90 / 47
-//   256 B                    40 / 40 / 44          39 / 94 / 53        38 / 168 / 68
-//   1 KiB                   143 / 97 / 82         123 / 161 / 88      137 / 189 / 82
-//   4 KiB                   293 / 173 / 93        316 / 202 / 99      314 / 217 / 98
-//   16 KiB                  964 / 221 / 99        846 / 223 / 103     942 / 213 / 96
+//   with AES-NI        n=1                n=2                n=4                n=8                n=64
+//   64 B     9.9 /   9.6 /  22.1   8.2 /  16.1 /  31.4   9.4 /  25.3 /  42.1   9.0 /  42.1 /  54.2   9.5 /  82.8 /  63.3
+//   256 B   33.8 /  34.1 /  60.9  30.5 /  47.3 /  67.6  29.2 /  71.3 /  73.2  30.0 /  84.3 /  91.4  36.2 / 178.3 / 105.8
+//   1 KiB  120.8 /  98.3 / 102.0  97.7 / 127.6 / 107.5  93.7 / 127.8 / 112.2 102.2 / 174.5 / 113.7 121.7 / 219.6 / 121.9
+//   2 KiB  191.3 / 137.1 /  93.3 172.0 / 141.4 /  88.0 167.6 / 206.4 / 119.8 218.5 / 232.1 / 124.0 214.9 / 187.6 / 112.9
+//   4 KiB  355.0 / 185.5 / 107.8 261.9 / 195.4 / 111.4 361.6 / 193.8 / 123.8 373.7 / 245.4 / 101.6 369.8 / 247.6 / 125.7
 //
 //   AES-NI masked (OPENSSL_ia32cap="~0x200000200000000")
-//   64 B                      8 /  7 / 22           9 / 38 / 44         10 / 56 / 48
-//   256 B                    31 / 27 / 41          32 / 71 / 69        35 / 84 / 71
-//   1 KiB                    70 / 55 / 74          73 / 85 / 82        68 / 97 / 89
-//   4 KiB                   148 / 87 / 82         147 / 101 / 90      126 / 94 / 100
-//   16 KiB                  188 / 103 / 101       192 / 107 / 103     191 / 105 / 101
+//   64 B     9.0 /  10.4 /  27.3   8.4 /  16.2 /  31.4   7.8 /  23.3 /  42.2   7.9 /  32.4 /  55.6   8.6 /  53.3 /  64.3
+//   256 B   30.0 /  28.0 /  59.5  28.4 /  39.2 /  79.9  25.9 /  61.1 /  71.1  32.4 /  61.3 /  90.3  29.2 /  86.9 / 103.0
+//   1 KiB   86.8 /  60.2 / 105.3  67.3 /  70.6 /  73.9  67.0 /  89.2 / 106.9  68.1 /  94.6 / 118.7  66.1 / 102.0 / 122.5
+//   2 KiB  111.8 /  73.4 / 108.5 115.2 /  75.6 / 113.8 111.7 /  93.4 / 120.5 103.6 / 101.7 / 121.4 112.9 /  88.5 / 115.4
+//   4 KiB  132.5 /  92.3 / 123.9 127.2 /  93.7 / 117.4 143.4 / 102.1 / 120.7 142.4 / 103.2 / 127.7 141.6 / 109.3 / 128.4
 //
-// So: a lone small value is cheapest in WASM (no node:crypto call at all);
-// batches of small values go to `batch` (one ECB call for all keystream);
-// anything of 4 KiB and up goes to `aesni`, where OpenSSL's stitched
-// AES-GCM beats both. Opening follows the same shape and uses the same
-// thresholds.
+// So, with AES-NI: up to 8 values of up to 256 B are cheapest in WASM (no
+// node:crypto call at all); from 2 values of up to 2 KiB, `batch` (one ECB
+// call for all keystream, 1.3–1.8x aesni at 1 KiB; 2 KiB is a tie); a lone
+// value over 256 B and anything over 2 KiB go to `aesni`, whose stitched
+// AES-GCM is 2.9x the others at 4 KiB and 4x at 16 KiB. With AES-NI masked,
+// WASM's bitsliced AES keeps up with OpenSSL's software AES, so values up to
+// 2 KiB go to `wasm` at every batch size (1.1–3x aesni, and constant-time,
+// unlike OpenSSL's table-driven software GHASH); above that, `aesni`.
+// Opening follows the same shape and uses the same thresholds.
 
 import fs from 'node:fs';
 import { AesniBackend } from './aesni.js';
@@ -40,17 +45,18 @@ export type BackendChoice = BackendName;
 
 /** Where `auto` switches backends; sizes are mean plaintext bytes per value. */
 export interface AutoThresholds {
-  /** Batches smaller than this with values up to `wasmMaxBytes` go to `wasm`. */
+  /** Calls of at most this many values, of at most `wasmMaxBytes` each, go to `wasm`. */
   readonly wasmMaxCount: number;
   readonly wasmMaxBytes: number;
-  /** Batches of at least `wasmMaxCount` values up to `batchMaxBytes` go to `batch`. */
+  /** Otherwise calls of at least this many values, of at most `batchMaxBytes` each, go to `batch`. */
+  readonly batchMinCount: number;
   readonly batchMaxBytes: number;
 }
 
-/** With AES-NI: wasm wins n < 4 up to 256 B; batch wins n ≥ 4 up to 2 KiB (1 KiB +30%, 4 KiB −35%). */
-export const HARDWARE_AES_THRESHOLDS: AutoThresholds = { wasmMaxCount: 4, wasmMaxBytes: 256, batchMaxBytes: 2048 };
-/** AES-NI masked: wasm also wins a lone 1 KiB value; batch and wasm tie near 1 KiB, aesni wins from 4 KiB. */
-export const SOFTWARE_AES_THRESHOLDS: AutoThresholds = { wasmMaxCount: 4, wasmMaxBytes: 1024, batchMaxBytes: 2048 };
+/** With AES-NI (figures above). */
+export const HARDWARE_AES_THRESHOLDS: AutoThresholds = { wasmMaxCount: 8, wasmMaxBytes: 256, batchMinCount: 2, batchMaxBytes: 2048 };
+/** AES-NI masked: wasm up to 2 KiB at any batch size, aesni above; never batch (figures above). */
+export const SOFTWARE_AES_THRESHOLDS: AutoThresholds = { wasmMaxCount: Infinity, wasmMaxBytes: 2048, batchMinCount: Infinity, batchMaxBytes: 0 };
 
 /**
  * Whether OpenSSL will use AES-NI: the CPU reports `aes` (Linux
@@ -98,8 +104,9 @@ export class AutoBackend implements CryptoBackend {
   choose(count: number, bytes: number): CryptoBackend {
     const mean = count === 0 ? 0 : bytes / count;
     const t = this.thresholds;
-    if (count < t.wasmMaxCount) return mean <= t.wasmMaxBytes ? (this.#wasm ??= new WasmBackend()) : this.#aesni;
-    return mean <= t.batchMaxBytes ? (this.#batch ??= new BatchBackend()) : this.#aesni;
+    if (count <= t.wasmMaxCount && mean <= t.wasmMaxBytes) return (this.#wasm ??= new WasmBackend());
+    if (count >= t.batchMinCount && mean <= t.batchMaxBytes) return (this.#batch ??= new BatchBackend());
+    return this.#aesni;
   }
 
   aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {

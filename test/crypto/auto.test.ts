@@ -11,23 +11,26 @@ import {
 } from '../../src/crypto/index.js';
 
 describe('auto backend', () => {
-  it('sends lone small values to wasm, batches of small values to batch, and large values to aesni', () => {
+  it('sends a few small values to wasm, batches of small values to batch, and the rest to aesni', () => {
     const auto = new AutoBackend(HARDWARE_AES_THRESHOLDS);
     const pick = (count: number, size: number): string => auto.choose(count, count * size).name;
     expect(pick(1, 64)).toBe('wasm');
-    expect(pick(1, 256)).toBe('wasm');
+    expect(pick(8, 256)).toBe('wasm');
     expect(pick(1, 1024)).toBe('aesni');
+    expect(pick(2, 1024)).toBe('batch');
     expect(pick(64, 64)).toBe('batch');
     expect(pick(1024, 1024)).toBe('batch');
-    expect(pick(64, 16 * 1024)).toBe('aesni');
+    expect(pick(64, 4096)).toBe('aesni');
     expect(pick(1, 1 << 20)).toBe('aesni');
     auto.close();
   });
 
-  it('keeps lone 1 KiB values in wasm when AES-NI is masked', () => {
+  it('keeps small values in wasm, alone or in batches, when AES-NI is masked', () => {
     const auto = new AutoBackend(SOFTWARE_AES_THRESHOLDS);
     expect(auto.choose(1, 1024).name).toBe('wasm');
+    expect(auto.choose(1024, 1024 * 1024).name).toBe('wasm');
     expect(auto.choose(1, 16 * 1024).name).toBe('aesni');
+    expect(auto.choose(64, 64 * 16 * 1024).name).toBe('aesni');
     auto.close();
   });
 

@@ -11,4 +11,4 @@ export const backends: { name: string; make: () => CryptoBackend }[] = [
 // The noble oracle (tests and benchmarks only, SPEC §3.5).
 backends.push({ name: 'noble', make: () => new NobleBackend() });
 // `auto` with its thresholds lowered so that every one of its choices is exercised by small test batches.
-backends.push({ name: 'auto', make: () => new AutoBackend({ wasmMaxCount: 2, wasmMaxBytes: 64, batchMaxBytes: 512 }) });
+backends.push({ name: 'auto', make: () => new AutoBackend({ wasmMaxCount: 1, wasmMaxBytes: 64, batchMinCount: 2, batchMaxBytes: 512 }) });
