@@ -69,6 +69,7 @@ export interface PoolCallOptions {
 
 export type ResealResult = { readonly ok: true; readonly envelope: Uint8Array } | { readonly ok: false; readonly error: SealError };
 
+const BACKEND_NAMES: readonly BackendChoice[] = ['aesni', 'batch', 'wasm', 'auto', 'noble'];
 const DEFAULT_CHUNK_ITEMS = 1024;
 const DEFAULT_CHUNK_BYTES = 1 << 20;
 const DEFAULT_KEY_WAIT_MS = 10_000;
@@ -95,10 +96,12 @@ export class CryptoPool {
     checkPositiveInteger('chunkBytes', this.#chunkBytes);
     const keyWaitMs = options.keyWaitMs ?? DEFAULT_KEY_WAIT_MS;
     checkPositiveInteger('keyWaitMs', keyWaitMs);
+    const backend = options.backend ?? 'auto';
+    if (!BACKEND_NAMES.includes(backend)) throw new RangeError(`unknown crypto backend "${String(backend)}"`);
     this.#keys = options.keys;
     this.#maxSpares = 2 * threads + 2;
 
-    const config: WorkerConfig = { backend: options.backend ?? 'auto', channel: `sealkv-crypto-pool-${randomUUID()}`, keyWaitMs };
+    const config: WorkerConfig = { backend, channel: `sealkv-crypto-pool-${randomUUID()}`, keyWaitMs };
     this.#channel = new BroadcastChannel(config.channel);
     this.#channel.unref();
     this.#channel.onmessage = (event: unknown) => this.#answer((event as { data: KeyMessage }).data);
