@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BroadcastChannel, type Worker } from 'node:worker_threads';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { Piscina } from 'piscina';
 import { isSealError, sealError, type SealError } from '../errors/index.js';
 import type { OpenItem, OpenResult, SealItem } from './backend.js';
@@ -198,8 +198,12 @@ export class CryptoPool {
       if ('flag' in item) checkSealFlag(item.aad, item.flag);
       if (dek.purpose !== item.aad.kind) throw new RangeError(`cannot seal a ${item.aad.kind} envelope with ${dek.purpose} DEK ${dek.keyId}`);
     }
-    // Workers fetch the DEK by key_id from the pool's lookup.
-    if (this.#keys.get(dek.keyId) === undefined) throw sealError('ErrUnknownKeyId', `DEK ${dek.keyId} is not in the pool's keystore`);
+    // Workers fetch the DEK by key_id from the pool's lookup: it must be this very key.
+    const known = this.#keys.get(dek.keyId);
+    if (known === undefined) throw sealError('ErrUnknownKeyId', `DEK ${dek.keyId} is not in the pool's keystore`);
+    if (known !== dek && (known.purpose !== dek.purpose || known.key.length !== dek.key.length || !timingSafeEqual(known.key, dek.key))) {
+      throw new RangeError(`DEK ${dek.keyId} differs from the pool keystore's DEK of that key_id`);
+    }
   }
 
   /**
@@ -272,7 +276,9 @@ export class CryptoPool {
     } finally {
       this.#inFlight.delete(running);
     }
-    if (result.spare !== undefined && this.#spares.length < this.#maxSpares) this.#spares.push(result.spare);
+    // Only chunk-sized buffers are kept: one huge value must not pin its buffer.
+    const spare = result.spare;
+    if (spare !== undefined && spare.byteLength <= 2 * this.#chunkBytes && this.#spares.length < this.#maxSpares) this.#spares.push(spare);
     if (result.op === 'error') throw fromWire(result.error);
     return result;
   }

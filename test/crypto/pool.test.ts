@@ -118,7 +118,7 @@ describe('crypto pool', () => {
     expect(pool.keyRequests).toBeGreaterThan(first);
   });
 
-  it('refuses to seal under a DEK its keystore does not hold, and a DEK of the wrong purpose', async () => {
+  it('refuses to seal under a DEK its keystore does not hold, one of the wrong purpose, and other bytes under a known key_id', async () => {
     const keys = fixtureKeystore();
     const pool = makePool({ keys, threads: 1 });
     const stranger = new Keystore();
@@ -126,6 +126,9 @@ describe('crypto pool', () => {
     const raft = [{ plaintext: Buffer.from('x'), flag: 0, aad: RAFT_AAD }];
     await expect(pool.sealBatch(stranger.get(5)!, nonceFactory().reserve(1), raft)).rejects.toMatchObject({ code: 'ErrUnknownKeyId' });
     await expect(pool.sealBatch(keys.get(STORAGE_KEY_ID)!, nonceFactory().reserve(1), raft)).rejects.toBeInstanceOf(RangeError);
+    // Same key_id, other bytes: the workers would seal under the keystore's key, not this one.
+    const impostor = { keyId: RAFT_KEY_ID, purpose: 'raft' as const, key: crypto.randomBytes(32) };
+    await expect(pool.sealBatch(impostor, nonceFactory().reserve(1), raft)).rejects.toBeInstanceOf(RangeError);
   });
 
   it('answers a worker that asks for a key the keystore lost with ErrUnknownKeyId', async () => {
