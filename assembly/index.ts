@@ -76,9 +76,14 @@ function wipe(p: usize, n: usize): void {
   memory.fill(p, 0, n);
 }
 
-/** Zeroes the state, counter, keystream, tag-mask, tag and pad blocks. */
+/** Zeroes the AES state and blocks, the tag and the pending GHASH blocks. */
 function wipeScratch(): void {
   wipe(SCRATCH, KEY_WORDS - SCRATCH);
+}
+
+/** Zeroes all scratch memory (every call does it before returning; for callers recovering from a trap). */
+export function scratchClear(): void {
+  wipe(SCRATCH, SCRATCH_BYTES);
 }
 
 /** Installs a 32-byte key: round keys and H = E(K, 0^128). */

@@ -49,6 +49,7 @@ export interface WasmCoreExports {
   keyInput(): number;
   slotSetKey(slot: number, key: number): void;
   slotClear(slot: number): void;
+  scratchClear(): void;
   ecbEncrypt(slot: number, p: number, blocks: number): void;
   aeadSeal(slot: number, aad: number, aadLen: number, pt: number, len: number, out: number, ks: number): void;
   aeadOpen(slot: number, aad: number, aadLen: number, ct: number, len: number, out: number, ks: number): number;
@@ -198,17 +199,15 @@ export class WasmCore {
     const len = plaintext.length;
     const plan = new Layout();
     const at = { nonce: plan.take(12), aad: plan.take(aad.length), pt: plan.take(len), out: plan.take(len + TAG_BYTES), ks: plan.take(keystreamBytes(len)) };
-    const base = this.reserve(plan.size);
-    const m = this.#u8;
-    m.set(nonce, base + at.nonce);
-    m.set(aad, base + at.aad);
-    m.set(plaintext, base + at.pt);
-    this.#x.counterRun(base + at.ks, base + at.nonce, keystreamBytes(len) / 16);
-    this.#fillKeystream(key, slot, base + at.ks, keystreamBytes(len));
-    this.#x.aeadSeal(slot, base + at.aad, aad.length, base + at.pt, len, base + at.out, base + at.ks);
-    const out = m.slice(base + at.out, base + at.out + len + TAG_BYTES);
-    m.fill(0, base, base + plan.size);
-    return out;
+    return this.#withIo(plan.size, (base, m) => {
+      m.set(nonce, base + at.nonce);
+      m.set(aad, base + at.aad);
+      m.set(plaintext, base + at.pt);
+      this.#x.counterRun(base + at.ks, base + at.nonce, keystreamBytes(len) / 16);
+      this.#fillKeystream(key, slot, base + at.ks, keystreamBytes(len));
+      this.#x.aeadSeal(slot, base + at.aad, aad.length, base + at.pt, len, base + at.out, base + at.ks);
+      return m.slice(base + at.out, base + at.out + len + TAG_BYTES);
+    });
   }
 
   aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
@@ -218,18 +217,31 @@ export class WasmCore {
     const len = sealed.length - TAG_BYTES;
     const plan = new Layout();
     const at = { nonce: plan.take(12), aad: plan.take(aad.length), ct: plan.take(sealed.length), out: plan.take(len), ks: plan.take(keystreamBytes(len)) };
-    const base = this.reserve(plan.size);
-    const m = this.#u8;
-    m.set(nonce, base + at.nonce);
-    m.set(aad, base + at.aad);
-    m.set(sealed, base + at.ct);
-    this.#x.counterRun(base + at.ks, base + at.nonce, keystreamBytes(len) / 16);
-    this.#fillKeystream(key, slot, base + at.ks, keystreamBytes(len));
-    const ok = this.#x.aeadOpen(slot, base + at.aad, aad.length, base + at.ct, len, base + at.out, base + at.ks);
-    const out = ok === 1 ? m.slice(base + at.out, base + at.out + len) : undefined;
-    m.fill(0, base, base + plan.size);
+    const out = this.#withIo(plan.size, (base, m) => {
+      m.set(nonce, base + at.nonce);
+      m.set(aad, base + at.aad);
+      m.set(sealed, base + at.ct);
+      this.#x.counterRun(base + at.ks, base + at.nonce, keystreamBytes(len) / 16);
+      this.#fillKeystream(key, slot, base + at.ks, keystreamBytes(len));
+      const ok = this.#x.aeadOpen(slot, base + at.aad, aad.length, base + at.ct, len, base + at.out, base + at.ks);
+      return ok === 1 ? m.slice(base + at.out, base + at.out + len) : undefined;
+    });
     if (out === undefined) throw integrityError('authentication tag mismatch');
     return out;
+  }
+
+  // Runs `body` over `size` bytes of the I/O area, then zeroes them — and on
+  // an exception the WASM scratch too — whatever happens.
+  #withIo<T>(size: number, body: (base: number, mem: Uint8Array, view: DataView) => T): T {
+    const base = this.reserve(size);
+    try {
+      return body(base, this.#u8, this.#dv);
+    } catch (err) {
+      this.#x.scratchClear();
+      throw err;
+    } finally {
+      this.#u8.fill(0, base, base + size);
+    }
   }
 
   // Turns the counter blocks at [offset, offset + length) into keystream.
@@ -281,40 +293,37 @@ export class WasmCore {
     const input = plan.take(inBytes);
     const output = plan.take(outBytes);
     const ks = plan.take(ksBytes);
-    const base = this.reserve(plan.size);
-    const m = this.#u8;
-    const dv = this.#dv;
+    const sealed = this.#withIo(plan.size, (base, m, dv) => {
+      dv.setUint32(base + hdr, slot, true);
+      dv.setUint32(base + hdr + 4, dek.keyId, true);
+      m.set(nonces.prefix, base + hdr + 8);
+      dv.setBigUint64(base + hdr + 16, nonces.start + BigInt(start), true);
+      dv.setUint32(base + hdr + 24, base + aad, true);
 
-    dv.setUint32(base + hdr, slot, true);
-    dv.setUint32(base + hdr + 4, dek.keyId, true);
-    m.set(nonces.prefix, base + hdr + 8);
-    dv.setBigUint64(base + hdr + 16, nonces.start + BigInt(start), true);
-    dv.setUint32(base + hdr + 24, base + aad, true);
+      let inAt = base + input;
+      let outAt = base + output;
+      let ksAt = base + ks;
+      for (let i = start; i < end; i++) {
+        const item = items[i]!;
+        const r = base + recs + (i - start) * REC_BYTES;
+        const len = item.plaintext.length;
+        dv.setUint32(r, (item.aad.kind === 'raft' ? 0x100 : 0) | item.flag, true);
+        dv.setUint32(r + 4, inAt, true);
+        dv.setUint32(r + 8, len, true);
+        m.set(item.plaintext, inAt);
+        inAt += len;
+        inAt = this.#writeLocation(r, item.aad, inAt);
+        dv.setUint32(r + 24, outAt, true);
+        dv.setUint32(r + 28, ksAt, true);
+        outAt += len + ENVELOPE_OVERHEAD;
+        ksAt += keystreamBytes(len);
+      }
+      this.#x.writeCounters(count, base + hdr, base + recs, 0);
+      this.#fillKeystream(dek.key, slot, base + ks, ksBytes);
+      this.#x.sealBatch(count, base + hdr, base + recs);
 
-    let inAt = base + input;
-    let outAt = base + output;
-    let ksAt = base + ks;
-    for (let i = start; i < end; i++) {
-      const item = items[i]!;
-      const r = base + recs + (i - start) * REC_BYTES;
-      const len = item.plaintext.length;
-      dv.setUint32(r, (item.aad.kind === 'raft' ? 0x100 : 0) | item.flag, true);
-      dv.setUint32(r + 4, inAt, true);
-      dv.setUint32(r + 8, len, true);
-      m.set(item.plaintext, inAt);
-      inAt += len;
-      inAt = this.#writeLocation(r, item.aad, inAt);
-      dv.setUint32(r + 24, outAt, true);
-      dv.setUint32(r + 28, ksAt, true);
-      outAt += len + ENVELOPE_OVERHEAD;
-      ksAt += keystreamBytes(len);
-    }
-    this.#x.writeCounters(count, base + hdr, base + recs, 0);
-    this.#fillKeystream(dek.key, slot, base + ks, ksBytes);
-    this.#x.sealBatch(count, base + hdr, base + recs);
-
-    const sealed = m.slice(base + output, base + output + outBytes);
-    m.fill(0, base, base + plan.size);
+      return m.slice(base + output, base + output + outBytes);
+    });
     let at = 0;
     for (let i = start; i < end; i++) {
       const size = items[i]!.plaintext.length + ENVELOPE_OVERHEAD;
@@ -408,46 +417,42 @@ export class WasmCore {
     const ks = plan.take(ksBytes);
     const slots = new Map<Dek, number>();
     for (const dek of groups.keys()) slots.set(dek, this.slotFor(dek.key));
-    const base = this.reserve(plan.size);
-    const m = this.#u8;
-    const dv = this.#dv;
-
-    let inAt = base + input;
-    let outAt = base + output;
-    for (let i = start; i < end; i++) {
-      const item = items[i]!;
-      const r = base + recs + (i - start) * REC_BYTES;
-      const env = item.envelope;
-      const dek = deks[i];
-      dv.setUint32(r, item.aad.kind === 'raft' ? 1 : 0, true);
-      dv.setUint32(r + 4, inAt, true);
-      dv.setUint32(r + 8, env.length, true);
-      m.set(env, inAt);
-      inAt += env.length;
-      inAt = this.#writeLocation(r, item.aad, inAt);
-      dv.setUint32(r + 24, outAt, true);
-      dv.setUint32(r + 28, 0, true);
-      dv.setUint32(r + 32, dek === undefined ? NO_SLOT : slots.get(dek)!, true);
-      outAt += Math.max(0, env.length - ENVELOPE_OVERHEAD);
-    }
-    // Keystream is laid out key by key: one AES-ECB run per key.
-    const runs: [Dek, number, number][] = [];
-    let ksAt = base + ks;
-    for (const [dek, group] of groups) {
-      const from = ksAt;
-      for (const i of group) {
-        dv.setUint32(base + recs + (i - start) * REC_BYTES + 28, ksAt, true);
-        ksAt += keystreamBytes(items[i]!.envelope.length - ENVELOPE_OVERHEAD);
+    const [plain, codes] = this.#withIo(plan.size, (base, m, dv) => {
+      let inAt = base + input;
+      let outAt = base + output;
+      for (let i = start; i < end; i++) {
+        const item = items[i]!;
+        const r = base + recs + (i - start) * REC_BYTES;
+        const env = item.envelope;
+        const dek = deks[i];
+        dv.setUint32(r, item.aad.kind === 'raft' ? 1 : 0, true);
+        dv.setUint32(r + 4, inAt, true);
+        dv.setUint32(r + 8, env.length, true);
+        m.set(env, inAt);
+        inAt += env.length;
+        inAt = this.#writeLocation(r, item.aad, inAt);
+        dv.setUint32(r + 24, outAt, true);
+        dv.setUint32(r + 28, 0, true);
+        dv.setUint32(r + 32, dek === undefined ? NO_SLOT : slots.get(dek)!, true);
+        outAt += Math.max(0, env.length - ENVELOPE_OVERHEAD);
       }
-      runs.push([dek, from, ksAt - from]);
-    }
-    this.#x.writeCounters(count, 0, base + recs, 1);
-    for (const [dek, from, length] of runs) this.#fillKeystream(dek.key, slots.get(dek)!, from, length);
-    this.#x.openBatch(count, base + recs, base + status, base + aad);
+      // Keystream is laid out key by key: one AES-ECB run per key.
+      const runs: [Dek, number, number][] = [];
+      let ksAt = base + ks;
+      for (const [dek, group] of groups) {
+        const from = ksAt;
+        for (const i of group) {
+          dv.setUint32(base + recs + (i - start) * REC_BYTES + 28, ksAt, true);
+          ksAt += keystreamBytes(items[i]!.envelope.length - ENVELOPE_OVERHEAD);
+        }
+        runs.push([dek, from, ksAt - from]);
+      }
+      this.#x.writeCounters(count, 0, base + recs, 1);
+      for (const [dek, from, length] of runs) this.#fillKeystream(dek.key, slots.get(dek)!, from, length);
+      this.#x.openBatch(count, base + recs, base + status, base + aad);
 
-    const plain = m.slice(base + output, base + output + outBytes);
-    const codes = m.slice(base + status, base + status + count);
-    m.fill(0, base, base + plan.size);
+      return [m.slice(base + output, base + output + outBytes), m.slice(base + status, base + status + count)] as const;
+    });
     let at = 0;
     for (let i = start; i < end; i++) {
       const item = items[i]!;
