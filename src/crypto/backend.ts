@@ -21,7 +21,7 @@ import {
 import type { Dek, KeyLookup } from './keystore.js';
 import { nonceAt, type NonceRange } from './nonce.js';
 
-export type BackendName = 'aesni' | 'batch' | 'wasm' | 'noble';
+export type BackendName = 'aesni' | 'batch' | 'wasm' | 'noble' | 'auto';
 
 export interface SealItem {
   readonly plaintext: Uint8Array;

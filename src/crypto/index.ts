@@ -34,6 +34,28 @@ export { Keystore, DEK_BYTES, PURPOSES, checkKeyId, type Dek, type KeyLookup, ty
 export type { BackendName, CryptoBackend, OpenItem, OpenResult, SealItem } from './backend.js';
 export { AesniBackend } from './aesni.js';
 export { Sealer, type SealerOptions, type SealedBatch } from './sealer.js';
+export { NobleBackend } from './noble.js';
+export { AutoBackend, HARDWARE_AES_THRESHOLDS, SOFTWARE_AES_THRESHOLDS, createBackend, opensslHardwareAes, type AutoThresholds, type BackendChoice } from './auto.js';
+export {
+  packContiguous,
+  packValues,
+  type PackAllocator,
+  unpackValues,
+  packAads,
+  unpackAads,
+  transferablesOf,
+  toWire,
+  fromWire,
+  type CryptoTask,
+  type CryptoTaskResult,
+  type ItemFailure,
+  type KeyMessage,
+  type PackedAads,
+  type PackedValues,
+  type WireError,
+  type WorkerConfig,
+} from './pool-protocol.js';
+export { CryptoPool, type CryptoPoolOptions, type PoolCallOptions, type ResealResult } from './pool.js';
 export { WasmBackend } from './wasm.js';
 export { BatchBackend } from './batch.js';
 export { WasmCore, WasmCoreBackend, WASM_ABI_VERSION, wasmModule, wasmPath, type KeystreamFn, type WasmCoreExports, type WasmModule } from './wasm-core.js';

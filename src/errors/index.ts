@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   ErrReservedKey: { retryable: false },
   ErrCryptoBackend: { retryable: false },
   ErrWorkerFailed: { retryable: true },
+  ErrCryptoPoolClosed: { retryable: false },
   // KEK and sidecar (SPEC §4, §9)
   ErrKEKRequired: { retryable: false },
   ErrKEKMismatch: { retryable: false },
