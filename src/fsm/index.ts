@@ -47,3 +47,4 @@ export {
   type EntryToApply,
   type StateMachineOptions,
 } from './state-machine.js';
+export { LeaderClock, type ProposeApplied } from './leader-clock.js';
