@@ -1,0 +1,121 @@
+// Admin HTTP/JSON API (SPEC §12): bound to loopback by default, and every
+// route needs `Authorization: Bearer <token>` (compared in constant time).
+//   GET /health   {"status":"ok"} while the node serves
+//   GET /status   JSON: node facts from the status provider (engine, server)
+//   GET /metrics  Prometheus text from SealkvMetrics
+// Other paths are 404, other methods 405; all errors are JSON.
+
+import crypto from 'node:crypto';
+import http from 'node:http';
+import { silentLogger, type Logger } from '../log/index.js';
+import type { SealkvMetrics } from '../metrics/index.js';
+import { boundAddress, listen } from './listen.js';
+
+export const DEFAULT_ADMIN_PORT = 8380;
+
+export interface AdminServerOptions {
+  token: string;
+  metrics: SealkvMetrics;
+  /** Facts for `/status`; called per request. */
+  status: () => Record<string, unknown> | Promise<Record<string, unknown>>;
+  host?: string;
+  port?: number;
+  logger?: Logger;
+}
+
+const digest = (s: string): Buffer => crypto.createHash('sha256').update(s).digest();
+
+export class AdminServer {
+  readonly #tokenHash: Buffer;
+  readonly #metrics: SealkvMetrics;
+  readonly #status: AdminServerOptions['status'];
+  readonly #host: string;
+  readonly #port: number;
+  readonly #log: Logger;
+  #server: http.Server | null = null;
+
+  constructor(options: AdminServerOptions) {
+    if (typeof options.token !== 'string' || options.token.length < 16) {
+      throw new RangeError('the admin token must be a string of at least 16 characters');
+    }
+    this.#tokenHash = digest(options.token);
+    this.#metrics = options.metrics;
+    this.#status = options.status;
+    this.#host = options.host ?? '127.0.0.1';
+    this.#port = options.port ?? DEFAULT_ADMIN_PORT;
+    this.#log = options.logger ?? silentLogger();
+  }
+
+  async start(): Promise<{ host: string; port: number }> {
+    if (this.#server !== null) throw new Error('AdminServer already started');
+    const server = http.createServer((req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        this.#log.error({ err, path: req.url }, 'admin request failed');
+        if (!res.headersSent) send(res, 500, { error: 'internal error' });
+        else res.destroy();
+      });
+    });
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    this.#server = server;
+    await listen(server, this.#port, this.#host);
+    const address = this.address();
+    this.#log.info(address, 'admin API listening');
+    return address;
+  }
+
+  address(): { host: string; port: number } {
+    return boundAddress(this.#server, 'AdminServer');
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (server === null) return;
+    this.#server = null;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  #authorized(req: http.IncomingMessage): boolean {
+    const header = req.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer (.+)$/.exec(header) : null;
+    return match !== null && crypto.timingSafeEqual(digest(match[1]!), this.#tokenHash);
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (!this.#authorized(req)) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="sealkv"');
+      send(res, 401, { error: 'a bearer token is required' });
+      return;
+    }
+    const routes: Record<string, () => Promise<void>> = {
+      '/health': async () => send(res, 200, { status: 'ok' }),
+      '/status': async () => send(res, 200, await this.#status()),
+      '/metrics': async () => {
+        const { contentType, body } = await this.#metrics.render();
+        res.writeHead(200, { 'Content-Type': contentType });
+        res.end(body);
+      },
+    };
+    const route = routes[path];
+    if (route === undefined) {
+      send(res, 404, { error: `no route ${path}` });
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      send(res, 405, { error: `${req.method} is not allowed on ${path}` });
+      return;
+    }
+    await route();
+  }
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + '\n';
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
+  res.end(text);
+}

@@ -1,0 +1,28 @@
+// What the RESP server needs from a node: the Engine. The server turns client
+// commands into kv requests (src/kv) and sends consecutive writes as one
+// `execute` (one replicated batch, SPEC §7 tag 0x01) and consecutive reads as
+// one `read`. Replies come back in request order.
+//
+// A rejected promise means the whole batch did not happen (no leader, cutover
+// barrier, timeout, stopped node): the server answers every command of the
+// batch with that error. Per-request failures (INCR on a non-integer) are
+// error replies inside a fulfilled result instead.
+
+import type { KvReply, KvRequest } from '../kv/index.js';
+
+export interface ReadOptions {
+  /** Wait until the local state includes every write acknowledged before the read started (ReadIndex). */
+  linearizable: boolean;
+}
+
+/** Facts for INFO and the admin `/status`: flat, JSON- and INFO-printable. */
+export type EngineStatus = Record<string, string | number | boolean>;
+
+export interface Engine {
+  /** Replicates and applies `requests` as one atomic batch; resolves with one reply per request. */
+  execute(requests: readonly KvRequest[]): Promise<KvReply[]>;
+  /** Runs read-only requests (no writes allowed) against local state. */
+  read(requests: readonly KvRequest[], options: ReadOptions): Promise<KvReply[]>;
+  status(): EngineStatus;
+  close(): Promise<void>;
+}

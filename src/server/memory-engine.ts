@@ -1,0 +1,92 @@
+// MemoryEngine: a single-node Engine over an in-memory ordered map. It runs
+// the same applyRequests as the replicated state machine, one batch at a
+// time, so its behaviour is the cluster's minus replication. Used for
+// `sealkv serve-memory`, tests and the RESP benchmark.
+
+import { applyRequests, isWriteRequest, type KvRangeReader, type KvReply, type KvRequest, type VisibleValue } from '../kv/index.js';
+import { sealError } from '../errors/index.js';
+import type { Engine, EngineStatus } from './engine.js';
+
+export interface MemoryEngineOptions {
+  /** Clock for expiry; tests pass a fake one. Default Date.now. */
+  now?: () => number;
+}
+
+/** Keys are held as latin1 strings: their code units compare exactly as the bytes do. */
+export class MemoryEngine implements Engine {
+  readonly #now: () => number;
+  readonly #data = new Map<string, { key: Buffer; value: VisibleValue }>();
+  /** Sorted keys, rebuilt lazily after the key set changes. */
+  #sorted: string[] | null = [];
+  /** Serialises batches, as the apply loop of a real node does. */
+  #tail: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  #applied = 0;
+
+  constructor(options: MemoryEngineOptions = {}) {
+    this.#now = options.now ?? Date.now;
+  }
+
+  readonly #reader: KvRangeReader = {
+    get: async (key) => this.#data.get(key.toString('latin1'))?.value,
+    scan: async (after, limit) => {
+      const sorted = this.#sortedKeys();
+      let i = 0;
+      if (after !== null) {
+        const start = after.toString('latin1');
+        let lo = 0;
+        let hi = sorted.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (sorted[mid]! <= start) lo = mid + 1;
+          else hi = mid;
+        }
+        i = lo;
+      }
+      return sorted.slice(i, i + limit).map((id) => this.#data.get(id)!);
+    },
+  };
+
+  #sortedKeys(): string[] {
+    if (this.#sorted === null) this.#sorted = [...this.#data.keys()].sort();
+    return this.#sorted;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw sealError('ErrStoreClosed', 'the memory engine is closed');
+  }
+
+  execute(requests: readonly KvRequest[]): Promise<KvReply[]> {
+    const run = async (): Promise<KvReply[]> => {
+      this.#checkOpen();
+      const { replies, writes } = await applyRequests(this.#reader, requests, this.#now());
+      for (const write of writes) {
+        const id = write.key.toString('latin1');
+        const existed = this.#data.has(id);
+        if (write.kind === 'put') this.#data.set(id, { key: write.key, value: { value: write.value, expireAt: write.expireAt } });
+        else this.#data.delete(id);
+        if (existed !== (write.kind === 'put')) this.#sorted = null;
+      }
+      this.#applied++;
+      return replies;
+    };
+    const result = this.#tail.then(run);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+
+  async read(requests: readonly KvRequest[]): Promise<KvReply[]> {
+    this.#checkOpen();
+    if (requests.some(isWriteRequest)) throw new TypeError('read() was given a write request');
+    return (await applyRequests(this.#reader, requests, this.#now())).replies;
+  }
+
+  status(): EngineStatus {
+    return { engine: 'memory', role: 'standalone', raft_wired: false, applied_batches: this.#applied, keys_stored: this.#data.size };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#tail;
+  }
+}

@@ -1,0 +1,620 @@
+// The RESP2 server: accepts client connections, parses pipelined commands,
+// runs them on the Engine and writes replies in request order.
+//
+// Per connection, parsed commands wait in a queue that one pump drains:
+// connection commands are answered on the spot; a run of consecutive data
+// commands of the same kind (reads, or writes) goes to the engine as one call
+// — so a pipelined burst of SETs is one replicated batch — and the next run
+// starts only after it returns, so a read always sees the connection's own
+// earlier writes. A connection that sends faster than it reads its replies is
+// paused (queue or unsent-output bounds) instead of buffering without limit.
+//
+// Framing errors answer `-ERR Protocol error: ...` after the replies to
+// everything parsed before them, then close the connection (as Redis does);
+// a malformed command (unknown, wrong arity, bad argument) gets an error reply
+// and the connection stays usable.
+
+import crypto from 'node:crypto';
+import net from 'node:net';
+import type { ErrorCode } from '../errors/index.js';
+import type { KvReply, KvRequest } from '../kv/index.js';
+import { silentLogger, type Logger } from '../log/index.js';
+import type { SealkvMetrics } from '../metrics/index.js';
+import { arityOk, COMMANDS, lookupCommand, unknownCommandMessage, type CommandSpec } from './commands.js';
+import type { Engine } from './engine.js';
+import { respErrorFor, respErrorLine, sealErrorDetail } from './errors.js';
+import {
+  encodeError,
+  encodeInteger,
+  encodeStatus,
+  pushArrayHeader,
+  pushBulk,
+  pushReply,
+  RespParser,
+  type RespCommand,
+  type RespLimits,
+} from './resp/index.js';
+import { boundAddress, listen } from './listen.js';
+
+export const DEFAULT_RESP_PORT = 6380;
+export const SERVER_VERSION = '0.1.0';
+/** What INFO reports as redis_version: the Redis command set this server follows. */
+const COMPAT_REDIS_VERSION = '7.0.0';
+
+export interface RespServerOptions {
+  engine: Engine;
+  host?: string;
+  port?: number;
+  /** When set, clients must AUTH (or HELLO ... AUTH) before anything else. */
+  password?: string;
+  maxConnections?: number;
+  /** Close connections idle this long (ms); 0 = never, like Redis' default `timeout 0`. */
+  idleTimeoutMs?: number;
+  limits?: Partial<RespLimits>;
+  /** Parsed but unanswered commands per connection before reading pauses. */
+  maxPendingCommands?: number;
+  /** Unsent reply bytes per connection before reading pauses. */
+  maxOutputBytes?: number;
+  /** Most commands in one engine call. */
+  maxBatch?: number;
+  /** Reads wait for ReadIndex (default true). */
+  linearizableReads?: boolean;
+  metrics?: SealkvMetrics;
+  logger?: Logger;
+}
+
+const OK = encodeStatus('OK');
+const NOAUTH = encodeError('NOAUTH', 'Authentication required.');
+const WRONGPASS = encodeError('WRONGPASS', 'invalid username-password pair or user is disabled.');
+const MAX_CLIENTS = encodeError('ERR', 'max number of clients reached');
+
+function errLine(code: ErrorCode, detail: string): Buffer {
+  return respErrorLine(code, detail);
+}
+
+function hashSecret(secret: string | Buffer): Buffer {
+  return crypto.createHash('sha256').update(secret).digest();
+}
+
+interface ServerCounters {
+  connectionsReceived: number;
+  connectionsRejected: number;
+  commandsProcessed: number;
+}
+
+export class RespServer {
+  readonly #engine: Engine;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #passwordHash: Buffer | null;
+  readonly #maxConnections: number;
+  readonly #idleTimeoutMs: number;
+  readonly #limits: Partial<RespLimits>;
+  readonly #maxPending: number;
+  readonly #maxOutput: number;
+  readonly #maxBatch: number;
+  readonly #linearizable: boolean;
+  readonly #metrics: SealkvMetrics | undefined;
+  readonly #log: Logger;
+  readonly #connections = new Set<Connection>();
+  readonly #counters: ServerCounters = { connectionsReceived: 0, connectionsRejected: 0, commandsProcessed: 0 };
+  readonly #startedAt = Date.now();
+  #server: net.Server | null = null;
+  #nextClientId = 1;
+
+  constructor(options: RespServerOptions) {
+    if (options.engine === undefined) throw new TypeError('RespServer needs an engine');
+    this.#engine = options.engine;
+    this.#host = options.host ?? '127.0.0.1';
+    this.#port = options.port ?? DEFAULT_RESP_PORT;
+    if (options.password !== undefined && options.password.length === 0) throw new RangeError('password must not be empty');
+    this.#passwordHash = options.password === undefined ? null : hashSecret(options.password);
+    this.#maxConnections = positive(options.maxConnections ?? 10_000, 'maxConnections');
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    if (!Number.isSafeInteger(this.#idleTimeoutMs) || this.#idleTimeoutMs < 0) throw new RangeError('idleTimeoutMs must be >= 0');
+    this.#limits = options.limits ?? {};
+    this.#maxPending = positive(options.maxPendingCommands ?? 4096, 'maxPendingCommands');
+    this.#maxOutput = positive(options.maxOutputBytes ?? 16 * 1024 * 1024, 'maxOutputBytes');
+    this.#maxBatch = positive(options.maxBatch ?? 1024, 'maxBatch');
+    this.#linearizable = options.linearizableReads ?? true;
+    this.#metrics = options.metrics;
+    this.#log = options.logger ?? silentLogger();
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 picks a free one). */
+  async start(): Promise<{ host: string; port: number }> {
+    if (this.#server !== null) throw new Error('RespServer already started');
+    const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => this.#accept(socket));
+    this.#server = server;
+    await listen(server, this.#port, this.#host);
+    server.on('error', (err) => this.#log.error({ err }, 'RESP listener error'));
+    const address = this.address();
+    this.#log.info({ host: address.host, port: address.port, auth: this.#passwordHash !== null }, 'RESP server listening');
+    return address;
+  }
+
+  address(): { host: string; port: number } {
+    return boundAddress(this.#server, 'RespServer');
+  }
+
+  /** Stops accepting, closes every connection, resolves when all are gone. */
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (server === null) return;
+    this.#server = null;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const connection of this.#connections) connection.destroy();
+    await closed;
+  }
+
+  /** Facts for INFO and the admin `/status`. */
+  stats(): { connectedClients: number; uptimeSeconds: number } & ServerCounters {
+    return { connectedClients: this.#connections.size, uptimeSeconds: Math.floor((Date.now() - this.#startedAt) / 1000), ...this.#counters };
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#connections.size >= this.#maxConnections) {
+      this.#counters.connectionsRejected++;
+      this.#metrics?.connectionsRejected.inc({ reason: 'max_connections' });
+      this.#log.warn({ remote: socket.remoteAddress, max: this.#maxConnections }, 'connection refused: max number of clients reached');
+      socket.on('error', () => undefined);
+      socket.end(MAX_CLIENTS);
+      return;
+    }
+    this.#counters.connectionsReceived++;
+    this.#metrics?.connectionsAccepted.inc();
+    this.#metrics?.connections.inc();
+    const connection = new Connection(this, socket, this.#nextClientId++);
+    this.#connections.add(connection);
+    socket.once('close', () => {
+      this.#connections.delete(connection);
+      this.#metrics?.connections.dec();
+    });
+  }
+
+  // Members the connections use (package-private by convention).
+  get engine(): Engine {
+    return this.#engine;
+  }
+  get limits(): Partial<RespLimits> {
+    return this.#limits;
+  }
+  get config() {
+    return {
+      idleTimeoutMs: this.#idleTimeoutMs,
+      maxPending: this.#maxPending,
+      maxOutput: this.#maxOutput,
+      maxBatch: this.#maxBatch,
+      linearizable: this.#linearizable,
+      authRequired: this.#passwordHash !== null,
+    };
+  }
+  get metrics(): SealkvMetrics | undefined {
+    return this.#metrics;
+  }
+  get log(): Logger {
+    return this.#log;
+  }
+  countCommands(n: number): void {
+    this.#counters.commandsProcessed += n;
+  }
+  countRejected(reason: string): void {
+    this.#counters.connectionsRejected++;
+    this.#metrics?.connectionsRejected.inc({ reason });
+  }
+
+  /** Constant-time password check. */
+  checkPassword(user: Buffer | undefined, password: Buffer): boolean | 'no-password' {
+    if (this.#passwordHash === null) return 'no-password';
+    const userOk = user === undefined || user.toString('latin1') === 'default';
+    return crypto.timingSafeEqual(hashSecret(password), this.#passwordHash) && userOk;
+  }
+
+  infoText(section: string | undefined, clientCount: number): string {
+    const stats = this.stats();
+    const engine = this.#engine.status();
+    const sections: Record<string, [string, string | number | boolean][]> = {
+      server: [
+        ['redis_version', COMPAT_REDIS_VERSION],
+        ['sealkv_version', SERVER_VERSION],
+        ['redis_mode', 'standalone'],
+        ['process_id', process.pid],
+        ['tcp_port', this.address().port],
+        ['uptime_in_seconds', stats.uptimeSeconds],
+      ],
+      clients: [
+        ['connected_clients', clientCount],
+        ['maxclients', this.#maxConnections],
+      ],
+      persistence: [['loading', 0]],
+      stats: [
+        ['total_connections_received', stats.connectionsReceived],
+        ['total_commands_processed', stats.commandsProcessed],
+        ['rejected_connections', stats.connectionsRejected],
+      ],
+      replication: [['role', engine.role === 'follower' ? 'slave' : 'master']],
+      sealkv: Object.entries(engine),
+    };
+    const wanted = section === undefined || section === 'all' || section === 'everything' || section === 'default' ? Object.keys(sections) : [section];
+    return wanted
+      .filter((name) => sections[name] !== undefined)
+      .map((name) => `# ${name[0]!.toUpperCase()}${name.slice(1)}\r\n${sections[name]!.map(([k, v]) => `${k}:${v}\r\n`).join('')}`)
+      .join('\r\n');
+  }
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`${name} must be a positive integer, got ${n}`);
+  return n;
+}
+
+/** A command checked against the table: either an immediate reply or a data request. */
+type Prepared =
+  | { kind: 'reply'; name: string; out: Buffer[]; error?: string; after?: 'close' }
+  | { kind: 'read' | 'write'; name: string; request: KvRequest };
+
+class Connection {
+  readonly #server: RespServer;
+  readonly #socket: net.Socket;
+  readonly #id: number;
+  readonly #parser: RespParser;
+  readonly #queue: RespCommand[] = [];
+  #authenticated: boolean;
+  #name: Buffer | null = null;
+  #pumping = false;
+  #paused = false;
+  /** A framing error to answer once the queue is drained; then the connection closes. */
+  #fatal: Buffer | null = null;
+  #closing = false;
+
+  constructor(server: RespServer, socket: net.Socket, id: number) {
+    this.#server = server;
+    this.#socket = socket;
+    this.#id = id;
+    this.#parser = new RespParser(server.limits);
+    this.#authenticated = !server.config.authRequired;
+    const idle = server.config.idleTimeoutMs;
+    if (idle > 0) {
+      socket.setTimeout(idle, () => {
+        server.countRejected('idle_timeout');
+        socket.destroy();
+      });
+    }
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('drain', () => this.#maybeResume());
+    socket.on('error', (err) => server.log.debug({ err, client: id }, 'client socket error'));
+    socket.once('close', () => {
+      this.#queue.length = 0;
+      this.#closing = true;
+    });
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closing || this.#fatal !== null) return;
+    const before = this.#queue.length;
+    const error = this.#parser.feed(chunk, this.#queue);
+    if (error !== undefined) {
+      this.#server.metrics?.requestErrors.inc({ command: 'protocol', error: error.code });
+      this.#server.log.info({ client: this.#id, remote: this.#socket.remoteAddress, code: error.code }, 'closing connection on a protocol error');
+      this.#fatal = errLine(error.code, sealErrorDetail(error));
+      this.#socket.pause();
+    }
+    if (this.#queue.length >= this.#server.config.maxPending) this.#pause();
+    if (this.#queue.length > before || this.#fatal !== null) void this.#pump();
+  }
+
+  #pause(): void {
+    if (!this.#paused) {
+      this.#paused = true;
+      this.#socket.pause();
+    }
+  }
+
+  #maybeResume(): void {
+    if (!this.#paused || this.#fatal !== null || this.#closing) return;
+    if (this.#queue.length < this.#server.config.maxPending / 2 && this.#socket.writableLength < this.#server.config.maxOutput) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    const out: Buffer[] = [];
+    const counts = new Map<string, number>();
+    try {
+      while (this.#queue.length > 0 && !this.#closing) {
+        const first = this.#prepare(this.#queue.shift()!);
+        if (first.kind === 'reply') {
+          out.push(...first.out);
+          this.#count(counts, first.name, first.error);
+          if (first.after === 'close') {
+            this.#closing = true;
+            this.#queue.length = 0;
+          }
+          continue;
+        }
+        // Extend the run with the following data commands of the same kind;
+        // ones that fail to parse ride along as ready-made error replies.
+        const batch: Prepared[] = [first];
+        while (batch.length < this.#server.config.maxBatch && this.#queue.length > 0) {
+          const spec = lookupCommand(this.#queue[0]![0]!);
+          if (spec?.kind !== first.kind || !this.#authenticated) break;
+          batch.push(this.#prepare(this.#queue.shift()!));
+        }
+        // Replies already computed go out before waiting on the engine.
+        this.#flush(out);
+        await this.#runBatch(first.kind, batch, out, counts);
+        this.#flush(out);
+        this.#maybeResume();
+      }
+    } catch (err) {
+      this.#server.log.error({ err, client: this.#id }, 'connection pump failed');
+      this.#socket.destroy();
+    } finally {
+      this.#pumping = false;
+    }
+    this.#flush(out);
+    this.#recordCounts(counts);
+    if (this.#closing && !this.#socket.destroyed) this.#socket.end();
+    else if (this.#fatal !== null && this.#queue.length === 0 && !this.#socket.destroyed) this.#socket.end(this.#fatal);
+    else this.#maybeResume();
+  }
+
+  async #runBatch(kind: 'read' | 'write', batch: Prepared[], out: Buffer[], counts: Map<string, number>): Promise<void> {
+    const requests: KvRequest[] = [];
+    for (const p of batch) if (p.kind !== 'reply') requests.push(p.request);
+    const metrics = this.#server.metrics;
+    const stop = metrics?.requestBatchSeconds.startTimer({ path: kind });
+    let replies: KvReply[] | undefined;
+    let failure: unknown;
+    try {
+      const engine = this.#server.engine;
+      replies = kind === 'write' ? await engine.execute(requests) : await engine.read(requests, { linearizable: this.#server.config.linearizable });
+      if (replies.length !== requests.length) throw new Error(`engine returned ${replies.length} replies for ${requests.length} requests`);
+    } catch (err) {
+      failure = err;
+    }
+    stop?.();
+    metrics?.requestBatchSize.observe({ path: kind }, requests.length);
+    const failed = replies === undefined ? respErrorFor(failure) : undefined;
+    if (failed?.internal === true) this.#server.log.error({ err: failure, client: this.#id }, 'engine call failed');
+    let r = 0;
+    for (const p of batch) {
+      if (p.kind === 'reply') {
+        out.push(...p.out);
+        this.#count(counts, p.name, p.error);
+      } else if (failed !== undefined) {
+        out.push(failed.line);
+        this.#count(counts, p.name, failed.label);
+      } else {
+        const reply = replies![r++]!;
+        pushReply(out, reply, (e) => errLine(e.code, e.message));
+        this.#count(counts, p.name, reply.kind === 'error' ? reply.code : undefined);
+      }
+    }
+  }
+
+  #count(counts: Map<string, number>, name: string, error: string | undefined): void {
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+    if (error !== undefined) this.#server.metrics?.requestErrors.inc({ command: name, error });
+  }
+
+  #recordCounts(counts: Map<string, number>): void {
+    let total = 0;
+    for (const [command, n] of counts) {
+      this.#server.metrics?.requests.inc({ command }, n);
+      total += n;
+    }
+    this.#server.countCommands(total);
+  }
+
+  #flush(out: Buffer[]): void {
+    if (out.length === 0) return;
+    if (!this.#socket.destroyed) {
+      const ok = this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      if (!ok && this.#socket.writableLength >= this.#server.config.maxOutput) this.#pause();
+    }
+    out.length = 0;
+  }
+
+  #prepare(args: RespCommand): Prepared {
+    const spec = lookupCommand(args[0]!);
+    const name = spec?.name ?? 'unknown';
+    const reply = (line: Buffer, error?: string): Prepared => ({ kind: 'reply', name, out: [line], error });
+    if (spec === undefined) {
+      return reply(this.#authenticated ? errLine('ErrBadRequest', unknownCommandMessage(args)) : NOAUTH, this.#authenticated ? 'unknown_command' : 'noauth');
+    }
+    if (!this.#authenticated && !spec.flags.includes('no_auth')) return reply(NOAUTH, 'noauth');
+    if (!arityOk(spec, args.length)) return reply(errLine('ErrBadRequest', `wrong number of arguments for '${spec.name}' command`), 'arity');
+    if (spec.kind === 'connection') return this.#connectionCommand(spec, args);
+    try {
+      return { kind: spec.kind, name, request: spec.parse!(args) };
+    } catch (err) {
+      const { line, label } = respErrorFor(err);
+      return reply(line, label);
+    }
+  }
+
+  #connectionCommand(spec: CommandSpec, args: RespCommand): Prepared {
+    const out: Buffer[] = [];
+    const done = (error?: string, after?: 'close'): Prepared => ({ kind: 'reply', name: spec.name, out, error, after });
+    const sub = args[1]?.toString('latin1').toLowerCase();
+    switch (spec.name) {
+      case 'ping':
+        if (args.length > 2) return this.#error(spec, out, `wrong number of arguments for 'ping' command`);
+        out.push(args.length === 2 ? bulk(args[1]!) : encodeStatus('PONG'));
+        return done();
+      case 'echo':
+        out.push(bulk(args[1]!));
+        return done();
+      case 'quit':
+        out.push(OK);
+        return done(undefined, 'close');
+      case 'select':
+        out.push(args[1]!.toString('latin1') === '0' ? OK : errLine('ErrBadRequest', 'DB index is out of range'));
+        return done(out[0] === OK ? undefined : 'select');
+      case 'auth': {
+        if (args.length > 3) return this.#error(spec, out, 'syntax error');
+        const result = this.#server.checkPassword(args.length === 3 ? args[1] : undefined, args.at(-1)!);
+        return this.#authReply(result, out, done);
+      }
+      case 'hello':
+        return this.#hello(args, out, done);
+      case 'client':
+        return this.#client(sub, args, out, done);
+      case 'info':
+        out.push(bulkText(this.#server.infoText(sub, this.#server.stats().connectedClients)));
+        return done();
+      case 'command':
+        return this.#command(sub, args, out, done);
+      default:
+        throw new Error(`connection command ${spec.name} has no handler`);
+    }
+  }
+
+  #error(spec: CommandSpec, out: Buffer[], detail: string): Prepared {
+    out.push(errLine('ErrBadRequest', detail));
+    return { kind: 'reply', name: spec.name, out, error: 'ErrBadRequest' };
+  }
+
+  #authReply(result: boolean | 'no-password', out: Buffer[], done: (error?: string) => Prepared): Prepared {
+    if (result === 'no-password') {
+      out.push(
+        errLine(
+          'ErrBadRequest',
+          'AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?',
+        ),
+      );
+      return done('auth');
+    }
+    if (!result) {
+      this.#server.log.warn({ client: this.#id, remote: this.#socket.remoteAddress }, 'AUTH failed');
+      out.push(WRONGPASS);
+      return done('wrongpass');
+    }
+    this.#authenticated = true;
+    out.push(OK);
+    return done();
+  }
+
+  #hello(args: RespCommand, out: Buffer[], done: (error?: string) => Prepared): Prepared {
+    let i = 1;
+    if (args.length > 1) {
+      const version = args[1]!.toString('latin1');
+      if (version !== '2') {
+        out.push(encodeError('NOPROTO', 'sealkv speaks RESP2 only'));
+        return done('noproto');
+      }
+      i = 2;
+    }
+    for (; i < args.length; i++) {
+      const option = args[i]!.toString('latin1').toUpperCase();
+      if (option === 'AUTH' && i + 2 < args.length) {
+        const result = this.#server.checkPassword(args[i + 1], args[i + 2]!);
+        if (result !== true) {
+          out.push(result === 'no-password' ? errLine('ErrBadRequest', 'AUTH <password> called without any password configured for the default user') : WRONGPASS);
+          return done('wrongpass');
+        }
+        this.#authenticated = true;
+        i += 2;
+      } else if (option === 'SETNAME' && i + 1 < args.length) {
+        this.#name = args[++i]!;
+      } else {
+        out.push(errLine('ErrBadRequest', `syntax error in HELLO option '${args[i]!.toString('latin1', 0, 64)}'`));
+        return done('syntax');
+      }
+    }
+    if (!this.#authenticated) {
+      out.push(NOAUTH);
+      return done('noauth');
+    }
+    const fields: [string, Buffer][] = [
+      ['server', bulkText('sealkv')],
+      ['version', bulkText(SERVER_VERSION)],
+      ['proto', encodeInteger(2)],
+      ['id', encodeInteger(this.#id)],
+      ['mode', bulkText('standalone')],
+      ['role', bulkText('master')],
+    ];
+    pushArrayHeader(out, fields.length * 2 + 2);
+    for (const [k, v] of fields) out.push(bulkText(k), v);
+    out.push(bulkText('modules'));
+    pushArrayHeader(out, 0);
+    return done();
+  }
+
+  #client(sub: string | undefined, args: RespCommand, out: Buffer[], done: (error?: string) => Prepared): Prepared {
+    if (sub === 'setname' && args.length === 3) {
+      if (/[\s]/.test(args[2]!.toString('latin1'))) {
+        out.push(errLine('ErrBadRequest', 'Client names cannot contain spaces, newlines or special characters.'));
+        return done('syntax');
+      }
+      this.#name = args[2]!.length === 0 ? null : args[2]!;
+      out.push(OK);
+    } else if (sub === 'getname' && args.length === 2) {
+      pushBulk(out, this.#name);
+    } else if (sub === 'id' && args.length === 2) {
+      out.push(encodeInteger(this.#id));
+    } else if (sub === 'setinfo' && args.length === 4) {
+      out.push(OK);
+    } else if (sub === 'info' && args.length === 2) {
+      out.push(bulkText(`id=${this.#id} addr=${this.#socket.remoteAddress}:${this.#socket.remotePort} name=${this.#name?.toString('latin1') ?? ''} db=0\n`));
+    } else {
+      out.push(errLine('ErrBadRequest', `unknown subcommand or wrong number of arguments for '${args[1]!.toString('latin1', 0, 64)}'. Try CLIENT HELP.`));
+      return done('syntax');
+    }
+    return done();
+  }
+
+  #command(sub: string | undefined, args: RespCommand, out: Buffer[], done: (error?: string) => Prepared): Prepared {
+    const describe = (spec: CommandSpec): void => {
+      pushArrayHeader(out, 6);
+      out.push(bulkText(spec.name), encodeInteger(spec.arity));
+      pushArrayHeader(out, spec.flags.length);
+      for (const flag of spec.flags) out.push(encodeStatus(flag));
+      out.push(encodeInteger(spec.firstKey), encodeInteger(spec.lastKey), encodeInteger(spec.keyStep));
+    };
+    if (sub === undefined) {
+      pushArrayHeader(out, COMMANDS.size);
+      for (const spec of COMMANDS.values()) describe(spec);
+    } else if (sub === 'count') {
+      out.push(encodeInteger(COMMANDS.size));
+    } else if (sub === 'info') {
+      pushArrayHeader(out, args.length - 2);
+      for (const name of args.slice(2)) {
+        const spec = lookupCommand(name);
+        if (spec === undefined) out.push(bulkNil());
+        else describe(spec);
+      }
+    } else if (sub === 'docs') {
+      pushArrayHeader(out, 0);
+    } else {
+      out.push(errLine('ErrBadRequest', `unknown subcommand '${args[1]!.toString('latin1', 0, 64)}'. Try COMMAND HELP.`));
+      return done('syntax');
+    }
+    return done();
+  }
+}
+
+function bulk(value: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  pushBulk(parts, value);
+  return Buffer.concat(parts);
+}
+
+function bulkText(text: string): Buffer {
+  return bulk(Buffer.from(text));
+}
+
+function bulkNil(): Buffer {
+  const parts: Buffer[] = [];
+  pushBulk(parts, null);
+  return parts[0]!;
+}
+
