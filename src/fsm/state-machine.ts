@@ -335,7 +335,8 @@ export class StateMachine {
     try {
       executed = await this.#executor.execute(batch, requests, nowMs);
     } catch (err) {
-      throw isSealError(err) ? err : sealError('ErrApplyPayload', `entry ${entry.index}: request could not be executed`, err);
+      // A committed request the executor refuses (malformed, written by an incompatible build) halts apply.
+      throw sealError('ErrApplyPayload', `entry ${entry.index}: request could not be executed`, err);
     }
     // Later writes to a key in one entry replace earlier ones: one version per key and commit ts.
     const lastWrite = new Map<string, KvWrite>();
