@@ -1,0 +1,34 @@
+// The Raft part's public door. The core (src/raft/core) is a pure state
+// machine; drivers, storage and transport build on what is exported here.
+
+export { RawNode, type Status } from './core/rawnode.js';
+export { makeMessage, type RaftConfig, type RandInt } from './core/raft.js';
+export {
+  MemoryStorage,
+  BOOTSTRAP_INDEX,
+  bootstrapSnapshot,
+  entrySize,
+  limitSize,
+  type Storage,
+} from './core/storage.js';
+export { encodeProposal, decodeProposal, PROPOSAL_TAG, PROPOSAL_HEADER_BYTES } from './core/proposal.js';
+export { encodeConfChange, decodeConfChange } from './core/confchange.js';
+export { seededRandom, seededRandInt } from './core/rand.js';
+export type { ProgressState } from './core/progress.js';
+export {
+  NONE,
+  type ConfChange,
+  type ConfChangeType,
+  type ConfState,
+  type Entry,
+  type EntryType,
+  type HardState,
+  type Message,
+  type MessageType,
+  type NodeId,
+  type ReadState,
+  type Ready,
+  type SnapshotMeta,
+  type SoftState,
+  type StateRole,
+} from './core/types.js';
