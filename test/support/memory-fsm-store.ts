@@ -3,6 +3,7 @@
 // must not depend on RocksDB or the request model.
 
 import { packValue, unpackValue } from '../../src/fsm/index.js';
+import type { KvRangeReader } from '../../src/kv/index.js';
 import type { FsmStore, FsmStoreOp, KvReader, KvWrite, RequestExecutor, VisibleValue } from '../../src/fsm/index.js';
 
 interface Version {
@@ -102,6 +103,24 @@ export class MemoryFsmStore implements FsmStore {
     }
     this.#applied = options.appliedIndex;
     return { ceiling };
+  }
+
+  /** The read path's view (src/kv KvRangeReader): newest versions, live keys in byte order. */
+  rangeReader(): KvRangeReader {
+    return {
+      get: (key) => this.getLatest(key, 0),
+      scan: async (after, limit) => {
+        const live = [...this.#versions.entries()]
+          .filter(([hex, versions]) => versions[0]?.value != null && (after === null || hex > after.toString('hex')))
+          .map(([hex]) => hex)
+          .sort()
+          .slice(0, limit);
+        return live.map((hex) => {
+          const newest = this.#versions.get(hex)![0]!;
+          return { key: Buffer.from(hex, 'hex'), value: { value: Buffer.from(newest.value!), expireAt: newest.expireAt } };
+        });
+      },
+    };
   }
 
   /** Canonical dump of every version and internal row, for replica comparison. */

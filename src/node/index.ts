@@ -1,0 +1,4 @@
+// The node part's door: what ties the store, Raft, the state machine and the
+// servers into one running sealkv node.
+
+export { RaftEngine, type RaftEngineOptions, type ReplicatedLog } from './raft-engine.js';
