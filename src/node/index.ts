@@ -2,3 +2,4 @@
 // servers into one running sealkv node.
 
 export { RaftEngine, type RaftEngineOptions, type ReplicatedLog } from './raft-engine.js';
+export { startNode, startFailureLine, stopOnSignals, type OpenEngine, type RunningNode } from './node.js';
