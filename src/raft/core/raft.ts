@@ -49,6 +49,12 @@ export interface RaftConfig {
   checkQuorum?: boolean;
   /** Campaign with a pre-vote round first, so a partitioned node cannot inflate terms. */
   preVote?: boolean;
+  /**
+   * Payload bytes a leader accepts in proposed-but-uncommitted entries before
+   * dropping new proposals (ErrProposalDropped); bounds memory while a
+   * quorum is unreachable. Unlimited by default.
+   */
+  maxUncommittedEntriesSize?: number;
   rand: RandInt;
 }
 
@@ -113,6 +119,9 @@ export class Raft {
   private readonly checkQuorum: boolean;
   private readonly preVote: boolean;
   private readonly maxMsgSize: number;
+  private readonly maxUncommittedSize: number;
+  // Invariant (leader): payload bytes of entries appended in this term and not yet applied here.
+  private uncommittedSize = 0;
   private readonly rand: RandInt;
 
   private tickFn: () => void = () => this.tickElection();
@@ -128,6 +137,7 @@ export class Raft {
     this.checkQuorum = c.checkQuorum ?? true;
     this.preVote = c.preVote ?? true;
     this.maxMsgSize = c.maxSizePerMsg ?? 1024 * 1024;
+    this.maxUncommittedSize = c.maxUncommittedEntriesSize ?? Number.MAX_SAFE_INTEGER;
     this.rand = c.rand;
     this.log = new RaftLog(c.storage, c.maxCommittedSizePerReady ?? Number.MAX_SAFE_INTEGER);
     this.tracker = new ProgressTracker(c.maxInflightMsgs ?? 256);
@@ -261,6 +271,7 @@ export class Raft {
       this.tracker.progress.set(id, pr);
     }
     this.pendingConfIndex = 0;
+    this.uncommittedSize = 0;
     this.readOnly = new ReadOnly();
     this.pendingReadIndexMessages = [];
   }
@@ -473,9 +484,10 @@ export class Raft {
           const e = entries[i]!;
           if (e.type !== 'confChange') continue;
           if (this.pendingConfIndex > this.log.applied) return false;
-          if (!this.confChangeAllowed(decodeConfChange(e.data))) return false;
+          if (!this.confChangeAllowed(e.data)) return false;
           this.pendingConfIndex = this.log.lastIndex() + i + 1;
         }
+        if (!this.increaseUncommittedSize(entries)) return false;
         this.appendEntry(entries);
         this.bcastAppend();
         return true;
@@ -728,6 +740,24 @@ export class Raft {
     }
   }
 
+  private increaseUncommittedSize(entries: Entry[]): boolean {
+    let size = 0;
+    for (const e of entries) size += e.data.length;
+    // Always accept one proposal into an empty budget, however large.
+    if (this.uncommittedSize > 0 && size > 0 && this.uncommittedSize + size > this.maxUncommittedSize) return false;
+    this.uncommittedSize += size;
+    return true;
+  }
+
+  /** Called by the RawNode once committed entries are applied: they no longer count as uncommitted. */
+  reduceUncommittedSize(applied: Entry[]): void {
+    if (this.state !== 'leader') return;
+    let size = 0;
+    for (const e of applied) size += e.data.length;
+    // Entries of earlier terms were never counted: clamp at zero.
+    this.uncommittedSize = Math.max(0, this.uncommittedSize - size);
+  }
+
   private maybeCommit(): boolean {
     const mci = this.tracker.committed();
     // Only entries of the current term are committed by counting replicas
@@ -769,7 +799,13 @@ export class Raft {
   // ---- membership --------------------------------------------------------
 
   /** Whether the leader accepts a proposed change against the current configuration. */
-  private confChangeAllowed(cc: ConfChange): boolean {
+  private confChangeAllowed(data: Uint8Array): boolean {
+    let cc: ConfChange;
+    try {
+      cc = decodeConfChange(data);
+    } catch {
+      return false; // malformed: never let it into the log, where applying it would halt every node
+    }
     const { voters, learners } = this.tracker;
     switch (cc.type) {
       case 'addNode':

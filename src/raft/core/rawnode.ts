@@ -179,7 +179,10 @@ export class RawNode {
   advance(rd: Ready): void {
     const log = this.raft.log;
     const n = rd.committedEntries.length;
-    if (n > 0) log.appliedTo(rd.committedEntries[n - 1]!.index);
+    if (n > 0) {
+      log.appliedTo(rd.committedEntries[n - 1]!.index);
+      this.raft.reduceUncommittedSize(rd.committedEntries);
+    }
     else if (rd.snapshot !== undefined) log.appliedTo(rd.snapshot.index);
     if (rd.entries.length > 0) {
       const last = rd.entries[rd.entries.length - 1]!;
