@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   ErrEnvelopeCutoverDivergence: { retryable: false },
   ErrWriterNotRegistered: { retryable: true },
   ErrStoreClosed: { retryable: false },
+  ErrStoreCorrupt: { retryable: false },
   // Raft and apply (SPEC §6, §7)
   ErrRaftUnwrapFailed: { retryable: false },
   ErrEncryptionApply: { retryable: false },

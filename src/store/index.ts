@@ -1,0 +1,25 @@
+// The store part's public door: the MVCC store (SPEC §5), its engines and
+// encodings, and snapshot streams.
+
+export { Store, type Entry, type EncryptionSettings, type ReadOptions, type ScanOptions, type ScanRange, type StoredVersion, type WriteOp } from './store.js';
+export { MemoryEngine, type Engine, type EngineEntry, type EngineOp, type EngineRange, type EngineReader, type EngineSnapshot } from './engine.js';
+export { RocksEngine } from './rocksdb.js';
+export {
+  RESERVED_PREFIX,
+  decodeStoreKey,
+  encodeStoreKey,
+  headRowKey,
+  rewriteCursorKey,
+  versionRowKey,
+  writerRegistryKey,
+} from './keys.js';
+export { FLAG_TOMBSTONE, STATE_CLEARTEXT, STATE_ENVELOPE, decodeValue, encodeValueHeader, isExpired, type ValueHeader } from './value.js';
+export { SNAPSHOT_MAGIC_V1, SNAPSHOT_MAGIC_V2, encodeSnapshotHeader, readSnapshot, writeSnapshot, type SnapshotHeader, type SnapshotInfo } from './snapshot.js';
+
+import { RocksEngine } from './rocksdb.js';
+import { Store, type EncryptionSettings } from './store.js';
+
+/** Opens (creating if needed) the RocksDB-backed store at `path`. */
+export async function openStore(path: string, encryption?: EncryptionSettings): Promise<Store> {
+  return new Store(await RocksEngine.open(path), encryption);
+}

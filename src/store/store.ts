@@ -1,0 +1,527 @@
+// The MVCC store (SPEC §5): versions of user keys at commit timestamps,
+// sealed with the storage envelope (SPEC §3.1) when encryption is active,
+// on an Engine (RocksDB in the node, memory in tests).
+//
+// Public methods validate, encode, seal and open; the engine only stores
+// rows (layout in keys.ts, value header in value.ts).
+//
+// Writes are serialised: every write (apply batches, GC deletions,
+// snapshot restore) joins one queue, in call order, so that RocksDB
+// applies them in that order even though each is an async round trip.
+// Sealing happens when a write is enqueued, on the caller's turn, which
+// lets the apply loop seal batch N+1 while batch N is being written.
+//
+// Invariant: the head row of a user key holds the largest commit_ts ever
+// written for it. It holds as long as writes to one key arrive with
+// increasing commit timestamps, which the Raft-replicated HLC guarantees
+// for applies; rewrites and GC never touch head rows.
+
+import snappy from 'snappy';
+import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, readU32BE, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
+import { sealError } from '../errors/index.js';
+import type { Engine, EngineOp, EngineReader } from './engine.js';
+import {
+  APPLIED_INDEX_KEY,
+  SPACE_END,
+  SPACE_HEAD,
+  SPACE_INTERNAL,
+  SPACE_VERSION,
+  TS_BYTES,
+  checkTimestamp,
+  decodeTs,
+  encodeStoreKey,
+  encodeTs,
+  headRowKey,
+  isReservedKey,
+  prefixEnd,
+  tagged,
+  versionRowKey,
+} from './keys.js';
+import { STATE_CLEARTEXT, STATE_ENVELOPE, decodeValue, encodeValueHeader, isExpired, type ValueHeader } from './value.js';
+import { readSnapshot, writeSnapshot, type SnapshotHeader, type SnapshotInfo } from './snapshot.js';
+
+export type WriteOp =
+  | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly expireAt?: bigint }
+  | { readonly type: 'delete'; readonly key: Uint8Array; readonly commitTs: bigint }
+  /** Re-writes an existing version in place (rewrite sweep): no new version, head untouched. */
+  | { readonly type: 'rewrite'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly expireAt?: bigint }
+  | { readonly type: 'putInternal'; readonly key: Uint8Array; readonly value: Uint8Array }
+  | { readonly type: 'deleteInternal'; readonly key: Uint8Array };
+
+/** One visible version, opened. */
+export interface Entry {
+  readonly key: Buffer;
+  readonly value: Buffer;
+  readonly commitTs: bigint;
+  /** ms since the epoch; 0n = never. */
+  readonly expireAt: bigint;
+}
+
+export interface ReadOptions {
+  /** Wall clock for TTL, ms since the epoch; default Date.now(). */
+  readonly now?: bigint;
+}
+
+export type ScanRange = { readonly prefix: Uint8Array } | { readonly start?: Uint8Array; readonly end?: Uint8Array };
+
+export interface ScanOptions extends ReadOptions {
+  readonly limit?: number;
+}
+
+export interface EncryptionSettings {
+  /** Opens envelopes on read, and seals on write when `active`. */
+  readonly sealer: Sealer;
+  /** SPEC §5.3: seal every write (storage_envelope_active and a storage DEK active). */
+  readonly active: boolean;
+  /** Snappy before sealing (SPEC §3.4); default on. Reads always honour the flag. */
+  readonly compression?: boolean;
+}
+
+/** One stored version as it is on disk, for the rewrite sweep and tools. */
+export interface StoredVersion {
+  readonly key: Buffer;
+  readonly commitTs: bigint;
+  readonly header: ValueHeader;
+  /** key_id of the envelope; 0 for cleartext bodies. */
+  readonly keyId: number;
+}
+
+// Head rows fetched per scan page; their versions come in one multi-get and
+// are opened in one batch call.
+const SCAN_PAGE = 128;
+const GC_DELETE_BATCH = 1024;
+const WHOLE_VERSION_SPACE = { gte: Buffer.from([SPACE_VERSION]), lt: Buffer.from([SPACE_END]) };
+
+interface ToSeal {
+  readonly value: Uint8Array;
+  readonly header: Uint8Array;
+  readonly rowKey: Buffer;
+  readonly rowIndex: number;
+}
+
+interface RawVersion {
+  readonly userKey: Buffer;
+  readonly commitTs: bigint;
+  readonly row: Buffer;
+}
+
+export class Store {
+  readonly #engine: Engine;
+  #sealer: Sealer | undefined;
+  #sealing = false;
+  #compression = true;
+  #writeTail: Promise<void> = Promise.resolve();
+  #writeFailure: unknown;
+  #closed = false;
+
+  constructor(engine: Engine, encryption?: EncryptionSettings) {
+    this.#engine = engine;
+    if (encryption !== undefined) this.setEncryption(encryption);
+  }
+
+  get engine(): Engine {
+    return this.#engine;
+  }
+
+  /** Set by the rollout: which sealer opens and seals, and whether writes seal. */
+  setEncryption(settings: EncryptionSettings): void {
+    this.#sealer = settings.sealer;
+    this.#sealing = settings.active;
+    if (settings.compression !== undefined) this.#compression = settings.compression;
+  }
+
+  /** `--compression=off|on`: only decides new seals; reads follow each value's flag. */
+  setCompression(on: boolean): void {
+    this.#compression = on;
+  }
+
+  get sealing(): boolean {
+    return this.#sealing && this.#sealer !== undefined;
+  }
+
+  // ---- writes ------------------------------------------------------------
+
+  put(key: Uint8Array, value: Uint8Array, commitTs: bigint, options: { expireAt?: bigint } = {}): Promise<void> {
+    return this.applyBatch([{ type: 'put', key, value, commitTs, ...(options.expireAt === undefined ? {} : { expireAt: options.expireAt }) }]);
+  }
+
+  delete(key: Uint8Array, commitTs: bigint): Promise<void> {
+    return this.applyBatch([{ type: 'delete', key, commitTs }]);
+  }
+
+  /**
+   * Applies every op atomically, with the Raft applied index in the same
+   * engine batch when given. All values of the batch are sealed in one
+   * backend call. Resolves once the engine has the batch.
+   */
+  applyBatch(ops: readonly WriteOp[], options: { appliedIndex?: bigint } = {}): Promise<void> {
+    let rows: EngineOp[];
+    try {
+      this.#checkOpen();
+      rows = this.#encodeBatch(ops);
+      if (options.appliedIndex !== undefined) {
+        checkTimestamp(options.appliedIndex, 'applied index');
+        rows.push({ type: 'put', key: APPLIED_INDEX_KEY, value: encodeTs(options.appliedIndex) });
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#enqueueWrite(rows);
+  }
+
+  #encodeBatch(ops: readonly WriteOp[]): EngineOp[] {
+    const rows: EngineOp[] = [];
+    const heads = new Map<string, { key: Uint8Array; ts: bigint }>();
+    const toSeal: ToSeal[] = [];
+    const sealing = this.sealing;
+    for (const op of ops) {
+      if (op.type === 'putInternal' || op.type === 'deleteInternal') {
+        const key = internalRowKey(op.key);
+        rows.push(op.type === 'putInternal' ? { type: 'put', key, value: toBuffer(op.value) } : { type: 'del', key });
+        continue;
+      }
+      checkUserKey(op.key);
+      checkTimestamp(op.commitTs);
+      const rowKey = versionRowKey(op.key, op.commitTs);
+      if (op.type === 'delete') {
+        rows.push({ type: 'put', key: rowKey, value: encodeValueHeader({ tombstone: true, encryptionState: STATE_CLEARTEXT, expireAt: 0n }) });
+      } else {
+        const expireAt = op.expireAt ?? 0n;
+        checkTimestamp(expireAt, 'expire_at');
+        if (sealing) {
+          const header = encodeValueHeader({ tombstone: false, encryptionState: STATE_ENVELOPE, expireAt });
+          toSeal.push({ value: op.value, header, rowKey, rowIndex: rows.length });
+          rows.push({ type: 'put', key: rowKey, value: header }); // the envelope is appended by #sealInto
+        } else {
+          const row = Buffer.allocUnsafe(VALUE_HEADER_BYTES + op.value.length);
+          encodeValueHeader({ tombstone: false, encryptionState: STATE_CLEARTEXT, expireAt }, row, 0);
+          row.set(op.value, VALUE_HEADER_BYTES);
+          rows.push({ type: 'put', key: rowKey, value: row });
+        }
+      }
+      if (op.type !== 'rewrite') {
+        const id = Buffer.from(op.key.buffer, op.key.byteOffset, op.key.length).toString('latin1');
+        const seen = heads.get(id);
+        if (seen === undefined || seen.ts < op.commitTs) heads.set(id, { key: op.key, ts: op.commitTs });
+      }
+    }
+    if (toSeal.length > 0) this.#sealInto(rows, toSeal);
+    for (const { key, ts } of heads.values()) rows.push({ type: 'put', key: headRowKey(key), value: encodeTs(ts) });
+    return rows;
+  }
+
+  // Compress-then-seal (SPEC §3.4): the compressed form is kept only when
+  // strictly smaller; the flag bit says which, and is in the AAD.
+  #sealInto(rows: EngineOp[], toSeal: readonly ToSeal[]): void {
+    const items: SealItem[] = toSeal.map(({ value, header, rowKey }) => {
+      let plaintext = value;
+      let flag = 0;
+      if (this.#compression && value.length > 0) {
+        const compressed = snappy.compressSync(value);
+        if (compressed.length < value.length) {
+          plaintext = compressed;
+          flag = FLAG_COMPRESSED;
+        }
+      }
+      // The AAD's store_key is the row key without its space tag.
+      return { plaintext, flag, aad: { kind: 'storage', valueHeader: header, storeKey: rowKey.subarray(1) } };
+    });
+    const { envelopes } = this.#sealer!.seal('storage', items);
+    toSeal.forEach(({ header, rowKey, rowIndex }, i) => {
+      rows[rowIndex] = { type: 'put', key: rowKey, value: Buffer.concat([header, envelopes[i]!]) };
+    });
+  }
+
+  #enqueueWrite(rows: EngineOp[]): Promise<void> {
+    const write = this.#writeTail.then(() => {
+      if (this.#writeFailure !== undefined) throw sealError('ErrStoreCorrupt', 'an earlier store write failed; reopen the store', this.#writeFailure);
+      return this.#engine.write(rows).catch((err: unknown) => {
+        this.#writeFailure = err;
+        throw err;
+      });
+    });
+    this.#writeTail = write.catch(() => undefined);
+    return write;
+  }
+
+  /** Waits for every write enqueued so far. */
+  async drain(): Promise<void> {
+    await this.#writeTail;
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  /** The newest version of `key` at or below `readTs`, if visible (not a tombstone, not expired). */
+  async get(key: Uint8Array, readTs: bigint, options: ReadOptions = {}): Promise<Entry | undefined> {
+    return (await this.getMany([key], readTs, options))[0];
+  }
+
+  /** get() of many keys: two engine round trips and one batch open for all. */
+  async getMany(keys: readonly Uint8Array[], readTs: bigint, options: ReadOptions = {}): Promise<(Entry | undefined)[]> {
+    this.#checkOpen();
+    checkTimestamp(readTs, 'read timestamp');
+    const userKeys = keys.map((key) => {
+      checkUserKey(key);
+      return toBuffer(key);
+    });
+    const heads = await this.#engine.getMany(userKeys.map(headRowKey));
+    const raws = await this.#resolve(this.#engine, userKeys, heads, readTs);
+    return this.#materialize(raws, nowOf(options));
+  }
+
+  /** Visible entries of a prefix or a [start, end) range of user keys, in key order. */
+  async *scan(range: ScanRange, readTs: bigint, options: ScanOptions = {}): AsyncGenerator<Entry> {
+    this.#checkOpen();
+    checkTimestamp(readTs, 'read timestamp');
+    let remaining = options.limit ?? Infinity;
+    if (remaining <= 0) return;
+    const now = nowOf(options);
+    const bounds = scanBounds(range);
+    const snapshot = this.#engine.snapshot();
+    try {
+      let page: { userKey: Buffer; head: Buffer }[] = [];
+      const flush = async (): Promise<Entry[]> => {
+        const raws = await this.#resolve(snapshot, page.map((p) => p.userKey), page.map((p) => p.head), readTs);
+        page = [];
+        return (await this.#materialize(raws, now)).filter((e): e is Entry => e !== undefined);
+      };
+      for await (const { key, value } of snapshot.iterate(bounds)) {
+        page.push({ userKey: key.subarray(1), head: value });
+        if (page.length < SCAN_PAGE) continue;
+        for (const entry of await flush()) {
+          yield entry;
+          if (--remaining <= 0) return;
+        }
+      }
+      if (page.length > 0) {
+        for (const entry of await flush()) {
+          yield entry;
+          if (--remaining <= 0) return;
+        }
+      }
+    } finally {
+      await snapshot.release();
+    }
+  }
+
+  /** scan() collected into an array. */
+  async scanAll(range: ScanRange, readTs: bigint, options: ScanOptions = {}): Promise<Entry[]> {
+    const out: Entry[] = [];
+    for await (const entry of this.scan(range, readTs, options)) out.push(entry);
+    return out;
+  }
+
+  // Finds the row of the newest version <= readTs of each key: an exact get
+  // when the head is visible (the common case), else a seek.
+  async #resolve(reader: EngineReader, userKeys: readonly Buffer[], heads: readonly (Buffer | null)[], readTs: bigint): Promise<(RawVersion | undefined)[]> {
+    const out: (RawVersion | undefined)[] = new Array(userKeys.length).fill(undefined);
+    const exact: number[] = [];
+    const seek: number[] = [];
+    heads.forEach((head, i) => {
+      if (head === null) return;
+      if (decodeTs(head) <= readTs) exact.push(i);
+      else seek.push(i);
+    });
+    if (exact.length > 0) {
+      const rows = await reader.getMany(exact.map((i) => versionRowKey(userKeys[i]!, decodeTs(heads[i]!))));
+      exact.forEach((i, j) => {
+        const row = rows[j];
+        // A missing head version means GC raced this read below its horizon; seek instead.
+        if (row === null || row === undefined) seek.push(i);
+        else out[i] = { userKey: userKeys[i]!, commitTs: decodeTs(heads[i]!), row };
+      });
+    }
+    for (const i of seek) out[i] = await seekVersion(reader, userKeys[i]!, readTs);
+    return out;
+  }
+
+  // Decodes headers, opens every envelope in one batch call, then drops
+  // tombstones and expired versions. Envelopes are opened before the header
+  // is believed: a header flipped to "deleted" or "expired" on a sealed
+  // value fails authentication instead of hiding the value. A failed open
+  // throws its typed error; it is never turned into "not found".
+  async #materialize(raws: readonly (RawVersion | undefined)[], now: bigint): Promise<(Entry | undefined)[]> {
+    const out: (Entry | undefined)[] = new Array(raws.length).fill(undefined);
+    const sealed: { index: number; item: OpenItem; raw: RawVersion; header: ValueHeader }[] = [];
+    raws.forEach((raw, index) => {
+      if (raw === undefined) return;
+      const { header, headerBytes, body } = decodeValue(raw.row);
+      if (header.encryptionState === STATE_ENVELOPE) {
+        const storeKey = encodeStoreKey(raw.userKey, raw.commitTs);
+        sealed.push({ index, raw, header, item: { envelope: body, aad: { kind: 'storage', valueHeader: headerBytes, storeKey } } });
+      } else if (!header.tombstone && !isExpired(header, now)) {
+        out[index] = { key: raw.userKey, value: Buffer.from(body.buffer, body.byteOffset, body.length), commitTs: raw.commitTs, expireAt: header.expireAt };
+      }
+    });
+    if (sealed.length === 0) return out;
+    const results = this.#opener().open(sealed.map((s) => s.item));
+    sealed.forEach(({ index, raw, header }, i) => {
+      const result = results[i]!;
+      if (!result.ok) throw result.error;
+      if (header.tombstone || isExpired(header, now)) return;
+      out[index] = { key: raw.userKey, value: decompress(result.plaintext, result.flag), commitTs: raw.commitTs, expireAt: header.expireAt };
+    });
+    return out;
+  }
+
+  #opener(): Sealer {
+    if (this.#sealer === undefined) throw sealError('ErrUnknownKeyId', 'an encrypted value was read but no keystore is loaded');
+    return this.#sealer;
+  }
+
+  /** Every stored version (tombstones included), in store-key order, with its header; for the rewrite sweep. */
+  async *versions(options: { after?: Uint8Array } = {}): AsyncGenerator<StoredVersion> {
+    this.#checkOpen();
+    const gte = options.after === undefined ? WHOLE_VERSION_SPACE.gte : Buffer.concat([tagged(SPACE_VERSION, options.after), Buffer.from([0])]);
+    for await (const { key, value } of this.#engine.iterate({ gte, lt: WHOLE_VERSION_SPACE.lt })) {
+      const { header, body } = decodeValue(value);
+      const userKey = key.subarray(1, key.length - TS_BYTES);
+      const commitTs = (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES);
+      const keyId = header.encryptionState === STATE_ENVELOPE && body.length >= 6 ? readU32BE(body, 2) : 0;
+      yield { key: userKey, commitTs, header, keyId };
+    }
+  }
+
+  // ---- internal rows (outside MVCC) ---------------------------------------
+
+  async getInternal(key: Uint8Array): Promise<Buffer | undefined> {
+    this.#checkOpen();
+    return (await this.#engine.getMany([internalRowKey(key)]))[0] ?? undefined;
+  }
+
+  async scanInternal(prefix: Uint8Array): Promise<{ key: Buffer; value: Buffer }[]> {
+    this.#checkOpen();
+    const gte = internalRowKey(prefix);
+    const out: { key: Buffer; value: Buffer }[] = [];
+    for await (const { key, value } of this.#engine.iterate({ gte, lt: prefixEnd(gte)! })) out.push({ key: key.subarray(1), value });
+    return out;
+  }
+
+  /** The Raft index of the last applied batch that carried one; 0n when none. */
+  async appliedIndex(): Promise<bigint> {
+    this.#checkOpen();
+    const [row] = await this.#engine.getMany([APPLIED_INDEX_KEY]);
+    return row === null || row === undefined ? 0n : decodeTs(row);
+  }
+
+  // ---- garbage collection ------------------------------------------------
+
+  /**
+   * Removes versions older than `minRetainedTS`, keeping for each key the
+   * newest version at or below it (and every version above it). Tombstones
+   * are versions like any other here.
+   */
+  async gc(minRetainedTS: bigint): Promise<{ removed: number }> {
+    this.#checkOpen();
+    checkTimestamp(minRetainedTS, 'minRetainedTS');
+    // Versions of one key come newest first, but versions of keys that
+    // extend it ("a" and "ab") can interleave: each key stays open until
+    // the iteration passes its last possible row.
+    const open = new Map<string, Buffer>(); // user key → end of its rows
+    let removed = 0;
+    let pending: EngineOp[] = [];
+    const snapshot = this.#engine.snapshot();
+    try {
+      for await (const { key } of snapshot.iterate(WHOLE_VERSION_SPACE)) {
+        for (const [id, end] of open) if (Buffer.compare(end, key) < 0) open.delete(id);
+        const userKey = key.subarray(1, key.length - TS_BYTES);
+        const commitTs = (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES);
+        if (commitTs > minRetainedTS) continue;
+        const id = userKey.toString('latin1');
+        if (!open.has(id)) {
+          open.set(id, versionRowKey(userKey, 0n));
+          continue;
+        }
+        pending.push({ type: 'del', key });
+        removed++;
+        if (pending.length >= GC_DELETE_BATCH) {
+          await this.#enqueueWrite(pending);
+          pending = [];
+        }
+      }
+      if (pending.length > 0) await this.#enqueueWrite(pending);
+    } finally {
+      await snapshot.release();
+    }
+    return { removed };
+  }
+
+  // ---- snapshots (SPEC §5.4) --------------------------------------------
+
+  /** A stream of the store's raw rows (ciphertext stays ciphertext); header null = legacy stream. */
+  snapshotStream(header: SnapshotHeader | null): AsyncGenerator<Buffer> {
+    this.#checkOpen();
+    return writeSnapshot(this.#engine, header);
+  }
+
+  /** Restores a snapshot stream into this (empty) store. */
+  async restoreSnapshot(source: AsyncIterable<Uint8Array>): Promise<SnapshotInfo> {
+    this.#checkOpen();
+    await this.drain();
+    for await (const row of this.#engine.iterate({ gte: Buffer.from([0]), lt: Buffer.from([SPACE_END]) }, { limit: 1 })) {
+      throw new RangeError(`restore needs an empty store (found row 0x${row.key.subarray(0, 8).toString('hex')})`);
+    }
+    return readSnapshot(source, (ops) => this.#enqueueWrite(ops));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.drain();
+    await this.#engine.close();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw sealError('ErrStoreClosed', 'the store is closed');
+  }
+}
+
+async function seekVersion(reader: EngineReader, userKey: Buffer, readTs: bigint): Promise<RawVersion | undefined> {
+  const lt = prefixEnd(tagged(SPACE_VERSION, userKey))!;
+  for await (const { key, value } of reader.iterate({ gte: versionRowKey(userKey, readTs), lt })) {
+    // Rows of longer keys that start with userKey sort in between: skip them.
+    if (key.length !== 1 + userKey.length + TS_BYTES) continue;
+    return { userKey, commitTs: (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES), row: value };
+  }
+  return undefined;
+}
+
+function decompress(plaintext: Uint8Array, flag: number): Buffer {
+  if ((flag & FLAG_COMPRESSED) === 0) return Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.length);
+  try {
+    return snappy.uncompressSync(plaintext, { asBuffer: true }) as Buffer;
+  } catch (err) {
+    // The bytes were authenticated, so this is a bug in the writer, not tampering.
+    throw sealError('ErrStoreCorrupt', 'an authenticated value does not decompress', err);
+  }
+}
+
+function scanBounds(range: ScanRange): { gte: Buffer; lt: Buffer } {
+  const whole = Buffer.from([SPACE_HEAD + 1]);
+  if ('prefix' in range) {
+    const gte = headRowKey(range.prefix);
+    return { gte, lt: prefixEnd(gte) ?? whole };
+  }
+  return {
+    gte: headRowKey(range.start ?? Buffer.alloc(0)),
+    lt: range.end === undefined ? whole : headRowKey(range.end),
+  };
+}
+
+function checkUserKey(key: Uint8Array): void {
+  if (!(key instanceof Uint8Array)) throw new TypeError('a user key must be a Uint8Array');
+  if (isReservedKey(key)) throw sealError('ErrReservedKey', 'user keys under "!encryption|" are reserved for internal rows');
+}
+
+function internalRowKey(key: Uint8Array): Buffer {
+  if (!(key instanceof Uint8Array) || !isReservedKey(key)) throw new RangeError('internal row keys start with "!encryption|"');
+  return tagged(SPACE_INTERNAL, key);
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+function nowOf(options: ReadOptions): bigint {
+  return options.now ?? BigInt(Date.now());
+}
