@@ -48,3 +48,4 @@ export {
   type StateMachineOptions,
 } from './state-machine.js';
 export { LeaderClock, type ProposeApplied } from './leader-clock.js';
+export { LATEST_TS, fsmStoreOver } from './store-adapter.js';

@@ -9,8 +9,8 @@
 // Atomicity and replay. One `applyEntries` call is one store batch that also
 // records the applied index of its last entry, so a crash leaves the store at
 // a batch boundary, and entries at or below the applied index are skipped on
-// replay. The clock state (`!fsm|clock`) and dedupe records (`!fsm|dedupe|`)
-// live in the store's internal rows and are written in the same batch.
+// replay. The clock state and dedupe records live in the store's internal
+// rows (keys below) and are written in the same batch.
 //
 // Dedupe. Raft may commit the same proposal twice (a driver re-proposes after
 // a leader change). A request entry whose non-zero proposal id was applied
@@ -37,10 +37,12 @@ import {
 } from './payload.js';
 import type { FsmStore, FsmStoreOp, KvReader, KvWrite, RequestExecutor, VisibleValue } from './ports.js';
 
+// The state machine's own rows live in the store's internal (non-MVCC)
+// namespace, which is the reserved prefix of SPEC §5.1, under `fsm|`.
 /** Internal row holding ceiling(8 BE) ‖ last_commit_ts(8 BE). */
-export const CLOCK_ROW_KEY = Buffer.from('!fsm|clock');
+export const CLOCK_ROW_KEY = Buffer.from('!encryption|fsm|clock');
 /** Prefix of dedupe rows: prefix ‖ proposal_id(8 BE) → msgpack([commit_ms, result]). */
-export const DEDUPE_ROW_PREFIX = Buffer.from('!fsm|dedupe|');
+export const DEDUPE_ROW_PREFIX = Buffer.from('!encryption|fsm|dedupe|');
 /** How long (commit-time ms) a proposal id is remembered. */
 export const DEDUPE_WINDOW_MS = 10 * 60_000;
 
@@ -187,9 +189,30 @@ export class StateMachine {
     return this.#serial(() => this.#applyEntries(entries));
   }
 
-  /** The store's snapshot stream, with the applied ceiling in its header. */
-  snapshotStream(): AsyncIterable<Uint8Array> {
-    return this.#store.snapshotStream({ ceiling: this.clock.appliedCeiling });
+  /**
+   * A snapshot of the state at the current applied index: the store's
+   * stream, with the applied ceiling in its header. The stream's read view
+   * is taken between two applies (its first chunk is pulled here), so the
+   * index, the ceiling and the rows agree.
+   */
+  snapshot(): Promise<{ appliedIndex: number; stream: AsyncIterable<Uint8Array> }> {
+    return this.#serial(async () => {
+      this.#checkRunning();
+      const appliedIndex = this.#appliedIndex;
+      const rows = this.#store.snapshotStream({ ceiling: this.clock.appliedCeiling })[Symbol.asyncIterator]();
+      const first = await rows.next();
+      async function* stream(): AsyncGenerator<Uint8Array> {
+        try {
+          if (first.done === true) return;
+          yield first.value;
+          for (let next = await rows.next(); next.done !== true; next = await rows.next()) yield next.value;
+        } finally {
+          // Releases the store's read view when the consumer stops early.
+          await rows.return?.();
+        }
+      }
+      return { appliedIndex, stream: stream() };
+    });
   }
 
   /** Replaces the state with a snapshot taken at `appliedIndex`. */

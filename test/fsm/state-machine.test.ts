@@ -195,8 +195,10 @@ describe('StateMachine replay', () => {
     const log = randomLog(99, 150);
     const a = await fresh();
     await applyInChunks(a.machine, log.slice(0, 90), 5);
+    const snapshot = await a.machine.snapshot();
+    expect(snapshot.appliedIndex).toBe(90);
     const chunks: Uint8Array[] = [];
-    for await (const chunk of a.machine.snapshotStream()) chunks.push(chunk);
+    for await (const chunk of snapshot.stream) chunks.push(chunk);
     const b = await fresh();
     await b.machine.restoreSnapshot(
       (async function* () {
