@@ -6,4 +6,5 @@ export interface BenchSuite {
 
 export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   crypto: () => import('./crypto.js'),
+  resp: () => import('./resp.js'),
 };

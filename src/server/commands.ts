@@ -81,6 +81,15 @@ function parseSet(args: Buffer[]): KvRequest {
   return request;
 }
 
+/** SETEX key seconds value / PSETEX key ms value. */
+function parseSetex(command: string, unit: 's' | 'ms') {
+  return (args: Buffer[]): KvRequest => {
+    const n = parseSafeInt(args[2]!, command, 'expire');
+    if (n <= 0) badRequest(`invalid expire time in '${command}' command`);
+    return { op: 'set', key: args[1]!, value: args[3]!, expire: { inMs: toMs(n, unit, command) } };
+  };
+}
+
 function parseIncr(sign: 1n | -1n, fixed?: bigint) {
   return (args: Buffer[]): KvRequest => {
     const amount = fixed ?? parseInt64Arg(args[2]!);
@@ -133,6 +142,10 @@ const DATA_COMMANDS: DataSpec[] = [
   ['set', -3, 'write', [1, 1, 1], parseSet],
   ['getdel', 2, 'write', [1, 1, 1], (a) => ({ op: 'getdel', key: a[1]! })],
   ['del', -2, 'write', [1, -1, 1], (a) => ({ op: 'del', keys: a.slice(1) })],
+  ['unlink', -2, 'write', [1, -1, 1], (a) => ({ op: 'del', keys: a.slice(1) })],
+  ['setex', 4, 'write', [1, 1, 1], parseSetex('setex', 's')],
+  ['psetex', 4, 'write', [1, 1, 1], parseSetex('psetex', 'ms')],
+  ['getset', 3, 'write', [1, 1, 1], (a) => ({ op: 'set', key: a[1]!, value: a[2]!, returnOld: true })],
   ['exists', -2, 'read', [1, -1, 1], (a) => ({ op: 'exists', keys: a.slice(1) })],
   ['mget', -2, 'read', [1, -1, 1], (a) => ({ op: 'mget', keys: a.slice(1) })],
   ['mset', -3, 'write', [1, -1, 2], (a) => ({ op: 'mset', entries: pairs(a) })],
@@ -163,6 +176,7 @@ const CONNECTION_COMMANDS: [string, number, string[]][] = [
   ['client', -2, ['noscript', 'loading', 'stale']],
   ['info', -1, ['loading', 'stale']],
   ['command', -1, ['loading', 'stale']],
+  ['config', -2, ['admin', 'noscript', 'loading', 'stale']],
   ['quit', -1, ['noscript', 'loading', 'stale', 'fast', 'no_auth']],
 ];
 

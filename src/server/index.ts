@@ -3,9 +3,11 @@
 
 export type { Engine, EngineStatus, ReadOptions } from './engine.js';
 export { MemoryEngine, type MemoryEngineOptions } from './memory-engine.js';
+export { ReplicatedEngine, type ReplicatedEnginePorts } from './replicated-engine.js';
 export { DEFAULT_RESP_PORT, RespServer, SERVER_VERSION, type RespServerOptions } from './resp-server.js';
 export { AdminServer, DEFAULT_ADMIN_PORT, type AdminServerOptions } from './admin.js';
 export { COMMANDS, type CommandSpec } from './commands.js';
 export { respErrorFor, respErrorLine } from './errors.js';
 export { loadSecret, type SecretSource } from './secrets.js';
-export { DEFAULT_RESP_LIMITS, RespParser, type RespCommand, type RespLimits } from './resp/index.js';
+export { serve, type RunningServer, type ServeOptions } from './serve.js';
+export { DEFAULT_RESP_LIMITS, encodeCommand, RespParser, type RespCommand, type RespLimits } from './resp/index.js';

@@ -5,12 +5,15 @@
 
 import { applyRequests, isWriteRequest, type KvRangeReader, type KvReply, type KvRequest, type VisibleValue } from '../kv/index.js';
 import { sealError } from '../errors/index.js';
-import type { Engine, EngineStatus } from './engine.js';
+import type { Engine, EngineStatus, ReadOptions } from './engine.js';
 
 export interface MemoryEngineOptions {
   /** Clock for expiry; tests pass a fake one. Default Date.now. */
   now?: () => number;
 }
+
+/** Batches between sweeps of expired keys (each sweep is O(keys)). */
+const SWEEP_EVERY_BATCHES = 1024;
 
 /** Keys are held as latin1 strings: their code units compare exactly as the bytes do. */
 export class MemoryEngine implements Engine {
@@ -52,6 +55,17 @@ export class MemoryEngine implements Engine {
     return this.#sorted;
   }
 
+  /** Drops expired keys; reads already hide them, this only frees their memory. */
+  #sweepExpired(): void {
+    const now = this.#now();
+    for (const [id, entry] of this.#data) {
+      if (entry.value.expireAt !== 0 && entry.value.expireAt <= now) {
+        this.#data.delete(id);
+        this.#sorted = null;
+      }
+    }
+  }
+
   #checkOpen(): void {
     if (this.#closed) throw sealError('ErrStoreClosed', 'the memory engine is closed');
   }
@@ -67,7 +81,7 @@ export class MemoryEngine implements Engine {
         else this.#data.delete(id);
         if (existed !== (write.kind === 'put')) this.#sorted = null;
       }
-      this.#applied++;
+      if (++this.#applied % SWEEP_EVERY_BATCHES === 0) this.#sweepExpired();
       return replies;
     };
     const result = this.#tail.then(run);
@@ -75,7 +89,8 @@ export class MemoryEngine implements Engine {
     return result;
   }
 
-  async read(requests: readonly KvRequest[]): Promise<KvReply[]> {
+  /** Single node: every read is linearizable, so the option changes nothing. */
+  async read(requests: readonly KvRequest[], _options?: ReadOptions): Promise<KvReply[]> {
     this.#checkOpen();
     if (requests.some(isWriteRequest)) throw new TypeError('read() was given a write request');
     return (await applyRequests(this.#reader, requests, this.#now())).replies;

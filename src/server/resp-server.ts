@@ -7,7 +7,9 @@
 // — so a pipelined burst of SETs is one replicated batch — and the next run
 // starts only after it returns, so a read always sees the connection's own
 // earlier writes. A connection that sends faster than it reads its replies is
-// paused (queue or unsent-output bounds) instead of buffering without limit.
+// paused (queue or unsent-output bounds) instead of buffering without limit;
+// the replies of one engine call are held whole, so `maxBatch` times the
+// largest reply bounds what one slow client can pin.
 //
 // Framing errors answer `-ERR Protocol error: ...` after the replies to
 // everything parsed before them, then close the connection (as Redis does);
@@ -17,9 +19,10 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import type { ErrorCode } from '../errors/index.js';
-import type { KvReply, KvRequest } from '../kv/index.js';
+import { globMatcher, type KvReply, type KvRequest } from '../kv/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
+import { CommandQueue } from './command-queue.js';
 import { arityOk, COMMANDS, lookupCommand, unknownCommandMessage, type CommandSpec } from './commands.js';
 import type { Engine } from './engine.js';
 import { respErrorFor, respErrorLine, sealErrorDetail } from './errors.js';
@@ -53,10 +56,14 @@ export interface RespServerOptions {
   limits?: Partial<RespLimits>;
   /** Parsed but unanswered commands per connection before reading pauses. */
   maxPendingCommands?: number;
+  /** Argument bytes of parsed but unanswered commands per connection before reading pauses. */
+  maxPendingBytes?: number;
   /** Unsent reply bytes per connection before reading pauses. */
   maxOutputBytes?: number;
   /** Most commands in one engine call. */
   maxBatch?: number;
+  /** Argument bytes after which a batch stops growing (one Raft entry stays moderate). */
+  maxBatchBytes?: number;
   /** Reads wait for ReadIndex (default true). */
   linearizableReads?: boolean;
   metrics?: SealkvMetrics;
@@ -87,16 +94,22 @@ export class RespServer {
   readonly #host: string;
   readonly #port: number;
   readonly #passwordHash: Buffer | null;
-  readonly #maxConnections: number;
-  readonly #idleTimeoutMs: number;
   readonly #limits: Partial<RespLimits>;
-  readonly #maxPending: number;
-  readonly #maxOutput: number;
-  readonly #maxBatch: number;
-  readonly #linearizable: boolean;
   readonly #metrics: SealkvMetrics | undefined;
   readonly #log: Logger;
   readonly #connections = new Set<Connection>();
+  /** Settings the connections read on every batch. */
+  readonly config: Readonly<{
+    idleTimeoutMs: number;
+    maxConnections: number;
+    maxPending: number;
+    maxPendingBytes: number;
+    maxOutput: number;
+    maxBatch: number;
+    maxBatchBytes: number;
+    linearizable: boolean;
+    authRequired: boolean;
+  }>;
   readonly #counters: ServerCounters = { connectionsReceived: 0, connectionsRejected: 0, commandsProcessed: 0 };
   readonly #startedAt = Date.now();
   #server: net.Server | null = null;
@@ -109,14 +122,20 @@ export class RespServer {
     this.#port = options.port ?? DEFAULT_RESP_PORT;
     if (options.password !== undefined && options.password.length === 0) throw new RangeError('password must not be empty');
     this.#passwordHash = options.password === undefined ? null : hashSecret(options.password);
-    this.#maxConnections = positive(options.maxConnections ?? 10_000, 'maxConnections');
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
-    if (!Number.isSafeInteger(this.#idleTimeoutMs) || this.#idleTimeoutMs < 0) throw new RangeError('idleTimeoutMs must be >= 0');
+    const idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    if (!Number.isSafeInteger(idleTimeoutMs) || idleTimeoutMs < 0) throw new RangeError('idleTimeoutMs must be >= 0');
     this.#limits = options.limits ?? {};
-    this.#maxPending = positive(options.maxPendingCommands ?? 4096, 'maxPendingCommands');
-    this.#maxOutput = positive(options.maxOutputBytes ?? 16 * 1024 * 1024, 'maxOutputBytes');
-    this.#maxBatch = positive(options.maxBatch ?? 1024, 'maxBatch');
-    this.#linearizable = options.linearizableReads ?? true;
+    this.config = Object.freeze({
+      idleTimeoutMs,
+      maxConnections: positive(options.maxConnections ?? 10_000, 'maxConnections'),
+      maxPending: positive(options.maxPendingCommands ?? 4096, 'maxPendingCommands'),
+      maxPendingBytes: positive(options.maxPendingBytes ?? 64 * 1024 * 1024, 'maxPendingBytes'),
+      maxOutput: positive(options.maxOutputBytes ?? 16 * 1024 * 1024, 'maxOutputBytes'),
+      maxBatch: positive(options.maxBatch ?? 1024, 'maxBatch'),
+      maxBatchBytes: positive(options.maxBatchBytes ?? 4 * 1024 * 1024, 'maxBatchBytes'),
+      linearizable: options.linearizableReads ?? true,
+      authRequired: this.#passwordHash !== null,
+    });
     this.#metrics = options.metrics;
     this.#log = options.logger ?? silentLogger();
   }
@@ -124,7 +143,7 @@ export class RespServer {
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */
   async start(): Promise<{ host: string; port: number }> {
     if (this.#server !== null) throw new Error('RespServer already started');
-    const server = net.createServer({ noDelay: true, keepAlive: true }, (socket) => this.#accept(socket));
+    const server = net.createServer({ noDelay: true, keepAlive: true, allowHalfOpen: true }, (socket) => this.#accept(socket));
     this.#server = server;
     await listen(server, this.#port, this.#host);
     server.on('error', (err) => this.#log.error({ err }, 'RESP listener error'));
@@ -137,14 +156,22 @@ export class RespServer {
     return boundAddress(this.#server, 'RespServer');
   }
 
-  /** Stops accepting, closes every connection, resolves when all are gone. */
-  async close(): Promise<void> {
+  /**
+   * Stops accepting and closes every connection: each stops reading, sends
+   * the replies of the batch it is running, and closes; after `graceMs` the
+   * rest are cut. Resolves when all are gone.
+   */
+  async close(graceMs = 2000): Promise<void> {
     const server = this.#server;
     if (server === null) return;
     this.#server = null;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const connection of this.#connections) connection.destroy();
+    for (const connection of this.#connections) connection.shutdown();
+    const grace = setTimeout(() => {
+      for (const connection of this.#connections) connection.destroy();
+    }, graceMs);
     await closed;
+    clearTimeout(grace);
   }
 
   /** Facts for INFO and the admin `/status`. */
@@ -153,10 +180,10 @@ export class RespServer {
   }
 
   #accept(socket: net.Socket): void {
-    if (this.#connections.size >= this.#maxConnections) {
+    if (this.#connections.size >= this.config.maxConnections) {
       this.#counters.connectionsRejected++;
       this.#metrics?.connectionsRejected.inc({ reason: 'max_connections' });
-      this.#log.warn({ remote: socket.remoteAddress, max: this.#maxConnections }, 'connection refused: max number of clients reached');
+      this.#log.warn({ remote: socket.remoteAddress, max: this.config.maxConnections }, 'connection refused: max number of clients reached');
       socket.on('error', () => undefined);
       socket.end(MAX_CLIENTS);
       return;
@@ -178,16 +205,6 @@ export class RespServer {
   }
   get limits(): Partial<RespLimits> {
     return this.#limits;
-  }
-  get config() {
-    return {
-      idleTimeoutMs: this.#idleTimeoutMs,
-      maxPending: this.#maxPending,
-      maxOutput: this.#maxOutput,
-      maxBatch: this.#maxBatch,
-      linearizable: this.#linearizable,
-      authRequired: this.#passwordHash !== null,
-    };
   }
   get metrics(): SealkvMetrics | undefined {
     return this.#metrics;
@@ -224,7 +241,7 @@ export class RespServer {
       ],
       clients: [
         ['connected_clients', clientCount],
-        ['maxclients', this.#maxConnections],
+        ['maxclients', this.config.maxConnections],
       ],
       persistence: [['loading', 0]],
       stats: [
@@ -251,14 +268,16 @@ function positive(n: number, name: string): number {
 /** A command checked against the table: either an immediate reply or a data request. */
 type Prepared =
   | { kind: 'reply'; name: string; out: Buffer[]; error?: string; after?: 'close' }
-  | { kind: 'read' | 'write'; name: string; request: KvRequest };
+  | { kind: 'read' | 'write'; name: string; request: KvRequest; bytes: number };
 
 class Connection {
   readonly #server: RespServer;
   readonly #socket: net.Socket;
   readonly #id: number;
   readonly #parser: RespParser;
-  readonly #queue: RespCommand[] = [];
+  readonly #queue = new CommandQueue();
+  /** Reused buffer for the parser's output. */
+  readonly #parsed: RespCommand[] = [];
   #authenticated: boolean;
   #name: Buffer | null = null;
   #pumping = false;
@@ -266,6 +285,8 @@ class Connection {
   /** A framing error to answer once the queue is drained; then the connection closes. */
   #fatal: Buffer | null = null;
   #closing = false;
+  /** The client sent FIN: answer what it sent, then close. */
+  #peerEnded = false;
 
   constructor(server: RespServer, socket: net.Socket, id: number) {
     this.#server = server;
@@ -283,10 +304,22 @@ class Connection {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.#maybeResume());
     socket.on('error', (err) => server.log.debug({ err, client: id }, 'client socket error'));
+    socket.once('end', () => {
+      this.#peerEnded = true;
+      if (!this.#pumping && this.#queue.length === 0) socket.end();
+    });
     socket.once('close', () => {
-      this.#queue.length = 0;
+      this.#queue.clear();
       this.#closing = true;
     });
+  }
+
+  /** Server shutdown: stop reading, finish the running batch, close. */
+  shutdown(): void {
+    this.#closing = true;
+    this.#queue.clear();
+    this.#socket.pause();
+    if (!this.#pumping) this.#socket.end();
   }
 
   destroy(): void {
@@ -295,16 +328,20 @@ class Connection {
 
   #onData(chunk: Buffer): void {
     if (this.#closing || this.#fatal !== null) return;
-    const before = this.#queue.length;
-    const error = this.#parser.feed(chunk, this.#queue);
+    const parsed = this.#parsed;
+    const error = this.#parser.feed(chunk, parsed);
+    this.#queue.push(parsed);
+    const added = parsed.length;
+    parsed.length = 0;
     if (error !== undefined) {
       this.#server.metrics?.requestErrors.inc({ command: 'protocol', error: error.code });
       this.#server.log.info({ client: this.#id, remote: this.#socket.remoteAddress, code: error.code }, 'closing connection on a protocol error');
       this.#fatal = errLine(error.code, sealErrorDetail(error));
       this.#socket.pause();
     }
-    if (this.#queue.length >= this.#server.config.maxPending) this.#pause();
-    if (this.#queue.length > before || this.#fatal !== null) void this.#pump();
+    const { maxPending, maxPendingBytes } = this.#server.config;
+    if (this.#queue.length >= maxPending || this.#queue.bytes >= maxPendingBytes) this.#pause();
+    if (added > 0 || this.#fatal !== null) void this.#pump();
   }
 
   #pause(): void {
@@ -316,7 +353,8 @@ class Connection {
 
   #maybeResume(): void {
     if (!this.#paused || this.#fatal !== null || this.#closing) return;
-    if (this.#queue.length < this.#server.config.maxPending / 2 && this.#socket.writableLength < this.#server.config.maxOutput) {
+    const { maxPending, maxPendingBytes, maxOutput } = this.#server.config;
+    if (this.#queue.length < maxPending / 2 && this.#queue.bytes < maxPendingBytes / 2 && this.#socket.writableLength < maxOutput) {
       this.#paused = false;
       this.#socket.resume();
     }
@@ -329,28 +367,34 @@ class Connection {
     const counts = new Map<string, number>();
     try {
       while (this.#queue.length > 0 && !this.#closing) {
-        const first = this.#prepare(this.#queue.shift()!);
+        const first = this.#prepare(this.#queue.take()!);
         if (first.kind === 'reply') {
           out.push(...first.out);
           this.#count(counts, first.name, first.error);
           if (first.after === 'close') {
             this.#closing = true;
-            this.#queue.length = 0;
+            this.#queue.clear();
           }
           continue;
         }
         // Extend the run with the following data commands of the same kind;
         // ones that fail to parse ride along as ready-made error replies.
+        const { maxBatch, maxBatchBytes } = this.#server.config;
         const batch: Prepared[] = [first];
-        while (batch.length < this.#server.config.maxBatch && this.#queue.length > 0) {
-          const spec = lookupCommand(this.#queue[0]![0]!);
+        let bytes = first.bytes;
+        while (batch.length < maxBatch && bytes < maxBatchBytes && this.#queue.length > 0) {
+          const spec = lookupCommand(this.#queue.peek()![0]!);
           if (spec?.kind !== first.kind || !this.#authenticated) break;
-          batch.push(this.#prepare(this.#queue.shift()!));
+          const next = this.#prepare(this.#queue.take()!);
+          if (next.kind !== 'reply') bytes += next.bytes;
+          batch.push(next);
         }
         // Replies already computed go out before waiting on the engine.
         this.#flush(out);
         await this.#runBatch(first.kind, batch, out, counts);
         this.#flush(out);
+        this.#recordCounts(counts);
+        await this.#drained();
         this.#maybeResume();
       }
     } catch (err) {
@@ -361,8 +405,9 @@ class Connection {
     }
     this.#flush(out);
     this.#recordCounts(counts);
-    if (this.#closing && !this.#socket.destroyed) this.#socket.end();
-    else if (this.#fatal !== null && this.#queue.length === 0 && !this.#socket.destroyed) this.#socket.end(this.#fatal);
+    if (this.#socket.destroyed) return;
+    if (this.#fatal !== null && this.#queue.length === 0 && !this.#closing) this.#socket.end(this.#fatal);
+    else if (this.#closing || (this.#peerEnded && this.#queue.length === 0)) this.#socket.end();
     else this.#maybeResume();
   }
 
@@ -412,13 +457,29 @@ class Connection {
       total += n;
     }
     this.#server.countCommands(total);
+    counts.clear();
+  }
+
+  /** Waits while the unsent output is over its bound: the client reads slower than it asks. */
+  async #drained(): Promise<void> {
+    const socket = this.#socket;
+    if (socket.writableLength < this.#server.config.maxOutput || socket.destroyed) return;
+    this.#pause();
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
   }
 
   #flush(out: Buffer[]): void {
     if (out.length === 0) return;
     if (!this.#socket.destroyed) {
-      const ok = this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
-      if (!ok && this.#socket.writableLength >= this.#server.config.maxOutput) this.#pause();
+      this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
     }
     out.length = 0;
   }
@@ -434,7 +495,9 @@ class Connection {
     if (!arityOk(spec, args.length)) return reply(errLine('ErrBadRequest', `wrong number of arguments for '${spec.name}' command`), 'arity');
     if (spec.kind === 'connection') return this.#connectionCommand(spec, args);
     try {
-      return { kind: spec.kind, name, request: spec.parse!(args) };
+      let bytes = 0;
+      for (const arg of args) bytes += arg.length;
+      return { kind: spec.kind, name, request: spec.parse!(args), bytes };
     } catch (err) {
       const { line, label } = respErrorFor(err);
       return reply(line, label);
@@ -473,6 +536,8 @@ class Connection {
         return done();
       case 'command':
         return this.#command(sub, args, out, done);
+      case 'config':
+        return this.#config(sub, args, out, done);
       default:
         throw new Error(`connection command ${spec.name} has no handler`);
     }
@@ -569,6 +634,27 @@ class Connection {
       out.push(errLine('ErrBadRequest', `unknown subcommand or wrong number of arguments for '${args[1]!.toString('latin1', 0, 64)}'. Try CLIENT HELP.`));
       return done('syntax');
     }
+    return done();
+  }
+
+  /** CONFIG GET for the few parameters tools ask about (redis-benchmark: save, appendonly); nothing is settable. */
+  #config(sub: string | undefined, args: RespCommand, out: Buffer[], done: (error?: string) => Prepared): Prepared {
+    if (sub !== 'get' || args.length < 3) {
+      out.push(errLine('ErrBadRequest', `CONFIG ${args[1]!.toString('latin1', 0, 32).toUpperCase()} is not supported; only CONFIG GET is`));
+      return done('syntax');
+    }
+    const { idleTimeoutMs, maxConnections } = this.#server.config;
+    const params: [string, string][] = [
+      ['save', ''],
+      ['appendonly', 'no'],
+      ['databases', '1'],
+      ['maxclients', String(maxConnections)],
+      ['timeout', String(Math.floor(idleTimeoutMs / 1000))],
+    ];
+    const matchers = args.slice(2).map((pattern) => globMatcher(Buffer.from(pattern.toString('latin1').toLowerCase(), 'latin1')));
+    const found = params.filter(([name]) => matchers.some((m) => m(Buffer.from(name))));
+    pushArrayHeader(out, found.length * 2);
+    for (const [name, value] of found) out.push(bulkText(name), bulkText(value));
     return done();
   }
 

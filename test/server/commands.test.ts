@@ -79,6 +79,18 @@ describe('RESP commands over ioredis', () => {
     expect(await c.ttl('t')).toBe(-2);
   });
 
+  it('SETEX, PSETEX, GETSET, UNLINK', async () => {
+    expect(await c.setex('sx', 10, 'v')).toBe('OK');
+    expect(await c.pttl('sx')).toBe(10_000);
+    expect(await c.psetex('px', 1500, 'v')).toBe('OK');
+    expect(await c.pttl('px')).toBe(1500);
+    await expect(c.setex('sx', 0, 'v')).rejects.toThrow(/invalid expire time in 'setex' command/);
+    expect(await c.getset('sx', 'w')).toBe('v');
+    expect(await c.ttl('sx')).toBe(-1);
+    expect(await c.getset('new', 'x')).toBeNull();
+    expect(await c.unlink('sx', 'px', 'none')).toBe(2);
+  });
+
   it('GETDEL, DEL, EXISTS', async () => {
     await c.mset('a', '1', 'b', '2', 'c', '3');
     expect(await c.getdel('a')).toBe('1');
@@ -196,6 +208,10 @@ describe('RESP commands over ioredis', () => {
     expect(await c.client('GETNAME')).toBe('me');
     expect(typeof (await c.client('ID'))).toBe('number');
     await expect(c.call('hello', '3')).rejects.toThrow(/NOPROTO/);
+    expect(await c.config('GET', 'save')).toEqual(['save', '']);
+    expect(await c.config('GET', 'append*')).toEqual(['appendonly', 'no']);
+    expect(await c.config('GET', 'requirepass')).toEqual([]);
+    await expect(c.call('config', 'set', 'save', '')).rejects.toThrow(/only CONFIG GET/);
     const hello = (await c.call('hello', '2')) as unknown[];
     expect(hello.slice(0, 2)).toEqual(['server', 'sealkv']);
   });

@@ -52,14 +52,16 @@ export async function startServer(options: Partial<RespServerOptions> = {}): Pro
 /** A bare socket that collects everything the server sends. */
 export class RawClient {
   readonly socket: net.Socket;
-  #received = Buffer.alloc(0);
+  #chunks: Buffer[] = [];
+  #length = 0;
   #closed = false;
   #waiters: (() => void)[] = [];
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
     socket.on('data', (d: Buffer) => {
-      this.#received = Buffer.concat([this.#received, d]);
+      this.#chunks.push(d);
+      this.#length += d.length;
       this.#wake();
     });
     socket.on('close', () => {
@@ -88,10 +90,32 @@ export class RawClient {
     this.socket.write(data);
   }
 
+  #text(): string {
+    if (this.#chunks.length > 1) this.#chunks = [Buffer.concat(this.#chunks)];
+    return this.#chunks[0]?.toString('latin1') ?? '';
+  }
+
+  /** Waits (bounded) until `n` bytes have arrived; returns how many did, and clears them. */
+  async untilBytes(n: number, timeoutMs = 5000): Promise<number> {
+    await this.#wait(() => this.#length >= n, timeoutMs);
+    const received = this.#length;
+    this.#chunks = [];
+    this.#length = 0;
+    return received;
+  }
+
   /** Waits (bounded) until the received text satisfies `done`, then returns it all and clears it. */
   async until(done: (text: string) => boolean, timeoutMs = 5000): Promise<string> {
+    await this.#wait(() => done(this.#text()), timeoutMs);
+    const text = this.#text();
+    this.#chunks = [];
+    this.#length = 0;
+    return text;
+  }
+
+  async #wait(done: () => boolean, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!done(this.#received.toString('latin1'))) {
+    while (!done()) {
       if (this.#closed || Date.now() > deadline) break;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
@@ -101,9 +125,6 @@ export class RawClient {
         });
       });
     }
-    const text = this.#received.toString('latin1');
-    this.#received = Buffer.alloc(0);
-    return text;
   }
 
   /** Waits for `n` CRLF-terminated lines. */

@@ -65,3 +65,11 @@ export function pushReply(out: Buffer[], reply: KvReply, errorLine: (reply: KvRe
       return;
   }
 }
+
+/** A command as a client sends it (multibulk of bulk strings): for tests, benchmarks and forwarding. */
+export function encodeCommand(args: readonly (string | Buffer)[]): Buffer {
+  const parts: Buffer[] = [];
+  pushArrayHeader(parts, args.length);
+  for (const arg of args) pushBulk(parts, arg);
+  return Buffer.concat(parts);
+}

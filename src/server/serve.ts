@@ -1,0 +1,64 @@
+// A single-node server over the MemoryEngine: the RESP server, the admin API
+// (when a token is given) and the metrics registry, wired together with a
+// logger. What `sealkv serve-memory` runs until the real node (Raft + store)
+// is wired in; the node will assemble the same pieces around its own Engine.
+
+import type { Logger } from '../log/index.js';
+import { SealkvMetrics } from '../metrics/index.js';
+import { AdminServer } from './admin.js';
+import type { Engine } from './engine.js';
+import { MemoryEngine } from './memory-engine.js';
+import { RespServer, type RespServerOptions } from './resp-server.js';
+
+export interface ServeOptions {
+  listen: { host: string; port: number };
+  /** The admin API starts only with a token. */
+  admin?: { host: string; port: number; token: string };
+  password?: string;
+  engine?: Engine;
+  logger: Logger;
+  resp?: Partial<Omit<RespServerOptions, 'engine' | 'host' | 'port' | 'password' | 'metrics' | 'logger'>>;
+}
+
+export interface RunningServer {
+  resp: { host: string; port: number };
+  admin: { host: string; port: number } | null;
+  close(): Promise<void>;
+}
+
+export async function serve(options: ServeOptions): Promise<RunningServer> {
+  const engine = options.engine ?? new MemoryEngine();
+  const metrics = new SealkvMetrics();
+  const log = options.logger;
+  const resp = new RespServer({ ...options.resp, engine, metrics, logger: log, ...options.listen, password: options.password });
+  const respAddress = await resp.start();
+  let admin: AdminServer | null = null;
+  let adminAddress: { host: string; port: number } | null = null;
+  if (options.admin !== undefined) {
+    admin = new AdminServer({
+      token: options.admin.token,
+      host: options.admin.host,
+      port: options.admin.port,
+      metrics,
+      logger: log,
+      status: () => ({ engine: engine.status(), resp: { ...respAddress, ...resp.stats() } }),
+    });
+    try {
+      adminAddress = await admin.start();
+    } catch (err) {
+      await resp.close();
+      throw err;
+    }
+  } else {
+    log.warn('admin API disabled: no admin token given (--admin-token-file or SEALKV_ADMIN_TOKEN)');
+  }
+  return {
+    resp: respAddress,
+    admin: adminAddress,
+    async close() {
+      await resp.close();
+      await admin?.close();
+      await engine.close();
+    },
+  };
+}

@@ -1,0 +1,37 @@
+// Arbitrary bytes on live connections: the server never crashes, answers or
+// closes each connection, and keeps serving everyone else.
+
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type Harness } from './helpers.js';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startServer({ limits: { maxBulkBytes: 4096, maxArrayLength: 64, maxInlineBytes: 1024, maxRequestBytes: 16_384 } });
+});
+afterAll(async () => h.stop());
+
+describe('RESP server fuzzing', () => {
+  it('survives random and half-valid input on live connections', async () => {
+    const healthy = await h.client();
+    const fragment = fc.oneof(
+      fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+      fc.constantFrom('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n', '*3\r\n$3\r\nSET\r\n', '$5\r\n', 'PING\r\n', 'SET k "v\r\n', '*-1\r\n', '\r\n', 'INCR k\r\n').map((s) => Buffer.from(s)),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(fragment, { minLength: 1, maxLength: 20 }), async (fragments) => {
+        const raw = await h.raw();
+        for (const f of fragments) raw.send(f);
+        raw.send('\r\nPING\r\n');
+        // The connection answers, closes after a protocol error, or still waits
+        // for the rest of a bulk the random bytes announced; all are fine.
+        const text = await raw.until((t) => t.includes('PONG') || t.includes('Protocol error'), 200);
+        if (text.includes('Protocol error')) expect(text).toMatch(/-ERR Protocol error: [^\r\n]+\r\n$/);
+        raw.close();
+        expect(await healthy.ping()).toBe('PONG');
+        expect(await healthy.set('fuzz-probe', 'ok')).toBe('OK');
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
