@@ -3,3 +3,17 @@
 
 export { RaftEngine, type RaftEngineOptions, type ReplicatedLog } from './raft-engine.js';
 export { startNode, startFailureLine, stopOnSignals, type OpenEngine, type RunningNode } from './node.js';
+export {
+  DEFAULT_ADMIN_LISTEN,
+  DEFAULT_DATA_DIR,
+  DEFAULT_LISTEN,
+  DEFAULT_RAFT_LISTEN,
+  DEV_HOME,
+  parseHostPort,
+  parsePeers,
+  resolveStartConfig,
+  type HostPort,
+  type NodeConfig,
+  type Peer,
+  type StartOptions,
+} from './config.js';

@@ -6,64 +6,39 @@
 // which stops the Raft driver (no more applies) and closes the store
 // (RocksDB flushes on close).
 
-import type { NodeConfig } from '../cli/start-config.js';
+import type { NodeConfig } from './config.js';
 import type { Logger } from '../log/index.js';
-import { SealkvMetrics } from '../metrics/index.js';
-import { AdminServer, RespServer, loadSecret, type Engine } from '../server/index.js';
+import { loadSecret, serve, type Engine, type RunningServer } from '../server/index.js';
 
 /** Opens the replication stack of a node; returns its Engine. */
-export type OpenEngine = (config: NodeConfig, deps: { logger: Logger; metrics: SealkvMetrics }) => Promise<Engine>;
+export type OpenEngine = (config: NodeConfig, deps: { logger: Logger }) => Promise<Engine>;
 
 export interface RunningNode {
   resp: { host: string; port: number };
-  admin: { host: string; port: number } | undefined;
+  admin: { host: string; port: number } | null;
   stop(): Promise<void>;
 }
 
+/** Opens the engine and serves it on the configured RESP and admin addresses. */
 export async function startNode(config: NodeConfig, openEngine: OpenEngine, logger: Logger): Promise<RunningNode> {
-  const metrics = new SealkvMetrics();
   const password = loadSecret({ file: config.requirepassFile, env: 'SEALKV_REQUIREPASS' }, 'RESP password');
   const adminToken = loadSecret({ file: config.adminTokenFile, env: 'SEALKV_ADMIN_TOKEN' }, 'admin token');
-  const engine = await openEngine(config, { logger, metrics });
-  const resp = new RespServer({
-    engine,
-    host: config.listen.host,
-    port: config.listen.port,
-    ...(password === undefined ? {} : { password }),
-    metrics,
-    logger,
-  });
-  let admin: AdminServer | undefined;
+  const engine = await openEngine(config, { logger });
+  let server: RunningServer;
   try {
-    const respAddress = await resp.start();
-    let adminAddress: { host: string; port: number } | undefined;
-    if (adminToken !== undefined) {
-      admin = new AdminServer({
-        token: adminToken,
-        metrics,
-        status: () => engine.status(),
-        host: config.adminListen.host,
-        port: config.adminListen.port,
-        logger,
-      });
-      adminAddress = await admin.start();
-    } else {
-      logger.warn('admin API disabled: no --admin-token-file (or SEALKV_ADMIN_TOKEN)');
-    }
-    let stopping: Promise<void> | undefined;
-    const stop = (): Promise<void> =>
-      (stopping ??= (async () => {
-        await resp.close();
-        await admin?.close();
-        await engine.close();
-      })());
-    return { resp: respAddress, admin: adminAddress, stop };
+    server = await serve({
+      listen: config.listen,
+      admin: adminToken === undefined ? undefined : { ...config.adminListen, token: adminToken },
+      password,
+      engine,
+      logger,
+    });
   } catch (err) {
-    await resp.close().catch(() => undefined);
-    await admin?.close().catch(() => undefined);
     await engine.close().catch(() => undefined);
     throw err;
   }
+  let stopping: Promise<void> | undefined;
+  return { resp: server.resp, admin: server.admin, stop: () => (stopping ??= server.close()) };
 }
 
 /** Stops `node` on SIGTERM/SIGINT, then exits 0 (1 if stopping failed). */

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { resolveStartConfig } from '../../src/cli/start-config.js';
+import { resolveStartConfig } from '../../src/node/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { startNode } from '../../src/node/index.js';
 import { MemoryEngine } from '../../src/server/index.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseHostPort, parsePeers, resolveStartConfig } from '../../src/cli/start-config.js';
+import { parseHostPort, parsePeers, resolveStartConfig } from '../../src/node/index.js';
 
 describe('sealkv start options', () => {
   it('--dev is a single loopback node with data under ./sealkv-dev', () => {
