@@ -32,3 +32,7 @@ export {
   type SoftState,
   type StateRole,
 } from './core/types.js';
+// Driver side: durable log, peer transport, running node.
+export { SegmentLog, type SegmentLogOptions } from './log/index.js';
+export { Transport, type TransportHandler, type TransportOptions } from './transport/index.js';
+export { RaftNode, type ApplyEntry, type ApplyHook, type RaftNodeOptions, type StateMachine } from './driver/index.js';

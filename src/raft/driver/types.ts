@@ -1,0 +1,90 @@
+// What the Raft driver needs from the application: a state machine, an
+// optional apply hook, and the node's configuration.
+
+import type { ConfState, NodeId } from '../core/types.js';
+
+/** A committed normal entry, as the state machine sees it. */
+export interface ApplyEntry {
+  index: number;
+  term: number;
+  /** The proposal's payload (after the apply hook). Owned by the state machine. */
+  payload: Uint8Array;
+}
+
+/**
+ * The replicated state machine. The driver calls it from one async loop, never
+ * concurrently with itself.
+ */
+export interface StateMachine {
+  /**
+   * Index of the last entry whose effects this state machine holds. It must
+   * be persisted atomically with those effects (SPEC §6: the store records it
+   * in the same batch), because on restart the driver replays the log and
+   * skips entries at or below it.
+   */
+  appliedIndex(): number;
+  /**
+   * Applies entries in log order and records the last one's index as
+   * applied; returns one result per entry (handed to the proposer). A throw
+   * halts the node (SPEC §6: nothing is silently skipped). Apply must be
+   * idempotent under replay of entries above appliedIndex().
+   */
+  apply(entries: ApplyEntry[]): Promise<unknown[]> | unknown[];
+  /**
+   * A consistent snapshot of the whole state (at appliedIndex() or later),
+   * streamed; sent to followers that fell behind the compacted log.
+   */
+  snapshot(): AsyncIterable<Uint8Array>;
+  /** Replaces the whole state with a snapshot stream (including its applied index). */
+  restore(data: AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * Index up to which the state survives a power loss. The log is never
+   * compacted past it. Defaults to appliedIndex().
+   */
+  durableIndex?(): number;
+}
+
+/**
+ * Called for each committed normal entry before it is applied (SPEC §6: the
+ * encryption issue inserts the index-gated unwrap here). Returns the payload
+ * to apply. A throw halts the apply loop: the entry and everything after it
+ * stay unapplied, the applied index does not move, the node stops, and a
+ * restart replays the same entry.
+ */
+export type ApplyHook = (entry: { index: number; term: number }, payload: Uint8Array) => Uint8Array | Promise<Uint8Array>;
+
+export interface RaftNodeOptions {
+  id: NodeId;
+  /** Data directory: the log goes to <dir>/log, incoming snapshots to <dir>/snap, peer addresses to <dir>/peers.json. */
+  dir: string;
+  /** Shared cluster secret (at least 16 bytes). */
+  secret: Uint8Array;
+  host?: string;
+  /** 0 picks a free port (see RaftNode.port). */
+  port?: number;
+  /** Addresses ("host:port") of known peers; merged with the ones learned from membership changes. */
+  peers?: Record<number, string>;
+  /** Membership of a founding member; used only when the log is new. A node that joins later starts empty. */
+  bootstrap?: ConfState;
+  stateMachine: StateMachine;
+  applyHook?: ApplyHook;
+  /** Called once if the node halts on an apply error (the node is stopped by then). */
+  onHalt?: (err: Error) => void;
+  tickMs?: number;
+  electionTick?: number;
+  heartbeatTick?: number;
+  /** Default time a proposal or read waits for its outcome. */
+  proposalTimeoutMs?: number;
+  /** Compact once this many entries were applied since the last snapshot (default 10,000)… */
+  snapshotEntries?: number;
+  /** …keeping this many applied entries for slow followers (default 1,000). */
+  compactionRetain?: number;
+  segmentBytes?: number;
+  cacheBytes?: number;
+  queueMessages?: number;
+  queueBytes?: number;
+  maxSizePerMsg?: number;
+  maxInflightMsgs?: number;
+  /** Seed of the election-timeout generator (default: random). */
+  seed?: number;
+}

@@ -1,0 +1,172 @@
+// RaftNode in one process: three nodes over real TCP and fsynced logs.
+// Proposals and their results, forwarding, ReadIndex reads, the apply hook
+// halting a node and the entry replayed after restart, catch-up of a node
+// behind a compacted log by a streamed snapshot, membership changes, stop.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { isSealError } from '../../../src/errors/index.js';
+import { RaftNode, type ApplyHook, type RaftNodeOptions } from '../../../src/raft/index.js';
+import { KvStateMachine, kvPayload } from '../support/kv-state-machine.js';
+import { freePorts, until } from '../support/ports.js';
+
+const SECRET = Buffer.from('driver test secret, 32 bytes....');
+
+interface Member {
+  id: number;
+  dir: string;
+  node: RaftNode;
+  sm: KvStateMachine;
+}
+
+const roots: string[] = [];
+const running = new Set<RaftNode>();
+afterEach(async () => {
+  await Promise.all([...running].map((n) => n.stop()));
+  running.clear();
+  for (const r of roots.splice(0)) fs.rmSync(r, { recursive: true, force: true });
+});
+
+async function cluster(n: number, over: Partial<RaftNodeOptions> = {}) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-driver-'));
+  roots.push(root);
+  const ports = await freePorts(n + 1);
+  const peers: Record<number, string> = {};
+  for (let i = 1; i <= n + 1; i++) peers[i] = `127.0.0.1:${ports[i - 1]}`;
+  const voters = [...Array(n).keys()].map((i) => i + 1);
+  const members = new Map<number, Member>();
+  const start = async (id: number, extra: Partial<RaftNodeOptions> = {}): Promise<Member> => {
+    const dir = path.join(root, `n${id}`);
+    const sm = new KvStateMachine(path.join(dir, 'sm'));
+    const node = await RaftNode.start({
+      id,
+      dir,
+      secret: SECRET,
+      port: ports[id - 1],
+      peers: id <= n ? Object.fromEntries(voters.map((v) => [v, peers[v]!])) : peers,
+      bootstrap: id <= n ? { voters, learners: [] } : undefined,
+      stateMachine: sm,
+      tickMs: 20,
+      electionTick: 10,
+      heartbeatTick: 2,
+      proposalTimeoutMs: 10_000,
+      ...over,
+      ...extra,
+    });
+    running.add(node);
+    const m = { id, dir, node, sm };
+    members.set(id, m);
+    return m;
+  };
+  const stop = async (id: number): Promise<void> => {
+    const m = members.get(id)!;
+    await m.node.stop();
+    running.delete(m.node);
+  };
+  for (const id of voters) await start(id);
+  const leader = async (): Promise<Member> => {
+    let found: Member | undefined;
+    await until(() => {
+      found = [...members.values()].find((m) => running.has(m.node) && m.node.isLeader());
+      return found !== undefined;
+    }, 'a leader');
+    return found!;
+  };
+  return { members, start, stop, leader, peers };
+}
+
+describe('RaftNode', () => {
+  it('commits proposals from the leader and from followers, and reads linearizably', async () => {
+    const c = await cluster(3);
+    const lead = await c.leader();
+    const follower = [...c.members.values()].find((m) => m !== lead)!;
+    const r1 = await lead.node.propose(kvPayload('a', '1'));
+    const r2 = await follower.node.propose(kvPayload('b', '2'));
+    expect(typeof r1).toBe('number');
+    expect(r2).toBeGreaterThan(r1 as number);
+    // A write acknowledged by the leader is visible to a ReadIndex read on any node.
+    await lead.node.propose(kvPayload('c', '3'));
+    for (const m of c.members.values()) {
+      expect(await m.node.linearizableRead(() => m.sm.data.get('c'))).toBe('3');
+    }
+    const err = await follower.node.propose(kvPayload('x', 'y'), { requireLeader: true }).catch((e: unknown) => e);
+    expect(isSealError(err, 'ErrNotLeader')).toBe(true);
+    const many = await Promise.all([...Array(200).keys()].map((i) => lead.node.propose(kvPayload(`k${i}`, `v${i}`))));
+    expect(new Set(many).size).toBe(200);
+    await until(() => [...c.members.values()].every((m) => m.sm.data.size === 203), 'replication');
+  });
+
+  it('an apply hook failure halts the node before that entry; a restart replays it', async () => {
+    let poisoned = true;
+    const hook: ApplyHook = (_e, p) => {
+      if (poisoned && Buffer.from(p).toString().includes('poison')) throw new Error('cannot unwrap');
+      return p;
+    };
+    const c = await cluster(3);
+    const lead = await c.leader();
+    const victimId = [...c.members.keys()].find((id) => id !== lead.id)!;
+    await c.stop(victimId);
+    let haltedWith: Error | undefined;
+    const victim = await c.start(victimId, { applyHook: hook, onHalt: (e) => (haltedWith = e) });
+    await lead.node.propose(kvPayload('before', '1'));
+    const poisonIndex = (await lead.node.propose(kvPayload('poison', '!'))) as number;
+    await lead.node.propose(kvPayload('after', '1'));
+    await until(() => haltedWith !== undefined, 'halt');
+    expect(victim.node.halted?.message).toContain('cannot unwrap');
+    expect(victim.sm.appliedIndex()).toBe(poisonIndex - 1);
+    expect(victim.sm.data.get('before')).toBe('1');
+    expect(victim.sm.data.has('poison')).toBe(false);
+    running.delete(victim.node);
+    poisoned = false;
+    const again = await c.start(victimId, { applyHook: hook });
+    await until(() => again.sm.data.get('after') === '1', 'replay after restart');
+    expect(again.sm.data.get('poison')).toBe('!');
+    expect(again.sm.appliedLog[0]).toBe(poisonIndex); // resumed exactly at the halted entry
+  });
+
+  it('a node behind the compacted log catches up from a streamed snapshot', async () => {
+    const c = await cluster(3, { snapshotEntries: 40, compactionRetain: 10, segmentBytes: 8 * 1024 });
+    const lead = await c.leader();
+    const laggard = [...c.members.keys()].find((id) => id !== lead.id)!;
+    await c.stop(laggard);
+    for (let i = 0; i < 300; i++) await lead.node.propose(kvPayload(`k${i}`, 'x'.repeat(100)));
+    const back = await c.start(laggard);
+    await until(() => back.sm.data.size === 300, 'catch-up');
+    // It got there by a snapshot: entries 1..(compacted) were never applied one by one.
+    expect(back.sm.appliedLog.length).toBeLessThan(300);
+    // The snapshot carried the leader's state as of its applied index; the log catches up after it.
+    await until(() => back.node.appliedIndex() >= lead.node.appliedIndex(), 'log catch-up');
+  });
+
+  it('adds a learner, promotes it, and removes it', async () => {
+    const c = await cluster(3);
+    const lead = await c.leader();
+    await lead.node.propose(kvPayload('seed', '1'));
+    const fresh = await c.start(4);
+    let cs = await lead.node.addLearner(4, c.peers[4]!);
+    expect(cs.learners).toEqual([4]);
+    await until(() => fresh.sm.data.get('seed') === '1', 'learner catch-up');
+    cs = await lead.node.addVoter(4, c.peers[4]!);
+    expect(cs.voters.sort()).toEqual([1, 2, 3, 4]);
+    expect(cs.learners).toEqual([]);
+    await lead.node.propose(kvPayload('with-4', '1'));
+    await until(() => fresh.sm.data.get('with-4') === '1', 'voter 4 applies');
+    cs = await lead.node.removeNode(4);
+    expect(cs.voters.sort()).toEqual([1, 2, 3]);
+  });
+
+  it('stop() rejects what is pending with ErrRaftStopped and later calls too', async () => {
+    const c = await cluster(3);
+    const lead = await c.leader();
+    const follower = [...c.members.values()].find((m) => m !== lead)!;
+    await c.stop(lead.id);
+    const pending = follower.node.propose(kvPayload('p', '1'), { timeoutMs: 30_000 }).catch((e: unknown) => e);
+    await c.stop(follower.id);
+    const err = await pending;
+    expect(isSealError(err, 'ErrRaftStopped') || isSealError(err, 'ErrProposalDropped')).toBe(true);
+    const later = await follower.node.propose(kvPayload('q', '1')).catch((e: unknown) => e);
+    expect(isSealError(later, 'ErrRaftStopped')).toBe(true);
+  });
+});
