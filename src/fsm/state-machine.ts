@@ -46,7 +46,12 @@ export const DEDUPE_ROW_PREFIX = Buffer.from('!encryption|fsm|dedupe|');
 /** How long (commit-time ms) a proposal id is remembered. */
 export const DEDUPE_WINDOW_MS = 10 * 60_000;
 
-/** A committed entry handed to the state machine. `payload` null = no-op or membership entry. */
+/**
+ * A committed entry handed to the state machine, in log order. Indexes
+ * increase but may skip entries that do not reach the state machine (a new
+ * leader's empty entry, membership changes). `payload` null = such an entry
+ * handed over anyway (it only advances the applied index).
+ */
 export interface EntryToApply {
   index: number;
   /** 0n = not deduplicated (internal entries). */
@@ -278,9 +283,6 @@ export class StateMachine {
         if (lastIndex !== this.#appliedIndex) throw new RangeError(`entry ${entry.index} out of order after ${lastIndex}`);
         results.push({ index: entry.index, proposalId: entry.proposalId, outcome: { kind: 'replayed' } });
         continue;
-      }
-      if (entry.index !== lastIndex + 1) {
-        throw new RangeError(`entry ${entry.index} does not follow applied index ${lastIndex}`);
       }
       const mark = batch.ops.length;
       let outcome: EntryOutcome;
