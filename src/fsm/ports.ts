@@ -37,8 +37,12 @@ export interface FsmStore {
   applyBatch(ops: readonly FsmStoreOp[], options: { appliedIndex: number }): Promise<void>;
   /** A snapshot stream of the whole store as of its applied index. */
   snapshotStream(header: { ceiling: bigint }): AsyncIterable<Uint8Array>;
-  /** Replaces the store's contents with a snapshot stream; returns the header's ceiling. */
-  restoreSnapshot(stream: AsyncIterable<Uint8Array>, options: { appliedIndex: number }): Promise<{ ceiling: bigint }>;
+  /**
+   * Replaces the store's contents with a snapshot stream (which carries its
+   * own applied index, checked against `appliedIndex` when given); returns
+   * the header's ceiling.
+   */
+  restoreSnapshot(stream: AsyncIterable<Uint8Array>, options: { appliedIndex?: number }): Promise<{ ceiling: bigint }>;
 }
 
 /** Reads as of the apply in progress (earlier entries of the batch included). */

@@ -220,8 +220,8 @@ export class StateMachine {
     });
   }
 
-  /** Replaces the state with a snapshot taken at `appliedIndex`. */
-  restoreSnapshot(stream: AsyncIterable<Uint8Array>, appliedIndex: number): Promise<void> {
+  /** Replaces the state with a snapshot (taken at `appliedIndex`, checked when given). */
+  restoreSnapshot(stream: AsyncIterable<Uint8Array>, appliedIndex?: number): Promise<void> {
     return this.#serial(async () => {
       this.#checkRunning();
       const { ceiling } = await this.#store.restoreSnapshot(stream, { appliedIndex });

@@ -17,3 +17,11 @@ export {
   type Peer,
   type StartOptions,
 } from './config.js';
+export {
+  PROPOSE_DEADLINE_MS,
+  driverStateMachine,
+  openReplicatedEngine,
+  raftNodeId,
+  storeReader,
+  type ReplicationOptions,
+} from './replication.js';

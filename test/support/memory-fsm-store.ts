@@ -78,15 +78,16 @@ export class MemoryFsmStore implements FsmStore {
     for (const [hex, row] of this.#internal) yield packValue(['i', hex, row]);
   }
 
-  async restoreSnapshot(stream: AsyncIterable<Uint8Array>, options: { appliedIndex: number }): Promise<{ ceiling: bigint }> {
+  async restoreSnapshot(stream: AsyncIterable<Uint8Array>, options: { appliedIndex?: number }): Promise<{ ceiling: bigint }> {
     let ceiling = 0n;
+    let applied = 0;
     let first = true;
     this.#versions = new Map();
     this.#internal = new Map();
     for await (const chunk of stream) {
       const item = unpackValue(chunk) as unknown;
       if (first) {
-        ceiling = (item as { ceiling: bigint }).ceiling;
+        ({ ceiling, applied } = item as { ceiling: bigint; applied: number });
         first = false;
         continue;
       }
@@ -101,7 +102,8 @@ export class MemoryFsmStore implements FsmStore {
         this.#versions.set(hex, versions);
       }
     }
-    this.#applied = options.appliedIndex;
+    if (options.appliedIndex !== undefined && options.appliedIndex !== applied) throw new Error('snapshot index mismatch');
+    this.#applied = applied;
     return { ceiling };
   }
 
