@@ -7,4 +7,5 @@ export interface BenchSuite {
 export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   crypto: () => import('./crypto.js'),
   resp: () => import('./resp.js'),
+  store: () => import('./store.js'),
 };

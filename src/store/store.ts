@@ -228,7 +228,11 @@ export class Store {
     });
     const { envelopes } = this.#sealer!.seal('storage', items);
     toSeal.forEach(({ header, rowKey, rowIndex }, i) => {
-      rows[rowIndex] = { type: 'put', key: rowKey, value: Buffer.concat([header, envelopes[i]!]) };
+      const envelope = envelopes[i]!;
+      const row = Buffer.allocUnsafe(VALUE_HEADER_BYTES + envelope.length);
+      row.set(header, 0);
+      row.set(envelope, VALUE_HEADER_BYTES);
+      rows[rowIndex] = { type: 'put', key: rowKey, value: row };
     });
   }
 

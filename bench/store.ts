@@ -1,0 +1,309 @@
+// Store benchmark (SPEC §14, issue 5): put, get and scan throughput and
+// latency, encrypted vs cleartext, on RocksDB, with the same data in the
+// same run; 100 B and 1 KiB values; JSON-like (compressible) and random
+// (incompressible) data; disk bytes per value.
+//
+// A cleartext and an encrypted store are open side by side and every timed
+// step alternates between them; the median of the rounds is reported.
+// Ratios are encrypted / cleartext from this one run.
+//
+// Disk bytes. rocksdb-native is built without any compression library, so
+// RocksDB block compression cannot be switched on. The cleartext baseline
+// "with block compression" is therefore estimated: every SST file of the
+// cleartext run is cut into 8 KiB blocks (the table block size) and each
+// block compressed with Snappy (RocksDB's default block compressor), a
+// block kept raw when that does not shrink it. Both the raw and the
+// estimated cleartext figures are reported.
+//
+//   npm run bench -- store [--quick] [--backend=aesni|batch|wasm|auto]
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import snappy from 'snappy';
+import * as cryptoApi from '../src/crypto/index.js';
+import { AesniBackend, Keystore, NonceFactory, Sealer, type CryptoBackend } from '../src/crypto/index.js';
+import { RocksEngine, Store, type WriteOp } from '../src/store/index.js';
+import { writeResults } from './lib/results.js';
+
+const SIZES = [100, 1024];
+const KINDS = ['json', 'random'] as const;
+type Kind = (typeof KINDS)[number];
+const APPLY_BATCH = 64;
+const MULTI_GET = 64;
+const BLOCK_BYTES = 8192;
+
+const WORDS = 'alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec romeo sierra tango'.split(' ');
+const CITIES = ['Lisbon', 'Oslo', 'Nairobi', 'Osaka', 'Quito', 'Perth', 'Tallinn', 'Denver'];
+
+/** A JSON document of about `size` bytes that looks like application data. */
+function jsonValue(i: number, size: number): Buffer {
+  const rnd = (n: number): number => crypto.randomInt(n);
+  const items: object[] = [];
+  let doc: object = {};
+  for (;;) {
+    doc = {
+      id: i,
+      user: `${WORDS[rnd(20)]}.${WORDS[rnd(20)]}${rnd(1000)}`,
+      email: `${WORDS[rnd(20)]}${rnd(10000)}@example.com`,
+      city: CITIES[rnd(CITIES.length)],
+      created: new Date(1_700_000_000_000 + rnd(1e9) * 1000).toISOString(),
+      active: rnd(2) === 1,
+      score: rnd(100000) / 100,
+      token: crypto.randomBytes(6).toString('base64url'),
+      items,
+    };
+    if (Buffer.byteLength(JSON.stringify(doc)) >= size) break;
+    items.push({ sku: `SKU-${rnd(99999)}`, qty: rnd(9) + 1, price: rnd(10000) / 100, tag: WORDS[rnd(20)] });
+  }
+  return Buffer.from(JSON.stringify(doc)).subarray(0, size);
+}
+
+function makeValues(kind: Kind, size: number, n: number): Buffer[] {
+  return Array.from({ length: n }, (_, i) => (kind === 'json' ? jsonValue(i, size) : crypto.randomBytes(size)));
+}
+
+const keyOf = (i: number): Buffer => Buffer.from(`user:${String(i).padStart(8, '0')}`);
+
+// `--backend=NAME` uses the crypto part's createBackend(NAME) where the
+// build has one (batch, wasm, auto); aesni otherwise.
+let backendName = 'aesni';
+
+function makeBackend(): CryptoBackend {
+  const create = (cryptoApi as Record<string, unknown>).createBackend as ((name: string) => CryptoBackend) | undefined;
+  if (backendName === 'aesni' && create === undefined) return new AesniBackend();
+  if (create === undefined) throw new Error(`this build has only the aesni backend, not ${backendName}`);
+  return create(backendName);
+}
+
+function sealer(): Sealer {
+  const keystore = new Keystore();
+  keystore.install(0x12345678, 'storage', crypto.randomBytes(32));
+  keystore.setActive('storage', 0x12345678);
+  return new Sealer({ keystore, backend: makeBackend(), nonceFactory: () => new NonceFactory({ nodeId: 1, localEpoch: 1 }) });
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const nowUs = (): number => Number(process.hrtime.bigint()) / 1000;
+
+interface RunFigures {
+  putOpsPerSec: number;
+  /** Per second of process CPU time (all threads: JS, RocksDB, OpenSSL). */
+  putOpsPerCpuSec: number;
+  getOpsPerCpuSec: number;
+  scanEntriesPerCpuSec: number;
+  putPipelinedOpsPerSec: number;
+  putOneP50Us: number;
+  putOneP99Us: number;
+  getOpsPerSec: number;
+  getP50Us: number;
+  getP99Us: number;
+  multiGetKeysPerSec: number;
+  scanEntriesPerSec: number;
+  sstBytesPerValue: number;
+  blockCompressedBytesPerValue: number;
+}
+
+function sstFiles(dir: string): string[] {
+  return fs.readdirSync(dir).filter((f) => f.endsWith('.sst')).map((f) => path.join(dir, f));
+}
+
+function blockCompressedBytes(files: string[]): number {
+  let total = 0;
+  for (const file of files) {
+    const bytes = fs.readFileSync(file);
+    for (let at = 0; at < bytes.length; at += BLOCK_BYTES) {
+      const block = bytes.subarray(at, at + BLOCK_BYTES);
+      total += Math.min(block.length, snappy.compressSync(block).length);
+    }
+  }
+  return total;
+}
+
+// Both stores are open at once and every timed step alternates between
+// them (a batch, a get, a page of a scan), so that the load of a shared
+// machine lands on both sides alike.
+async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigures; sealed: RunFigures }> {
+  const sides = await Promise.all(
+    [false, true].map(async (sealed) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-bench-store-'));
+      const engine = await RocksEngine.open(dir);
+      const store = new Store(engine, sealed ? { sealer: sealer(), active: true } : undefined);
+      return { sealed, dir, engine, store, us: 0, cpuUs: 0, lat: [] as number[] };
+    }),
+  );
+  const timed = async (side: (typeof sides)[number], step: () => Promise<unknown>): Promise<void> => {
+    const cpu = process.cpuUsage();
+    const s = nowUs();
+    await step();
+    const took = nowUs() - s;
+    const used = process.cpuUsage(cpu);
+    side.us += took;
+    side.cpuUs += used.user + used.system;
+    side.lat.push(took);
+  };
+  const phase = async (count: number, step: (side: (typeof sides)[number], i: number) => Promise<unknown>): Promise<{ perSec: number; perCpuSec: number; p50: number; p99: number }[]> => {
+    for (const side of sides) {
+      side.us = 0;
+      side.cpuUs = 0;
+      side.lat = [];
+    }
+    for (let i = 0; i < count; i++) {
+      const pair = i % 2 === 0 ? sides : [sides[1]!, sides[0]!];
+      for (const side of pair) await timed(side, () => step(side, i));
+    }
+    return sides.map((side) => {
+      side.lat.sort((a, b) => a - b);
+      return { perSec: (count / side.us) * 1e6, perCpuSec: (count / side.cpuUs) * 1e6, p50: percentile(side.lat, 0.5), p99: percentile(side.lat, 0.99) };
+    });
+  };
+  try {
+    const n = values.length;
+    const batches = Math.floor(n / APPLY_BATCH);
+    const batch = (from: number): WriteOp[] =>
+      values.slice(from, from + APPLY_BATCH).map((value, j) => ({ type: 'put', key: keyOf(from + j), value, commitTs: 1n }));
+
+    // Apply-loop shape: batches of 64, each awaited before the next.
+    const put = await phase(batches, (side, i) => side.store.applyBatch(batch(i * APPLY_BATCH), { appliedIndex: BigInt(i + 1) }));
+
+    // Disk bytes of exactly one version per key.
+    const disk: { sst: number; block: number }[] = [];
+    for (const side of sides) {
+      await side.engine.compact();
+      const files = sstFiles(side.dir);
+      const sstBytes = files.reduce((sum, f) => sum + fs.statSync(f).size, 0);
+      disk.push({ sst: sstBytes / n, block: (side.sealed ? sstBytes : blockCompressedBytes(files)) / n });
+    }
+
+    // Pipelined: batch N+1 is sealed while batch N is written (writes stay
+    // in order); new keys, in groups of 8 batches per timed step.
+    const pipelined = await phase(Math.floor(batches / 8), async (side, g) => {
+      let inFlight: Promise<void> = Promise.resolve();
+      for (let k = 0; k < 8; k++) {
+        const ops = batch((g * 8 + k) * APPLY_BATCH).map((op) => ({ ...op, key: Buffer.concat([Buffer.from('p'), op.key]) }));
+        const next = side.store.applyBatch(ops);
+        await inFlight;
+        inFlight = next;
+      }
+      await inFlight;
+    });
+
+    // One put per batch: latency.
+    const one = await phase(Math.min(n, 1000), (side, i) => side.store.put(Buffer.concat([Buffer.from('one:'), keyOf(i)]), values[i]!, 1n));
+
+    const order = Array.from({ length: gets }, () => crypto.randomInt(n));
+    const get = await phase(gets, async (side, i) => {
+      if ((await side.store.get(keyOf(order[i]!), 10n)) === undefined) throw new Error('bench: missing key');
+    });
+    const mget = await phase(Math.floor(gets / MULTI_GET), (side, i) => side.store.getMany(order.slice(i * MULTI_GET, (i + 1) * MULTI_GET).map(keyOf), 10n));
+    const SCAN_SLICE = 1024;
+    const scan = await phase(Math.floor(n / SCAN_SLICE), async (side, i) => {
+      for await (const _ of side.store.scan({ start: keyOf(i * SCAN_SLICE), end: keyOf((i + 1) * SCAN_SLICE) }, 10n));
+    });
+
+    const figures = (k: number): RunFigures => ({
+      putOpsPerSec: put[k]!.perSec * APPLY_BATCH,
+      putOpsPerCpuSec: put[k]!.perCpuSec * APPLY_BATCH,
+      getOpsPerCpuSec: get[k]!.perCpuSec,
+      scanEntriesPerCpuSec: scan[k]!.perCpuSec * SCAN_SLICE,
+      putPipelinedOpsPerSec: pipelined[k]!.perSec * 8 * APPLY_BATCH,
+      putOneP50Us: one[k]!.p50,
+      putOneP99Us: one[k]!.p99,
+      getOpsPerSec: get[k]!.perSec,
+      getP50Us: get[k]!.p50,
+      getP99Us: get[k]!.p99,
+      multiGetKeysPerSec: mget[k]!.perSec * MULTI_GET,
+      scanEntriesPerSec: scan[k]!.perSec * SCAN_SLICE,
+      sstBytesPerValue: disk[k]!.sst,
+      blockCompressedBytesPerValue: disk[k]!.block,
+    });
+    return { clear: figures(0), sealed: figures(1) };
+  } finally {
+    for (const side of sides) {
+      await side.store.close();
+      fs.rmSync(side.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+function medianFigures(runs: RunFigures[]): RunFigures {
+  const keys = Object.keys(runs[0]!) as (keyof RunFigures)[];
+  return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r[k]))])) as unknown as RunFigures;
+}
+
+export async function run(args: string[]): Promise<void> {
+  const quick = args.includes('--quick');
+  backendName = args.find((a) => a.startsWith('--backend='))?.slice('--backend='.length) ?? backendName;
+  console.log(`store bench: crypto backend ${backendName}`);
+  const rounds = quick ? 3 : 5;
+  const results = [];
+  for (const size of SIZES) {
+    for (const kind of KINDS) {
+      const n = quick ? 4096 : size >= 1024 ? 16384 : 32768;
+      const values = makeValues(kind, size, n);
+      const clear: RunFigures[] = [];
+      const sealed: RunFigures[] = [];
+      await runPair(values.slice(0, 1024), 200); // warm-up
+      for (let round = 0; round < rounds; round++) {
+        const pair = await runPair(values, quick ? 1024 : 4096);
+        clear.push(pair.clear);
+        sealed.push(pair.sealed);
+      }
+      const c = medianFigures(clear);
+      const e = medianFigures(sealed);
+      const ratio = (a: number, b: number): number => Number((a / b).toFixed(3));
+      results.push({
+        size,
+        kind,
+        backend: backendName,
+        values: n,
+        rounds,
+        cleartext: c,
+        encrypted: e,
+        ratios: {
+          put: ratio(e.putOpsPerSec, c.putOpsPerSec),
+          putCpu: ratio(e.putOpsPerCpuSec, c.putOpsPerCpuSec),
+          getCpu: ratio(e.getOpsPerCpuSec, c.getOpsPerCpuSec),
+          scanCpu: ratio(e.scanEntriesPerCpuSec, c.scanEntriesPerCpuSec),
+          putPipelined: ratio(e.putPipelinedOpsPerSec, c.putPipelinedOpsPerSec),
+          putOneP50Latency: ratio(e.putOneP50Us, c.putOneP50Us),
+          get: ratio(e.getOpsPerSec, c.getOpsPerSec),
+          getP50Latency: ratio(e.getP50Us, c.getP50Us),
+          multiGet: ratio(e.multiGetKeysPerSec, c.multiGetKeysPerSec),
+          scan: ratio(e.scanEntriesPerSec, c.scanEntriesPerSec),
+          diskVsClearRaw: ratio(e.sstBytesPerValue, c.sstBytesPerValue),
+          diskVsClearBlockCompressed: ratio(e.sstBytesPerValue, c.blockCompressedBytesPerValue),
+        },
+      });
+      const last = results[results.length - 1]!;
+      console.log(`${size} B ${kind}: ${JSON.stringify(last.ratios)}`);
+    }
+  }
+  console.table(
+    results.map((r) => ({
+      case: `${r.size} B ${r.kind}`,
+      'put clear/s': Math.round(r.cleartext.putOpsPerSec),
+      'put enc/s': Math.round(r.encrypted.putOpsPerSec),
+      put: r.ratios.put,
+      'put cpu': r.ratios.putCpu,
+      'put pipelined': r.ratios.putPipelined,
+      'get clear/s': Math.round(r.cleartext.getOpsPerSec),
+      'get enc/s': Math.round(r.encrypted.getOpsPerSec),
+      get: r.ratios.get,
+      'get cpu': r.ratios.getCpu,
+      mget: r.ratios.multiGet,
+      scan: r.ratios.scan,
+      'scan cpu': r.ratios.scanCpu,
+      'B/value clear raw': Math.round(r.cleartext.sstBytesPerValue),
+      'B/value clear block-snappy': Math.round(r.cleartext.blockCompressedBytesPerValue),
+      'B/value enc': Math.round(r.encrypted.sstBytesPerValue),
+      'disk vs block-snappy': r.ratios.diskVsClearBlockCompressed,
+    })),
+  );
+  console.log(`results: ${writeResults('store', results)}`);
+}
