@@ -8,4 +8,5 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   crypto: () => import('./crypto.js'),
   resp: () => import('./resp.js'),
   store: () => import('./store.js'),
+  'redis-compat': () => import('./redis-compat.js'),
 };

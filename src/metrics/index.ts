@@ -93,9 +93,9 @@ export class SealkvMetrics {
     help: 'Client connections accepted',
     registers: [this.registry],
   });
-  readonly connectionsRejected = new Counter({
-    name: 'sealkv_connections_rejected_total',
-    help: 'Client connections refused or closed by the server, by reason',
+  readonly connectionsClosedByServer = new Counter({
+    name: 'sealkv_connections_closed_by_server_total',
+    help: 'Client connections the server refused or closed: max_connections, idle_timeout, protocol_error',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -3,8 +3,8 @@
 
 export type { Engine, EngineStatus, ReadOptions } from './engine.js';
 export { MemoryEngine, type MemoryEngineOptions } from './memory-engine.js';
-export { ReplicatedEngine, type ReplicatedEnginePorts } from './replicated-engine.js';
-export { DEFAULT_RESP_PORT, RespServer, SERVER_VERSION, type RespServerOptions } from './resp-server.js';
+export { DEFAULT_RESP_PORT, RespServer, type RespServerOptions } from './resp-server.js';
+export { SERVER_VERSION } from './connection.js';
 export { AdminServer, DEFAULT_ADMIN_PORT, type AdminServerOptions } from './admin.js';
 export { COMMANDS, type CommandSpec } from './commands.js';
 export { respErrorFor, respErrorLine } from './errors.js';

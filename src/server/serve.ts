@@ -16,19 +16,24 @@ export interface ServeOptions {
   admin?: { host: string; port: number; token: string };
   password?: string;
   engine?: Engine;
+  /** The node's registry, so Raft and encryption metrics share `/metrics`; a new one by default. */
+  metrics?: SealkvMetrics;
+  /** More facts for the admin `/status` (Raft, encryption), merged beside `engine` and `resp`. */
+  status?: () => Record<string, unknown> | Promise<Record<string, unknown>>;
   logger: Logger;
   resp?: Partial<Omit<RespServerOptions, 'engine' | 'host' | 'port' | 'password' | 'metrics' | 'logger'>>;
 }
 
 export interface RunningServer {
   resp: { host: string; port: number };
+  metrics: SealkvMetrics;
   admin: { host: string; port: number } | null;
   close(): Promise<void>;
 }
 
 export async function serve(options: ServeOptions): Promise<RunningServer> {
   const engine = options.engine ?? new MemoryEngine();
-  const metrics = new SealkvMetrics();
+  const metrics = options.metrics ?? new SealkvMetrics();
   const log = options.logger;
   const resp = new RespServer({ ...options.resp, engine, metrics, logger: log, ...options.listen, password: options.password });
   const respAddress = await resp.start();
@@ -41,7 +46,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       port: options.admin.port,
       metrics,
       logger: log,
-      status: () => ({ engine: engine.status(), resp: { ...respAddress, ...resp.stats() } }),
+      status: async () => ({ engine: engine.status(), resp: { ...respAddress, ...resp.stats() }, ...(await options.status?.()) }),
     });
     try {
       adminAddress = await admin.start();
@@ -54,6 +59,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   }
   return {
     resp: respAddress,
+    metrics,
     admin: adminAddress,
     async close() {
       await resp.close();

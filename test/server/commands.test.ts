@@ -27,7 +27,11 @@ beforeEach(async () => {
 });
 
 describe('RESP commands over ioredis', () => {
-  it('PING, ECHO, SELECT 0, QUIT-free basics', async () => {
+  it('listens on loopback by default', () => {
+    expect(h.server.address().host).toBe('127.0.0.1');
+  });
+
+  it('PING, ECHO, SELECT 0', async () => {
     expect(await c.ping()).toBe('PONG');
     expect(await c.ping('hi')).toBe('hi');
     expect(await c.echo('x y')).toBe('x y');

@@ -59,3 +59,23 @@ describe('loadSecret', () => {
     }
   });
 });
+
+describe('MemoryEngine atomicity', () => {
+  it('never lets a read batch see half of a write batch', async () => {
+    const engine = new MemoryEngine();
+    const keys = Array.from({ length: 20 }, (_, i) => b(`k${i}`));
+    const calls: Promise<unknown>[] = [];
+    const seen: string[][] = [];
+    for (let i = 0; i < 100; i++) {
+      calls.push(
+        engine.read([{ op: 'mget', keys }], { linearizable: true }).then(([reply]) => {
+          seen.push((reply as { items: { value?: Buffer }[] }).items.map((item) => item.value?.toString() ?? 'nil'));
+        }),
+      );
+      calls.push(engine.execute([{ op: 'mset', entries: keys.map((k): [Buffer, Buffer] => [k, b(String(i))]) }]));
+    }
+    await Promise.all(calls);
+    expect(seen).toHaveLength(100);
+    for (const values of seen) expect(new Set(values).size).toBe(1);
+  });
+});

@@ -2,6 +2,7 @@
 // malformed input, limits, AUTH, max connections, idle timeout, QUIT, and
 // the mapping of engine errors to RESP errors.
 
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { sealError } from '../../src/errors/index.js';
 import type { KvReply, KvRequest } from '../../src/kv/index.js';
@@ -132,6 +133,7 @@ describe('malformed input', () => {
       expect(await c.ping()).toBe('PONG');
       const metrics = await h.metrics.render();
       expect(metrics.body).toMatch(/sealkv_request_errors_total\{command="protocol",error="ErrRequestTooLarge"\} 2/);
+      expect(metrics.body).toMatch(/sealkv_connections_closed_by_server_total\{reason="protocol_error"\} 2/);
     } finally {
       await h.stop();
     }
@@ -188,6 +190,7 @@ describe('connection limits', () => {
       await b.lines(1);
       const c = await h.raw();
       expect(await c.until((t) => t.includes('\r\n'))).toBe('-ERR max number of clients reached\r\n');
+      expect(h.server.stats().connectionsRejected).toBe(1);
       expect(await c.waitClosed()).toBe(true);
       a.close();
       await a.waitClosed();
@@ -333,6 +336,27 @@ describe('backpressure', () => {
       raw.socket.resume();
       const expected = n * (64 * 1024 + '$65536\r\n\r\n'.length);
       expect(await raw.untilBytes(expected, 30_000)).toBe(expected);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('server-side close', () => {
+  it('closes the socket fully after QUIT even if the client keeps its side open', async () => {
+    const h = await startServer();
+    try {
+      const socket = net.connect({ port: h.port, host: '127.0.0.1', allowHalfOpen: true });
+      socket.on('error', () => undefined);
+      let received = '';
+      socket.on('data', (d: Buffer) => (received += d.toString()));
+      const ended = new Promise<void>((resolve) => socket.once('end', resolve));
+      socket.write('QUIT\r\n');
+      await ended;
+      expect(received).toBe('+OK\r\n');
+      for (let i = 0; i < 200 && h.server.stats().connectedClients > 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(h.server.stats().connectedClients).toBe(0);
+      socket.destroy();
     } finally {
       await h.stop();
     }
