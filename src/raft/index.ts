@@ -14,6 +14,7 @@ export {
 export { encodeProposal, decodeProposal, PROPOSAL_TAG, PROPOSAL_HEADER_BYTES } from './core/proposal.js';
 export { encodeConfChange, decodeConfChange } from './core/confchange.js';
 export { seededRandom, seededRandInt } from './core/rand.js';
+export { describeEntry, describeMessage, type DescribeOptions } from './core/describe.js';
 export type { ProgressState } from './core/progress.js';
 export {
   NONE,

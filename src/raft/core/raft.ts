@@ -37,7 +37,13 @@ export interface RaftConfig {
   electionTick: number;
   /** Ticks between leader heartbeats; must be < electionTick. */
   heartbeatTick: number;
-  /** Index the state machine has applied (entries after it come back as committed). */
+  /**
+   * Index the state machine has durably applied (entries after it come back
+   * as committed). Defaults to the snapshot's index. It may be ahead of the
+   * hard state's commit index (which is not always fsynced): applied entries
+   * were committed. It may not be behind the snapshot: restore the state
+   * machine from the snapshot first.
+   */
   applied?: number;
   /** Byte limit of entries in one MsgApp (at least one entry is always sent). */
   maxSizePerMsg?: number;
@@ -145,7 +151,7 @@ export class Raft {
     const { hardState, confState } = c.storage.initialState();
     this.loadConfState(confState);
     if (hardState.term !== 0 || hardState.vote !== NONE || hardState.commit !== 0) this.loadHardState(hardState);
-    if (c.applied !== undefined && c.applied > 0) this.log.appliedTo(c.applied);
+    if (c.applied !== undefined && c.applied > 0) this.restoreApplied(c.applied);
     this.becomeFollower(this.term, NONE);
   }
 
@@ -163,12 +169,35 @@ export class Raft {
   }
 
   private loadHardState(hs: HardState): void {
-    if (hs.commit < this.log.committed || hs.commit > this.log.lastIndex()) {
-      throw new Error(`raft ${this.id}: hard state commit ${hs.commit} outside [${this.log.committed}, ${this.log.lastIndex()}]`);
+    if (hs.commit > this.log.lastIndex()) {
+      throw new Error(`raft ${this.id}: hard state commit ${hs.commit} past the last index ${this.log.lastIndex()}`);
     }
-    this.log.committed = hs.commit;
+    // An unsynced commit index may trail the snapshot (which is committed by definition).
+    this.log.committed = Math.max(hs.commit, this.log.committed);
     this.term = hs.term;
     this.vote = hs.vote;
+  }
+
+  /**
+   * Starts from a state machine that applied up to `applied`: the commit
+   * index is at least that far, and the membership is the snapshot's plus
+   * every conf change in (snapshot, applied], which the driver applied
+   * before it stopped.
+   */
+  private restoreApplied(applied: number): void {
+    const snapIndex = this.log.firstIndex() - 1;
+    if (applied < snapIndex) {
+      throw new Error(`raft ${this.id}: applied ${applied} is behind the log's snapshot ${snapIndex}; restore the state machine first`);
+    }
+    if (applied > this.log.lastIndex()) {
+      throw new Error(`raft ${this.id}: applied ${applied} is past the log's last index ${this.log.lastIndex()}`);
+    }
+    this.log.commitTo(applied);
+    this.log.appliedTo(applied);
+    if (applied === snapIndex) return;
+    for (const e of this.log.slice(snapIndex + 1, applied + 1, Number.MAX_SAFE_INTEGER)) {
+      if (e.type === 'confChange') this.applyConfChange(decodeConfChange(e.data));
+    }
   }
 
   private loadConfState(cs: ConfState): void {
@@ -493,12 +522,9 @@ export class Raft {
         return true;
       }
       case 'MsgReadIndex': {
-        if (this.tracker.isSingleton()) {
-          this.respondReadIndex(m, this.log.committed);
-          return true;
-        }
         // Until an entry of this term is committed, the leader's commit
-        // index may lag the cluster's: hold the request until it is.
+        // index may lag what was already committed (and acknowledged) —
+        // even alone, after a restart that lost an unsynced commit index.
         if (this.log.term(this.log.committed) !== this.term) {
           this.pendingReadIndexMessages.push(m);
           return true;
@@ -770,6 +796,11 @@ export class Raft {
   }
 
   private startReadIndex(m: Message): void {
+    if (this.tracker.isSingleton()) {
+      // No one else could have been elected: our commit index is current.
+      this.respondReadIndex(m, this.log.committed);
+      return;
+    }
     this.readOnly.addRequest(this.log.committed, m);
     this.readOnly.recvAck(this.id, m.context!);
     this.bcastHeartbeat();

@@ -10,9 +10,9 @@ import type { ConfState, Entry, HardState, SnapshotMeta } from './types.js';
 
 export interface Storage {
   /**
-   * Hard state and membership to start from. `confState` must be the
-   * membership as of the `applied` index given to the RawNode (the snapshot's
-   * when applied = snapshot index and the driver replays the log).
+   * Hard state, and the membership as of the latest snapshot (the core
+   * replays the conf changes between the snapshot and the RawNode's
+   * `applied` index itself).
    */
   initialState(): { hardState: HardState; confState: ConfState };
   /**
@@ -167,6 +167,10 @@ export class MemoryStorage implements Storage {
     if (offset > this.ents.length) {
       throw new RangeError(`append(${fresh[0]!.index}): gap after last index ${this.lastIndex()}`);
     }
-    this.ents = this.ents.slice(0, offset).concat(fresh);
+    if (offset === this.ents.length) {
+      for (const e of fresh) this.ents.push(e);
+    } else {
+      this.ents = this.ents.slice(0, offset).concat(fresh);
+    }
   }
 }

@@ -14,8 +14,9 @@ export type EntryType = 'normal' | 'confChange';
 /**
  * One log entry. Normal entries carry `encodeProposal(id, payload)` (SPEC §6)
  * or are empty (the no-op a new leader appends); confChange entries carry
- * `encodeConfChange(cc)`. The core never mutates or keeps ownership of
- * `data`: the bytes the proposer handed in are the bytes it gets back.
+ * `encodeConfChange(cc)`. The core keeps a reference to `data` and never
+ * mutates it; whoever hands it in (proposer, transport, storage) must not
+ * mutate it afterwards either.
  */
 export interface Entry {
   term: number;

@@ -225,6 +225,44 @@ describe('log replication', () => {
     expect(appliedData(d, 2)).toHaveLength(10);
   });
 
+  it('a duplicated, late MsgApp changes nothing on the follower', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    c.node(1).rn.propose(enc('a'));
+    c.stabilize();
+    const old = c.delivered.find((m) => m.type === 'MsgApp' && m.to === 2 && m.entries.length > 0)!;
+    c.node(1).rn.propose(enc('b'));
+    c.stabilize();
+    const before = c.node(2).storage.lastIndex();
+    c.node(2).rn.step(old);
+    c.stabilize();
+    expect(c.node(2).storage.lastIndex()).toBe(before);
+    expect(appliedData(c, 2)).toEqual(['a', 'b']);
+  });
+
+  it('a heartbeat answer reopens a full inflight window whose acks were lost', () => {
+    const c = new Cluster([1, 2], { maxSizePerMsg: 1, maxInflightMsgs: 2 });
+    c.elect(1);
+    c.drop = (m) => m.type === 'MsgAppResp';
+    for (let i = 0; i < 4; i++) c.node(1).rn.propose(enc(`e${i}`));
+    c.stabilize();
+    const sent = (): number => c.delivered.filter((m) => m.type === 'MsgApp' && m.to === 2 && m.entries.length > 0).length;
+    const stalled = sent();
+    c.tickAll(1); // heartbeat round: the answer frees one slot
+    expect(sent()).toBeGreaterThan(stalled);
+    c.drop = () => false;
+    c.tickAll(3);
+    expect(appliedData(c, 2)).toEqual(['e0', 'e1', 'e2', 'e3']);
+  });
+
+  it('an unreachable follower drops back to probing', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    expect(c.node(1).rn.status().progress.get(2)!.state).toBe('replicate');
+    c.node(1).rn.reportUnreachable(2);
+    expect(c.node(1).rn.status().progress.get(2)!.state).toBe('probe');
+  });
+
   it('a proposal on a follower is forwarded to the leader', () => {
     const c = new Cluster([1, 2, 3]);
     c.elect(1);
@@ -271,6 +309,37 @@ describe('ReadIndex', () => {
     expect(c.node(1).readStates).toHaveLength(0);
   });
 
+  it('a lone voter restarted with a stale commit index serves reads only after committing in its term', () => {
+    const storage = MemoryStorage.bootstrap({ voters: [1], learners: [] });
+    const run = (rn: RawNode): void => {
+      while (rn.hasReady()) {
+        const rd = rn.ready();
+        storage.append(rd.entries);
+        if (rd.hardState) storage.setHardState(rd.hardState);
+        rn.advance(rd);
+      }
+    };
+    const first = new RawNode({ id: 1, storage, electionTick: 10, heartbeatTick: 1, rand: seededRandInt(1) });
+    first.campaign();
+    run(first);
+    first.propose(enc('acked'));
+    run(first);
+    const acked = first.status().commit;
+    // The commit index was not synced before the crash.
+    storage.setHardState({ ...storage.initialState().hardState, commit: acked - 1 });
+    const rn = new RawNode({ id: 1, storage, electionTick: 10, heartbeatTick: 1, applied: 1, rand: seededRandInt(1) });
+    rn.campaign();
+    rn.readIndex(enc('r'));
+    const rd = rn.ready();
+    expect(rd.readStates).toHaveLength(0);
+    storage.append(rd.entries);
+    storage.setHardState(rd.hardState!);
+    rn.advance(rd);
+    const reads = rn.ready().readStates;
+    expect(reads).toHaveLength(1);
+    expect(reads[0]!.index).toBeGreaterThan(acked);
+  });
+
   it('holds reads until the new leader has committed an entry of its term', () => {
     const c = new Cluster([1, 2, 3]);
     c.drop = (m) => m.type === 'MsgApp' || m.type === 'MsgAppResp';
@@ -311,6 +380,14 @@ describe('leadership transfer', () => {
     c.tickAll(1);
     expect(c.leader()).toBe(3);
     expect(appliedData(c, 3)).toEqual(['a']);
+  });
+
+  it('a transfer requested on a follower is forwarded to the leader', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    c.node(3).rn.transferLeader(3);
+    c.stabilize();
+    expect(c.leader()).toBe(3);
   });
 
   it('a transfer that cannot finish is abandoned after an election timeout', () => {
@@ -417,6 +494,27 @@ describe('membership (one change at a time)', () => {
     expectDropped(() => c.node(1).rn.proposeConfChange({ type: 'addLearnerNode', nodeId: 3 }));
     expectDropped(() => c.node(1).rn.proposeConfChange({ type: 'removeNode', nodeId: 9 }));
     c.node(1).rn.proposeConfChange({ type: 'addLearnerNode', nodeId: 5 });
+  });
+});
+
+describe('restart', () => {
+  it('rebuilds membership from the snapshot plus applied conf changes, and trusts applied over a lagging commit', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    c.addNode(4);
+    c.node(1).rn.proposeConfChange({ type: 'addLearnerNode', nodeId: 4 });
+    c.stabilize();
+    c.node(1).rn.propose(enc('a'));
+    c.stabilize();
+    const n2 = c.node(2);
+    const applied = n2.rn.status().applied;
+    // Crash of node 2: its commit index was written but not synced.
+    n2.storage.setHardState({ ...n2.storage.initialState().hardState, commit: 1 });
+    const rn = new RawNode({ id: 2, storage: n2.storage, electionTick: 10, heartbeatTick: 1, applied, rand: seededRandInt(2) });
+    expect(rn.confState()).toEqual({ voters: [1, 2, 3], learners: [4] });
+    expect(rn.status().commit).toBe(applied);
+    expect(rn.hasReady()).toBe(false); // nothing to re-apply
+    expect(() => new RawNode({ id: 2, storage: n2.storage, electionTick: 10, heartbeatTick: 1, applied: applied + 5, rand: seededRandInt(2) })).toThrow(/past the log/);
   });
 });
 

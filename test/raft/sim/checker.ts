@@ -66,6 +66,14 @@ export class SafetyChecker {
     }
   }
 
+  /** The log's cursors stay ordered: applied <= committed <= lastIndex. */
+  onCursors(id: NodeId, rn: RawNode): void {
+    const log = rn.raft.log;
+    if (!(log.applied <= log.committed && log.committed <= log.lastIndex())) {
+      this.fail(`node ${id}: applied ${log.applied}, committed ${log.committed}, last ${log.lastIndex()} out of order`);
+    }
+  }
+
   /** State machine safety: no two nodes apply different entries at one index. */
   onApply(id: NodeId, e: Entry): void {
     const prior = this.applied[e.index];

@@ -1,8 +1,8 @@
 import { describe, it } from 'vitest';
-import { runSimSeeds } from './run.js';
+import { runSimSeeds, simTimeoutMs } from './run.js';
 
 describe('raft simulation', () => {
-  it('keeps the Raft invariants and linearizability over random seeds (second half)', () => {
-    runSimSeeds(1);
-  });
+  it('keeps the Raft invariants and linearizability over random seeds (second half)', async () => {
+    await runSimSeeds(1);
+  }, simTimeoutMs());
 });

@@ -3,10 +3,10 @@
 // RAFT_SIM_SEEDS=n runs n seeds per file for a soak, RAFT_SIM_SEED=n replays one.
 
 import { describe, it } from 'vitest';
-import { runSimSeeds } from './run.js';
+import { runSimSeeds, simTimeoutMs } from './run.js';
 
 describe('raft simulation', () => {
-  it('keeps the Raft invariants and linearizability over random seeds (first half)', () => {
-    runSimSeeds(0);
-  });
+  it('keeps the Raft invariants and linearizability over random seeds (first half)', async () => {
+    await runSimSeeds(0);
+  }, simTimeoutMs());
 });

@@ -37,6 +37,10 @@ export interface SimOptions {
   lossRate: number;
   dupRate: number;
   maxDelay: number;
+  /** Share of messages held back 10..40 ticks (very stale arrivals). */
+  longDelayRate: number;
+  /** Per node and tick: chance a node's clock skips the tick (clock drift). */
+  skipTickRate: number;
   /** Per tick: chance a partition starts (when none is active). */
   partitionRate: number;
   /** Per tick: chance a live node crashes. */
@@ -52,6 +56,15 @@ export interface SimOptions {
   keys: number;
   maxSizePerMsg: number;
   maxInflight: number;
+  /**
+   * The state machine survives a crash with its applied index (as the store
+   * does, SPEC §6), and a commit index written without fsync may be lost;
+   * otherwise the state machine restarts from the snapshot.
+   */
+  durableFsm: boolean;
+  /** Safety must not depend on these (liveness and disruption do). */
+  checkQuorum: boolean;
+  preVote: boolean;
 }
 
 /** Draws a run's options from its seed (wide ranges: each seed is a different scenario). */
@@ -61,10 +74,12 @@ export function optionsForSeed(seed: number): SimOptions {
   return {
     seed,
     initialVoters: pick([1, 3, 3, 3, 5]),
-    ticks: 150,
+    ticks: 200,
     lossRate: pick([0, 0.01, 0.05, 0.15]),
     dupRate: pick([0, 0.02, 0.1]),
     maxDelay: pick([0, 1, 2, 4]),
+    longDelayRate: pick([0, 0, 0.002, 0.01]),
+    skipTickRate: pick([0, 0, 0.1, 0.3]),
     partitionRate: pick([0, 0.01, 0.03]),
     crashRate: pick([0, 0.005, 0.02]),
     crashInReadyRate: pick([0, 0.002, 0.01]),
@@ -75,6 +90,9 @@ export function optionsForSeed(seed: number): SimOptions {
     keys: pick([1, 2, 3]),
     maxSizePerMsg: pick([1, 200, 1 << 20]),
     maxInflight: pick([1, 4, 64]),
+    durableFsm: pick([false, true]),
+    checkQuorum: pick([true, true, false]),
+    preVote: pick([true, true, false]),
   };
 }
 
@@ -83,6 +101,10 @@ interface SimNode {
   storage: MemoryStorage;
   rn: RawNode | undefined; // undefined while crashed
   fsm: RegisterMachine;
+  /** Index the state machine has applied (durably, with durableFsm). */
+  fsmApplied: number;
+  /** Commit index as of the last fsynced write. */
+  syncedCommit: number;
   confState: ConfState;
   downUntil: number;
   lastLeaderTerm: number;
@@ -147,7 +169,8 @@ export class Simulation {
   private nextNodeId: number;
   private nextProposalId = 1n;
   private nextReadCtx = 1;
-  private partition: { groups: Map<NodeId, number>; until: number } | undefined;
+  /** Messages from group a to group b are lost; one-way when `oneWay`. */
+  private partition: { groups: Map<NodeId, number>; oneWay: boolean; until: number } | undefined;
   private faultsOn = true;
   private readonly pending = new Map<number, PendingWrite | PendingRead>();
   private readonly history: KvOperation[] = [];
@@ -181,34 +204,57 @@ export class Simulation {
     const snap = storage.snapshot();
     const data = this.snapshots.get(snap.index);
     if (snap.index > 0 && data === undefined) this.fail(`no snapshot data for index ${snap.index}`);
-    const node: SimNode = this.nodes.get(id) ?? {
+    const existing = this.nodes.get(id);
+    const node: SimNode = existing ?? {
       id,
       storage,
       rn: undefined,
       fsm: new RegisterMachine(),
+      fsmApplied: 0,
+      syncedCommit: 0,
       confState: { voters: [], learners: [] },
       downUntil: 0,
       lastLeaderTerm: 0,
     };
-    // The state machine is volatile: it restarts from the snapshot and the log replays.
-    node.fsm = data?.clone() ?? new RegisterMachine();
-    node.confState = storage.initialState().confState;
+    const keepFsm = existing !== undefined && this.opts.durableFsm;
+    if (!keepFsm) {
+      // A volatile state machine restarts from the snapshot and the log replays.
+      node.fsm = data?.clone() ?? new RegisterMachine();
+      node.fsmApplied = snap.index;
+      node.confState = storage.initialState().confState;
+    }
     node.rn = new RawNode({
       id,
       storage,
       electionTick: ELECTION_TICK,
       heartbeatTick: HEARTBEAT_TICK,
-      applied: snap.index,
+      applied: node.fsmApplied,
       maxSizePerMsg: this.opts.maxSizePerMsg,
       maxInflightMsgs: this.opts.maxInflight,
+      checkQuorum: this.opts.checkQuorum,
+      preVote: this.opts.preVote,
       rand: (n) => this.int(n),
     });
     this.nodes.set(id, node);
+    if (keepFsm) {
+      // The core rebuilt the membership from the snapshot and the log up to applied.
+      const got = node.rn.confState();
+      const want = node.confState;
+      const same = (a: number[], b: number[]): boolean => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+      if (!same(got.voters, want.voters) || !same(got.learners, want.learners)) {
+        this.fail(`node ${id} restarted with membership ${JSON.stringify(got)}, applied ${JSON.stringify(want)}`);
+      }
+    }
     return node;
   }
 
   private crash(node: SimNode): void {
     node.rn = undefined;
+    if (this.opts.durableFsm && this.chance(0.5)) {
+      // The commit index written since the last fsync is lost.
+      const hs = node.storage.initialState().hardState;
+      node.storage.setHardState({ ...hs, commit: Math.min(hs.commit, node.syncedCommit) });
+    }
     node.downUntil = this.now + 5 + this.int(40);
     this.stats.crashes++;
   }
@@ -217,7 +263,9 @@ export class Simulation {
 
   private reachable(from: NodeId, to: NodeId): boolean {
     if (this.partition === undefined) return true;
-    return this.partition.groups.get(from) === this.partition.groups.get(to);
+    const a = this.partition.groups.get(from) ?? 0;
+    const b = this.partition.groups.get(to) ?? 0;
+    return this.partition.oneWay ? !(a === 0 && b === 1) : a === b;
   }
 
   private sendAll(msgs: Message[]): void {
@@ -227,7 +275,8 @@ export class Simulation {
         this.dropped(m);
         continue;
       }
-      this.inflight.push({ due: this.now + this.int(this.opts.maxDelay + 1), m });
+      const long = this.faultsOn && this.chance(this.opts.longDelayRate);
+      this.inflight.push({ due: this.now + (long ? 10 + this.int(30) : this.int(this.opts.maxDelay + 1)), m });
       if (this.faultsOn && this.chance(this.opts.dupRate)) {
         this.inflight.push({ due: this.now + this.int(this.opts.maxDelay + 2), m });
       }
@@ -289,6 +338,7 @@ export class Simulation {
         return;
       }
       this.checker.onAppend(node.id, rd.entries, rn);
+      this.checker.onCursors(node.id, rn);
       this.persist(node, rd, rd.entries.length);
       this.sendAll(rd.messages);
       if (rd.snapshot !== undefined) this.installSnapshot(node, rd.snapshot.index, rd.snapshot.term);
@@ -308,6 +358,7 @@ export class Simulation {
     // Entries go to disk before the hard state record: a torn write keeps a
     // prefix of the entries and loses the hard state.
     if (nEntries === rd.entries.length && rd.hardState !== undefined) node.storage.setHardState(rd.hardState);
+    if (nEntries === rd.entries.length && rd.mustSync) node.syncedCommit = node.storage.initialState().hardState.commit;
   }
 
   private crashInReady(node: SimNode, rd: Ready): void {
@@ -323,11 +374,13 @@ export class Simulation {
     const data = this.snapshots.get(index);
     if (data === undefined) this.fail(`node ${node.id}: snapshot ${index} has no data`);
     node.fsm = data.clone();
+    node.fsmApplied = index;
     node.confState = node.storage.snapshot().confState;
   }
 
   private apply(node: SimNode, rn: RawNode, e: Entry): void {
     this.checker.onApply(node.id, e);
+    node.fsmApplied = e.index;
     if (e.type === 'confChange') {
       node.confState = rn.applyConfChange(decodeConfChange(e.data));
       return;
@@ -384,8 +437,10 @@ export class Simulation {
   }
 
   private chooseNode(): SimNode | undefined {
-    const l = this.leader();
-    if (l !== undefined && this.chance(0.7)) return l;
+    // Any node that believes it leads: a deposed leader that has not noticed
+    // yet is exactly where stale reads would come from.
+    const leaders = this.liveNodes().filter((n) => n.rn!.raft.state === 'leader');
+    if (leaders.length > 0 && this.chance(0.7)) return leaders[this.int(leaders.length)];
     const live = this.liveNodes();
     return live.length === 0 ? undefined : live[this.int(live.length)];
   }
@@ -478,7 +533,7 @@ export class Simulation {
     if (this.partition === undefined && this.chance(this.opts.partitionRate)) {
       const groups = new Map<NodeId, number>();
       for (const id of this.nodes.keys()) groups.set(id, this.int(2));
-      this.partition = { groups, until: this.now + 10 + this.int(60) };
+      this.partition = { groups, oneWay: this.chance(0.25), until: this.now + 10 + this.int(60) };
     }
     for (const n of this.nodes.values()) {
       if (n.rn === undefined) {
@@ -490,7 +545,8 @@ export class Simulation {
     const l = this.leader();
     if (l === undefined) return;
     if (this.chance(this.opts.confChangeRate)) this.proposeConfChange(l);
-    if (this.chance(this.opts.transferRate)) {
+    // (the leader may have crashed handling its Ready just now)
+    if (l.rn !== undefined && this.chance(this.opts.transferRate)) {
       const voters = l.confState.voters.filter((v) => v !== l.id);
       if (voters.length > 0) {
         l.rn!.transferLeader(voters[this.int(voters.length)]!);
@@ -531,6 +587,7 @@ export class Simulation {
     this.clientActions();
     for (const n of this.nodes.values()) {
       if (n.rn === undefined) continue;
+      if (this.faultsOn && this.chance(this.opts.skipTickRate)) continue;
       n.rn.tick();
       this.handleReady(n);
     }
