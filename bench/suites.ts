@@ -9,4 +9,5 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   resp: () => import('./resp.js'),
   store: () => import('./store.js'),
   'redis-compat': () => import('./redis-compat.js'),
+  raft: () => import('./raft.js'),
 };

@@ -3,7 +3,8 @@
 //
 //   1. a received snapshot: restore the state machine from the streamed file;
 //   2. persist snapshot metadata, entries and hard state (fsync when mustSync);
-//   3. send messages (MsgSnap starts a streamed transfer of its own);
+//   3. send messages (MsgSnap starts a streamed transfer of its own; a
+//      leader's MsgApps go out before step 2, in parallel with its fsync);
 //   4. apply committed entries (conf changes to the core, normal entries
 //      through the apply hook to the state machine), resolve proposers;
 //   5. serve ReadIndex reads whose index is applied;
@@ -421,11 +422,16 @@ export class RaftNode {
       this.leader = rd.softState.lead;
     }
     if (rd.snapshot !== undefined) await this.restoreSnapshot(rd.snapshot);
+    // A leader's appends may go out while it fsyncs its own copy: the core
+    // counts that copy towards commit only after advance() (src/raft/README.md).
+    // Every other message waits for the fsync.
+    const early = this.role === 'leader' ? rd.messages.filter((m) => m.type === 'MsgApp') : [];
+    if (early.length > 0) this.sendMessages(early);
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
       await this.log.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState }, rd.mustSync);
     }
     this.noteEntries(rd.entries);
-    this.sendMessages(rd.messages);
+    this.sendMessages(early.length > 0 ? rd.messages.filter((m) => m.type !== 'MsgApp') : rd.messages);
     const complete = await this.applyEntries(rd.committedEntries);
     if (!complete) return;
     for (const rs of rd.readStates) {
