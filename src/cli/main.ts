@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { runDemo } from './demo.js';
 import { runServeMemory, SERVE_MEMORY_DEFAULTS } from './serve-memory.js';
+import { runStart } from './start.js';
 
 const program = new Command('sealkv').description('Encrypted-at-rest, Raft-replicated MVCC key-value store');
 
@@ -20,5 +21,26 @@ program
   .option('--requirepass-file <path>', 'file holding the RESP password (or env SEALKV_REQUIREPASS)')
   .option('--admin-token-file <path>', 'file holding the admin bearer token (or env SEALKV_ADMIN_TOKEN)')
   .action((options) => runServeMemory(options));
+
+program
+  .command('start')
+  .description('run a node (RESP, Raft and admin servers over the replicated store)')
+  .option('--dev', 'single node on defaults: data under ./sealkv-dev, listening on 127.0.0.1')
+  .option('--data-dir <path>', 'data directory (default ./sealkv-data)')
+  .option('--raft-id <id>', 'this node\'s Raft id')
+  .option('--listen <host:port>', 'RESP address (default 127.0.0.1:6380)')
+  .option('--raft-listen <host:port>', 'Raft address (default 127.0.0.1:7380)')
+  .option('--admin-listen <host:port>', 'admin HTTP address (default 127.0.0.1:8380)')
+  .option('--peers <id=host:port,...>', 'Raft addresses of the founding members, this node included')
+  .option('--join <host:port>', 'join an existing cluster (the leader adds this node)')
+  .option('--encryption-enabled', 'declare encryption capability')
+  .option('--kek-uri <uri>', 'KEK provider (aws-kms://, file://, env://)')
+  .option('--kek-file <path>', 'KEK file (32 raw bytes)')
+  .option('--cluster-secret-file <path>', 'shared secret that authenticates Raft peers')
+  .option('--admin-token-file <path>', 'admin bearer token (or env SEALKV_ADMIN_TOKEN)')
+  .option('--requirepass-file <path>', 'RESP password (or env SEALKV_REQUIREPASS)')
+  .option('--crypto-backend <name>', 'aesni | batch | wasm | auto')
+  .option('--compression <on|off>', 'Snappy before sealing')
+  .action((options) => runStart(options));
 
 await program.parseAsync(process.argv);

@@ -46,6 +46,7 @@ export const ERROR_CODES = {
   // Raft and apply (SPEC §6, §7)
   ErrRaftUnwrapFailed: { retryable: false },
   ErrEncryptionApply: { retryable: false },
+  ErrApplyPayload: { retryable: false },
   ErrNotLeader: { retryable: true },
   ErrProposalDropped: { retryable: true },
   ErrRaftLogCorrupt: { retryable: false },

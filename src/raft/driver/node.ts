@@ -228,12 +228,13 @@ export class RaftNode {
    * the entry was overwritten before commit: retry) or ErrTimeout (the
    * outcome is unknown: it may still be applied).
    */
-  async propose(payload: Uint8Array, opts: { timeoutMs?: number; requireLeader?: boolean } = {}): Promise<unknown> {
+  async propose(payload: Uint8Array, opts: { timeoutMs?: number; requireLeader?: boolean; proposalId?: bigint } = {}): Promise<unknown> {
     this.assertRunning();
     if (opts.requireLeader === true && !this.node.isLeader()) {
       throw sealError('ErrNotLeader', `node ${this.id} is not the leader (leader: ${this.leader})`);
     }
-    const id = this.newProposalId();
+    // A caller retrying a dropped or timed-out proposal passes its id again, so the state machine applies it once.
+    const id = opts.proposalId ?? this.newProposalId();
     return this.track(id, opts.timeoutMs, () => this.node.propose(encodeProposal(id, payload)));
   }
 
@@ -531,14 +532,14 @@ export class RaftNode {
    * failing entry and those after it stay unapplied).
    */
   private async applyEntries(entries: Entry[]): Promise<boolean> {
-    let batch: (ApplyEntry & { id: bigint })[] = [];
+    let batch: ApplyEntry[] = [];
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
       const todo = batch;
       batch = [];
-      const results = await this.sm.apply(todo.map(({ index, term, payload }) => ({ index, term, payload })));
+      const results = await this.sm.apply(todo);
       this.smApplied = todo[todo.length - 1]!.index;
-      for (let i = 0; i < todo.length; i++) this.resolvePending(todo[i]!.id, results[i]);
+      for (let i = 0; i < todo.length; i++) this.resolvePending(todo[i]!.proposalId, results[i]);
     };
     for (const e of entries) {
       try {
@@ -553,7 +554,7 @@ export class RaftNode {
           }
           if (e.index > this.smApplied) {
             const p = this.opts.applyHook === undefined ? payload : await this.opts.applyHook({ index: e.index, term: e.term }, payload);
-            batch.push({ index: e.index, term: e.term, payload: p, id });
+            batch.push({ index: e.index, term: e.term, payload: p, proposalId: id });
           }
         }
       } catch (err) {

@@ -9,6 +9,8 @@ export interface ApplyEntry {
   term: number;
   /** The proposal's payload (after the apply hook). Owned by the state machine. */
   payload: Uint8Array;
+  /** The proposal id of the entry's framing (SPEC §6); the state machine dedupes on it. */
+  proposalId: bigint;
 }
 
 /**

@@ -1,0 +1,27 @@
+// The node part's door: what ties the store, Raft, the state machine and the
+// servers into one running sealkv node.
+
+export { RaftEngine, type RaftEngineOptions, type ReplicatedLog } from './raft-engine.js';
+export { startNode, startFailureLine, stopOnSignals, type OpenEngine, type RunningNode } from './node.js';
+export {
+  DEFAULT_ADMIN_LISTEN,
+  DEFAULT_DATA_DIR,
+  DEFAULT_LISTEN,
+  DEFAULT_RAFT_LISTEN,
+  DEV_HOME,
+  parseHostPort,
+  parsePeers,
+  resolveStartConfig,
+  type HostPort,
+  type NodeConfig,
+  type Peer,
+  type StartOptions,
+} from './config.js';
+export {
+  PROPOSE_DEADLINE_MS,
+  driverStateMachine,
+  openReplicatedEngine,
+  raftNodeId,
+  storeReader,
+  type ReplicationOptions,
+} from './replication.js';

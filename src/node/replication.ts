@@ -1,0 +1,183 @@
+// The replication stack of a node: RocksDB store → state machine → Raft
+// driver → RaftEngine, opened from a NodeConfig.
+//
+// Layout under --data-dir: `store/` (RocksDB), `raft/` (log, peers, incoming
+// snapshots). Raft node ids are numbers: a `--raft-id` that is a positive
+// integer is used as is, any other string maps to the low 48 bits of its
+// FNV-1a-64 hash (every node computes the same id from the same string).
+//
+// Writes are proposed with a random proposal id; a retryable failure
+// (dropped, no leader yet, timeout — the outcome may be unknown) is retried
+// with the same id until PROPOSE_DEADLINE_MS, and the state machine's dedupe
+// applies it once. Leadership is watched every LEADER_POLL_MS: on a new term
+// as leader the LeaderClock arms (barrier, fence, ceiling), on losing it
+// steps down.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fnv1a64 } from '../crypto/index.js';
+import { isSealError } from '../errors/index.js';
+import { HybridClock, LATEST_TS, LeaderClock, StateMachine, fsmStoreOver, type EntryOutcome } from '../fsm/index.js';
+import { kvExecutor, type KvRangeReader } from '../kv/index.js';
+import type { Logger } from '../log/index.js';
+import { RaftNode, type StateMachine as RaftStateMachine } from '../raft/index.js';
+import type { Engine } from '../server/index.js';
+import { openStore, type Store } from '../store/index.js';
+import type { NodeConfig } from './config.js';
+import { RaftEngine, type ReplicatedLog } from './raft-engine.js';
+
+export const PROPOSE_DEADLINE_MS = 15_000;
+const ATTEMPT_TIMEOUT_MS = 5_000;
+const LEADER_POLL_MS = 20;
+const MIN_SECRET_BYTES = 16;
+
+/** The numeric Raft id of a `--raft-id` string. */
+export function raftNodeId(raftId: string): number {
+  if (/^[1-9][0-9]{0,14}$/.test(raftId)) return Number(raftId);
+  const id = Number(fnv1a64(raftId) & ((1n << 48n) - 1n));
+  return id === 0 ? 1 : id;
+}
+
+/** The state machine as the Raft driver calls it. */
+export function driverStateMachine(machine: StateMachine): RaftStateMachine {
+  return {
+    appliedIndex: () => machine.appliedIndex,
+    apply: async (entries) => (await machine.applyEntries(entries)).map((r) => r.outcome),
+    snapshot: () =>
+      (async function* () {
+        yield* (await machine.snapshot()).stream;
+      })(),
+    restore: (data) => machine.restoreSnapshot(data),
+  };
+}
+
+/** The read path's view of the store: newest versions, wall clock for expiry. */
+export function storeReader(store: Store, now: () => number = Date.now): KvRangeReader {
+  return {
+    get: async (key) => {
+      const entry = await store.get(key, LATEST_TS, { now: BigInt(now()) });
+      return entry === undefined ? undefined : { value: entry.value, expireAt: Number(entry.expireAt) };
+    },
+    scan: async (after, limit) => {
+      const range = after === null ? {} : { start: Buffer.concat([after, Buffer.from([0])]) };
+      const entries = await store.scanAll(range, LATEST_TS, { limit, now: BigInt(now()) });
+      return entries.map((e) => ({ key: e.key, value: { value: e.value, expireAt: Number(e.expireAt) } }));
+    },
+  };
+}
+
+async function retrying<T>(what: () => Promise<T>, deadline: number): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await what();
+    } catch (err) {
+      if (!isSealError(err) || !err.retryable || Date.now() >= deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(25 * 2 ** attempt, 500)));
+    }
+  }
+}
+
+function replicatedLog(raft: RaftNode): ReplicatedLog {
+  return {
+    propose: (payload) => {
+      const proposalId = crypto.randomBytes(8).readBigUInt64BE(0) || 1n;
+      const deadline = Date.now() + PROPOSE_DEADLINE_MS;
+      return retrying(async () => (await raft.propose(payload, { proposalId, timeoutMs: ATTEMPT_TIMEOUT_MS })) as EntryOutcome, deadline);
+    },
+    readBarrier: async () => {
+      await retrying(() => raft.readIndex(ATTEMPT_TIMEOUT_MS), Date.now() + PROPOSE_DEADLINE_MS);
+    },
+    status: () => {
+      const s = raft.status();
+      return { raft_node_id: raft.id, role: s.role, term: s.term, leader: s.lead, commit_index: s.commit, applied_index: raft.appliedIndex() };
+    },
+  };
+}
+
+function clusterSecret(config: NodeConfig): Buffer {
+  if (config.clusterSecretFile !== undefined) {
+    const secret = fs.readFileSync(config.clusterSecretFile);
+    if (secret.length < MIN_SECRET_BYTES) throw new RangeError(`--cluster-secret-file must hold at least ${MIN_SECRET_BYTES} bytes`);
+    return secret;
+  }
+  if (config.peers.length === 1 && config.join === undefined) return crypto.randomBytes(32);
+  throw new RangeError('--cluster-secret-file is required when the node has peers');
+}
+
+export interface ReplicationOptions {
+  logger: Logger;
+  /** Called if apply halts (the Raft node has stopped by then). */
+  onHalt?: (err: Error) => void;
+  tickMs?: number;
+}
+
+/** Opens the store, the state machine and the Raft node, and returns the node's Engine. */
+export async function openReplicatedEngine(config: NodeConfig, options: ReplicationOptions): Promise<Engine> {
+  const { logger } = options;
+  const secret = clusterSecret(config);
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const store = await openStore(path.join(config.dataDir, 'store'));
+  const hlc = new HybridClock();
+  let raft: RaftNode;
+  try {
+    const machine = await StateMachine.open(fsmStoreOver(store), kvExecutor, { clock: hlc });
+    const self = raftNodeId(config.raftId);
+    const peers: Record<number, string> = {};
+    for (const peer of config.peers) if (peer.id !== config.raftId) peers[raftNodeId(peer.id)] = `${peer.host}:${peer.port}`;
+    raft = await RaftNode.start({
+      id: self,
+      dir: path.join(config.dataDir, 'raft'),
+      secret,
+      host: config.raftListen.host,
+      port: config.raftListen.port,
+      peers,
+      ...(config.join === undefined ? { bootstrap: { voters: config.peers.map((p) => raftNodeId(p.id)), learners: [] } } : {}),
+      stateMachine: driverStateMachine(machine),
+      onHalt: (err) => {
+        logger.error({ err, code: isSealError(err) ? err.code : undefined }, 'apply halted');
+        options.onHalt?.(err);
+      },
+      ...(options.tickMs === undefined ? {} : { tickMs: options.tickMs }),
+    });
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+  const clock = new LeaderClock(hlc, (payload) => raft.propose(payload, { requireLeader: true, timeoutMs: ATTEMPT_TIMEOUT_MS }));
+  let armedTerm = -1;
+  const watch = setInterval(() => {
+    const { role, term } = raft.status();
+    if (role !== 'leader') {
+      if (armedTerm !== -1) {
+        armedTerm = -1;
+        clock.stepDown();
+        logger.info({ term }, 'no longer leader');
+      }
+      return;
+    }
+    if (armedTerm === term) {
+      clock.maintain();
+      return;
+    }
+    armedTerm = term;
+    clock.becomeLeader().then(
+      () => logger.info({ term }, 'leader clock armed'),
+      (err: unknown) => {
+        if (armedTerm === term) armedTerm = -1;
+        logger.debug({ err, term }, 'arming the leader clock failed; will retry');
+      },
+    );
+  }, LEADER_POLL_MS);
+  return new RaftEngine({
+    log: replicatedLog(raft),
+    reader: storeReader(store),
+    clock,
+    onClose: async () => {
+      clearInterval(watch);
+      clock.stepDown();
+      await raft.stop();
+      await store.close();
+    },
+  });
+}

@@ -1,0 +1,121 @@
+// Three real `sealkv start` processes on 127.0.0.1 with ioredis as the client:
+// writes and linearizable reads through every node (followers forward inside
+// Raft), SIGKILL of the leader and then of a follower under writes, restarts
+// that catch up, and a graceful SIGTERM stop. Every acknowledged write must be
+// readable from every node at the end.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { NodeProcess, freePorts } from '../support/node-process.js';
+
+const NODES = 3;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-cluster-'));
+const nodes: NodeProcess[] = [];
+const clients: (Redis | undefined)[] = [];
+
+afterAll(async () => {
+  for (const client of clients) client?.disconnect();
+  await Promise.all(nodes.map((n) => n.stop('SIGKILL')));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function connect(i: number, port: number): Redis {
+  clients[i]?.disconnect();
+  const client = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, retryStrategy: () => null, commandTimeout: 20_000 });
+  client.on('error', () => undefined);
+  clients[i] = client;
+  return client;
+}
+
+async function leaderIndex(live: number[]): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    for (const i of live) {
+      const info = await clients[i]!.info('sealkv');
+      if (/\brole:leader\b/.test(info)) return i;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no leader');
+}
+
+describe('3-node cluster of real processes', () => {
+  it('serves ioredis on every node and keeps every acknowledged write across SIGKILLs', async () => {
+    const ports = await freePorts(NODES * 2);
+    const resp = ports.slice(0, NODES);
+    const raft = ports.slice(NODES);
+    const secretFile = path.join(dir, 'cluster-secret');
+    fs.writeFileSync(secretFile, 'a-cluster-secret-for-tests-only', { mode: 0o600 });
+    const peers = raft.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(',');
+    for (let i = 0; i < NODES; i++) {
+      nodes.push(
+        new NodeProcess(
+          [
+            '--raft-id', `n${i + 1}`,
+            '--data-dir', path.join(dir, `n${i + 1}`),
+            '--listen', `127.0.0.1:${resp[i]}`,
+            '--raft-listen', `127.0.0.1:${raft[i]}`,
+            '--admin-listen', '127.0.0.1:0',
+            '--peers', peers,
+            '--cluster-secret-file', secretFile,
+          ],
+          dir,
+        ),
+      );
+    }
+    await Promise.all(nodes.map((n) => n.start()));
+    nodes.forEach((_, i) => connect(i, resp[i]!));
+
+    const acked = new Map<string, string>();
+    let counter = 0;
+    const writeThrough = async (live: number[], count: number, tag: string): Promise<void> => {
+      for (let j = 0; j < count; j++) {
+        const i = live[j % live.length]!;
+        const key = `${tag}:${j}`;
+        expect(await clients[i]!.set(key, `value-${tag}-${j}`)).toBe('OK');
+        acked.set(key, `value-${tag}-${j}`);
+        counter = await clients[i]!.incr('counter');
+        // A linearizable read on another node sees the write at once.
+        const other = live[(j + 1) % live.length]!;
+        expect(await clients[other]!.get(key)).toBe(`value-${tag}-${j}`);
+      }
+    };
+    const checkAll = async (live: number[]): Promise<void> => {
+      const keys = [...acked.keys()];
+      for (const i of live) {
+        expect(await clients[i]!.mget(...keys)).toEqual(keys.map((k) => acked.get(k)));
+        expect(Number(await clients[i]!.get('counter'))).toBe(counter);
+      }
+    };
+
+    await writeThrough([0, 1, 2], 30, 'start');
+    await checkAll([0, 1, 2]);
+
+    // SIGKILL the leader; the survivors elect a new one and keep taking writes.
+    const leader = await leaderIndex([0, 1, 2]);
+    await nodes[leader]!.stop('SIGKILL');
+    clients[leader]!.disconnect();
+    const survivors = [0, 1, 2].filter((i) => i !== leader);
+    await writeThrough(survivors, 20, 'after-leader-kill');
+    await nodes[leader]!.start();
+    connect(leader, resp[leader]!);
+    await checkAll([0, 1, 2]);
+
+    // SIGKILL a follower under writes, then restart it.
+    const newLeader = await leaderIndex([0, 1, 2]);
+    const follower = [0, 1, 2].find((i) => i !== newLeader)!;
+    const live = [0, 1, 2].filter((i) => i !== follower);
+    const writes = writeThrough(live, 20, 'during-follower-kill');
+    await nodes[follower]!.stop('SIGKILL');
+    clients[follower]!.disconnect();
+    await writes;
+    await nodes[follower]!.start();
+    connect(follower, resp[follower]!);
+    await checkAll([0, 1, 2]);
+
+    // Graceful stop.
+    for (const client of clients) client?.disconnect();
+    expect(await Promise.all(nodes.map((n) => n.stop('SIGTERM')))).toEqual([0, 0, 0]);
+  }, 180_000);
+});

@@ -1,0 +1,83 @@
+// Real `sealkv start` processes for multi-process tests: spawned from the
+// compiled dist/ build, ready when the node logs `"msg":"ready"`, stopped by
+// SIGTERM (graceful) or SIGKILL. Everything listens on 127.0.0.1.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const MAIN_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/src/cli/main.js');
+
+/** `n` distinct ports that were free a moment ago on 127.0.0.1. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const server = net.createServer();
+          server.once('error', reject);
+          server.listen(0, '127.0.0.1', () => resolve(server));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+export class NodeProcess {
+  readonly args: string[];
+  readonly cwd: string;
+  #child: ChildProcess | undefined;
+  #exit: Promise<number | null> | undefined;
+  /** Everything the process printed, for failure messages. */
+  output = '';
+
+  constructor(args: string[], cwd: string) {
+    this.args = args;
+    this.cwd = cwd;
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  /** Spawns the node and waits until it reports ready. */
+  async start(timeoutMs = 30_000): Promise<void> {
+    if (this.running) throw new Error('already running');
+    const child = spawn(process.execPath, [MAIN_JS, 'start', ...this.args], {
+      cwd: this.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_ENV: 'test' },
+    });
+    this.#child = child;
+    this.#exit = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`node did not get ready in ${timeoutMs} ms:\n${this.output}`)), timeoutMs);
+      const onData = (chunk: Buffer): void => {
+        this.output += chunk.toString();
+        if (this.output.includes('"msg":"ready"')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+      void this.#exit?.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`node exited with ${code} before ready:\n${this.output}`));
+      });
+    });
+  }
+
+  /** Sends `signal` and waits for the exit code (null when killed by a signal). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (!this.#child || !this.#exit) return null;
+    if (this.running) this.#child.kill(signal);
+    const code = await this.#exit;
+    this.#child = undefined;
+    return code;
+  }
+}
