@@ -49,15 +49,9 @@ export type WriteOp =
    * to `ifRow` when the batch reaches the write queue — so a sweep never
    * resurrects a version GC removed nor overwrites one changed after it
    * was read (SPEC §11). Skipped rewrites are counted in the result.
+   * The version keeps the expiry in `ifRow`; tombstones are not rewritten.
    */
-  | {
-      readonly type: 'rewrite';
-      readonly key: Uint8Array;
-      readonly value: Uint8Array;
-      readonly commitTs: bigint;
-      readonly expireAt?: bigint;
-      readonly ifRow: Uint8Array;
-    }
+  | { readonly type: 'rewrite'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly ifRow: Uint8Array }
   | { readonly type: 'putInternal'; readonly key: Uint8Array; readonly value: Uint8Array }
   | { readonly type: 'deleteInternal'; readonly key: Uint8Array };
 
@@ -214,7 +208,7 @@ export class Store {
       if (op.type === 'delete') {
         rows.push({ type: 'put', key: rowKey, value: encodeValueHeader({ tombstone: true, encryptionState: STATE_CLEARTEXT, expireAt: 0n }) });
       } else {
-        const expireAt = op.expireAt ?? 0n;
+        const expireAt = op.type === 'rewrite' ? rewrittenExpiry(op.ifRow) : (op.expireAt ?? 0n);
         checkTimestamp(expireAt, 'expire_at');
         if (sealing) {
           const header = encodeValueHeader({ tombstone: false, encryptionState: STATE_ENVELOPE, expireAt });
@@ -558,6 +552,12 @@ async function seekVersion(reader: EngineReader, userKey: Buffer, readTs: bigint
     return { userKey, commitTs: (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES), row: value };
   }
   return undefined;
+}
+
+function rewrittenExpiry(ifRow: Uint8Array): bigint {
+  const { header } = decodeValue(ifRow);
+  if (header.tombstone) throw new RangeError('tombstones are not rewritten');
+  return header.expireAt;
 }
 
 function decompress(plaintext: Uint8Array, flag: number): Buffer {

@@ -196,7 +196,7 @@ describe.each(storeEngines)('encrypted store on $name', ({ open }) => {
     expect(old.length).toBe(2);
     const plain = store.openVersions(old);
     const result = await store.applyBatch(
-      old.map((v, i) => ({ type: 'rewrite' as const, key: v.key, value: plain[i]!, commitTs: v.commitTs, expireAt: v.header.expireAt, ifRow: v.row })),
+      old.map((v, i) => ({ type: 'rewrite' as const, key: v.key, value: plain[i]!, commitTs: v.commitTs, ifRow: v.row })),
       { appliedIndex: 5n },
     );
     expect(result.rewritesSkipped).toBe(0);

@@ -194,6 +194,14 @@ describe.each(storeEngines)('store on $name', ({ open }) => {
     expect((await store.applyBatch([{ type: 'rewrite', key: b('k2'), value: b('OLD'), commitTs: 1n, ifRow: k2Old!.row }])).rewritesSkipped).toBe(0);
     expect(text(await store.get(b('k2'), 1n))).toBe('OLD');
     expect(text(await store.get(b('k2'), 2n))).toBe('new');
+    // A tombstone is never rewritten into a value.
+    await store.delete(b('k2'), 3n);
+    const [tomb] = await (async () => {
+      const out = [];
+      for await (const v of store.versions()) if (v.key.toString() === 'k2' && v.header.tombstone) out.push(v);
+      return out;
+    })();
+    await expect(store.applyBatch([{ type: 'rewrite', key: b('k2'), value: b('back'), commitTs: 3n, ifRow: tomb!.row }])).rejects.toThrow(RangeError);
   });
 
   it('garbage-collects below minRetainedTS, keeping the newest version at or below it', async () => {
