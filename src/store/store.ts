@@ -521,6 +521,12 @@ export class Store {
     return writeSnapshot(this.#engine, header);
   }
 
+  /** Removes every row (before installing a snapshot over old state). */
+  async clear(): Promise<void> {
+    this.#checkOpen();
+    await this.#enqueueWrite([{ type: 'delRange', gte: Buffer.from([0]), lt: Buffer.from([SPACE_END]) }]);
+  }
+
   /** Restores a snapshot stream into this (empty) store. */
   async restoreSnapshot(source: AsyncIterable<Uint8Array>): Promise<SnapshotInfo> {
     this.#checkOpen();
