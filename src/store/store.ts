@@ -18,7 +18,7 @@
 
 import snappy from 'snappy';
 import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, readU32BE, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
-import { sealError } from '../errors/index.js';
+import { sealError, type SealError } from '../errors/index.js';
 import type { Engine, EngineOp, EngineReader } from './engine.js';
 import {
   APPLIED_INDEX_KEY,
@@ -49,15 +49,9 @@ export type WriteOp =
    * to `ifRow` when the batch reaches the write queue — so a sweep never
    * resurrects a version GC removed nor overwrites one changed after it
    * was read (SPEC §11). Skipped rewrites are counted in the result.
+   * The version keeps the expiry in `ifRow`; tombstones are not rewritten.
    */
-  | {
-      readonly type: 'rewrite';
-      readonly key: Uint8Array;
-      readonly value: Uint8Array;
-      readonly commitTs: bigint;
-      readonly expireAt?: bigint;
-      readonly ifRow: Uint8Array;
-    }
+  | { readonly type: 'rewrite'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly ifRow: Uint8Array }
   | { readonly type: 'putInternal'; readonly key: Uint8Array; readonly value: Uint8Array }
   | { readonly type: 'deleteInternal'; readonly key: Uint8Array };
 
@@ -88,6 +82,8 @@ export interface EncryptionSettings {
   readonly active: boolean;
   /** Snappy before sealing (SPEC §3.4); default on. Reads always honour the flag. */
   readonly compression?: boolean;
+  /** Told of every envelope that fails to open (for sealkv_encryption_decrypt_failures_total). */
+  readonly onOpenFailure?: (error: SealError) => void;
 }
 
 /** One stored version as it is on disk, for the rewrite sweep and tools. */
@@ -133,6 +129,7 @@ interface RawVersion {
 export class Store {
   readonly #engine: Engine;
   #sealer: Sealer | undefined;
+  #onOpenFailure: ((error: SealError) => void) | undefined;
   #sealing = false;
   #compression = true;
   #writeTail: Promise<void> = Promise.resolve();
@@ -152,6 +149,7 @@ export class Store {
   setEncryption(settings: EncryptionSettings): void {
     this.#sealer = settings.sealer;
     this.#sealing = settings.active;
+    this.#onOpenFailure = settings.onOpenFailure;
     if (settings.compression !== undefined) this.#compression = settings.compression;
   }
 
@@ -214,7 +212,7 @@ export class Store {
       if (op.type === 'delete') {
         rows.push({ type: 'put', key: rowKey, value: encodeValueHeader({ tombstone: true, encryptionState: STATE_CLEARTEXT, expireAt: 0n }) });
       } else {
-        const expireAt = op.expireAt ?? 0n;
+        const expireAt = op.type === 'rewrite' ? rewrittenExpiry(op.ifRow) : (op.expireAt ?? 0n);
         checkTimestamp(expireAt, 'expire_at');
         if (sealing) {
           const header = encodeValueHeader({ tombstone: false, encryptionState: STATE_ENVELOPE, expireAt });
@@ -421,7 +419,10 @@ export class Store {
     const results = this.#opener().open(sealed.map((s) => s.item));
     sealed.forEach(({ index }, i) => {
       const result = results[i]!;
-      if (!result.ok) throw result.error;
+      if (!result.ok) {
+        this.#onOpenFailure?.(result.error);
+        throw result.error;
+      }
       const slot = out[index]!;
       if (!slot.header.tombstone) out[index] = { header: slot.header, value: decompress(result.plaintext, result.flag) };
     });
@@ -433,7 +434,11 @@ export class Store {
     return this.#sealer;
   }
 
-  /** Every stored version (tombstones included), in store-key order, with its header; for the rewrite sweep. */
+  /**
+   * Every stored version (tombstones included), in store-key order, with
+   * its header; for the rewrite sweep. `after` (a store_key, e.g. from a
+   * rewrite cursor) resumes strictly after that version.
+   */
   async *versions(options: { after?: Uint8Array } = {}): AsyncGenerator<StoredVersion> {
     this.#checkOpen();
     const gte = options.after === undefined ? WHOLE_VERSION_SPACE.gte : Buffer.concat([tagged(SPACE_VERSION, options.after), Buffer.from([0])]);
@@ -527,6 +532,12 @@ export class Store {
     return writeSnapshot(this.#engine, header);
   }
 
+  /** Removes every row (before installing a snapshot over old state). */
+  async clear(): Promise<void> {
+    this.#checkOpen();
+    await this.#enqueueWrite([{ type: 'delRange', gte: Buffer.from([0]), lt: Buffer.from([SPACE_END]) }]);
+  }
+
   /** Restores a snapshot stream into this (empty) store. */
   async restoreSnapshot(source: AsyncIterable<Uint8Array>): Promise<SnapshotInfo> {
     this.#checkOpen();
@@ -558,6 +569,12 @@ async function seekVersion(reader: EngineReader, userKey: Buffer, readTs: bigint
     return { userKey, commitTs: (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES), row: value };
   }
   return undefined;
+}
+
+function rewrittenExpiry(ifRow: Uint8Array): bigint {
+  const { header } = decodeValue(ifRow);
+  if (header.tombstone) throw new RangeError('tombstones are not rewritten');
+  return header.expireAt;
 }
 
 function decompress(plaintext: Uint8Array, flag: number): Buffer {

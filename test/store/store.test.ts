@@ -4,7 +4,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSealError } from '../../src/errors/index.js';
-import { Store, headRowKey, rewriteCursorKey, versionRowKey, writerRegistryKey, type Entry } from '../../src/store/index.js';
+import { Store, encodeStoreKey, headRowKey, rewriteCursorKey, versionRowKey, writerRegistryKey, type Entry } from '../../src/store/index.js';
 import { storeEngines, type OpenedEngine } from '../support/store-engines.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -172,6 +172,9 @@ describe.each(storeEngines)('store on $name', ({ open }) => {
     const versions = [];
     for await (const v of store.versions()) versions.push(v);
     expect(versions.map((v) => `${v.key}@${v.commitTs}`)).toEqual(['gone@2', 'gone@1', 'k@2', 'k@1']);
+    const resumed = [];
+    for await (const v of store.versions({ after: encodeStoreKey(b('gone'), 1n) })) resumed.push(`${v.key}@${v.commitTs}`);
+    expect(resumed).toEqual(['k@2', 'k@1']);
     expect(store.openVersions(versions).map((v) => v?.toString())).toEqual(['g2', 'g1', 'new', 'old']);
     const kOld = versions[3]!;
     const goneOld = versions[1]!;
@@ -194,6 +197,14 @@ describe.each(storeEngines)('store on $name', ({ open }) => {
     expect((await store.applyBatch([{ type: 'rewrite', key: b('k2'), value: b('OLD'), commitTs: 1n, ifRow: k2Old!.row }])).rewritesSkipped).toBe(0);
     expect(text(await store.get(b('k2'), 1n))).toBe('OLD');
     expect(text(await store.get(b('k2'), 2n))).toBe('new');
+    // A tombstone is never rewritten into a value.
+    await store.delete(b('k2'), 3n);
+    const [tomb] = await (async () => {
+      const out = [];
+      for await (const v of store.versions()) if (v.key.toString() === 'k2' && v.header.tombstone) out.push(v);
+      return out;
+    })();
+    await expect(store.applyBatch([{ type: 'rewrite', key: b('k2'), value: b('back'), commitTs: 3n, ifRow: tomb!.row }])).rejects.toThrow(RangeError);
   });
 
   it('garbage-collects below minRetainedTS, keeping the newest version at or below it', async () => {
