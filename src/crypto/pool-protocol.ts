@@ -30,7 +30,7 @@ import type { NonceRange } from './nonce.js';
 
 /** `workerData` of every worker of one pool. */
 export interface WorkerConfig {
-  readonly backend: BackendName | 'auto';
+  readonly backend: BackendName;
   /** BroadcastChannel name, unique per pool. */
   readonly channel: string;
   /** How long a worker waits for the main thread to answer `need`. */
