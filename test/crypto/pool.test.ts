@@ -161,6 +161,20 @@ describe('crypto pool', () => {
     expect(after.length).toBe(1);
   });
 
+  it('fails a many-chunk batch when one of two workers dies, then keeps working', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, threads: 2, chunkItems: 64 });
+    const dek = keys.get(RAFT_KEY_ID)!;
+    const factory = nonceFactory();
+    const small = [{ plaintext: Buffer.from('warm'), flag: 0, aad: RAFT_AAD }];
+    await Promise.all([pool.sealBatch(dek, factory.reserve(1), small), pool.sealBatch(dek, factory.reserve(1), small)]);
+    const items = Array.from({ length: 64 * 40 }, () => ({ plaintext: crypto.randomBytes(2048), flag: 0, aad: RAFT_AAD }));
+    const sealing = pool.sealBatch(dek, factory.reserve(items.length), items);
+    void pool.workers[0]!.terminate();
+    await expect(sealing).rejects.toMatchObject({ code: 'ErrWorkerFailed' });
+    expect((await pool.sealBatch(dek, factory.reserve(items.length), items)).length).toBe(items.length);
+  });
+
   it('close() waits for running batches, then refuses new ones with ErrCryptoPoolClosed', async () => {
     const keys = fixtureKeystore();
     const pool = makePool({ keys });
