@@ -53,12 +53,13 @@ export class NodeProcess {
       env: { ...process.env, NODE_ENV: 'test' },
     });
     this.#child = child;
+    const from = this.output.length;
     this.#exit = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`node did not get ready in ${timeoutMs} ms:\n${this.output}`)), timeoutMs);
       const onData = (chunk: Buffer): void => {
         this.output += chunk.toString();
-        if (this.output.includes('"msg":"ready"')) {
+        if (this.output.includes('"msg":"ready"', from)) {
           clearTimeout(timer);
           resolve();
         }
