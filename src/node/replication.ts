@@ -134,6 +134,9 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       peers,
       ...(config.join === undefined ? { bootstrap: { voters: config.peers.map((p) => raftNodeId(p.id)), learners: [] } } : {}),
       stateMachine: driverStateMachine(machine),
+      // Applied entries kept after a compaction, for followers that lag a little.
+      snapshotEntries: config.snapshotEntries,
+      compactionRetain: Math.max(1, Math.floor(config.snapshotEntries / 10)),
       onHalt: (err) => {
         logger.error({ err, code: isSealError(err) ? err.code : undefined }, 'apply halted');
         options.onHalt?.(err);

@@ -4,23 +4,18 @@
 // that catch up, and a graceful SIGTERM stop. Every acknowledged write must be
 // readable from every node at the end, and the history of a concurrent
 // GET/SET workload run through all of it must be linearizable.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { checkKvHistory, describeKvHistory, type KvOperation } from '../support/linearizability.js';
-import { NodeProcess, freePorts } from '../support/node-process.js';
+import { startCluster, type Cluster } from '../support/node-process.js';
 
 const NODES = 3;
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-cluster-'));
-const nodes: NodeProcess[] = [];
+let cluster: Cluster | undefined;
 const clients: (Redis | undefined)[] = [];
 
 afterAll(async () => {
   for (const client of clients) client?.disconnect();
-  await Promise.all(nodes.map((n) => n.stop('SIGKILL')));
-  fs.rmSync(dir, { recursive: true, force: true });
+  await cluster?.destroy();
 });
 
 function connect(i: number, port: number): Redis {
@@ -44,29 +39,8 @@ async function leaderIndex(live: number[]): Promise<number> {
 
 describe('3-node cluster of real processes', () => {
   it('serves ioredis on every node and keeps every acknowledged write across SIGKILLs', async () => {
-    const ports = await freePorts(NODES * 2);
-    const resp = ports.slice(0, NODES);
-    const raft = ports.slice(NODES);
-    const secretFile = path.join(dir, 'cluster-secret');
-    fs.writeFileSync(secretFile, 'a-cluster-secret-for-tests-only', { mode: 0o600 });
-    const peers = raft.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(',');
-    for (let i = 0; i < NODES; i++) {
-      nodes.push(
-        new NodeProcess(
-          [
-            '--raft-id', `n${i + 1}`,
-            '--data-dir', path.join(dir, `n${i + 1}`),
-            '--listen', `127.0.0.1:${resp[i]}`,
-            '--raft-listen', `127.0.0.1:${raft[i]}`,
-            '--admin-listen', '127.0.0.1:0',
-            '--peers', peers,
-            '--cluster-secret-file', secretFile,
-          ],
-          dir,
-        ),
-      );
-    }
-    await Promise.all(nodes.map((n) => n.start()));
+    cluster = await startCluster(NODES);
+    const { nodes, resp } = cluster;
     nodes.forEach((_, i) => connect(i, resp[i]!));
 
     const acked = new Map<string, string>();
