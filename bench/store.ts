@@ -183,7 +183,7 @@ async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigu
     // Pipelined: batch N+1 is sealed while batch N is written (writes stay
     // in order); new keys, in groups of 8 batches per timed step.
     const pipelined = await phase(Math.floor(batches / 8), async (side, g) => {
-      let inFlight: Promise<void> = Promise.resolve();
+      let inFlight: Promise<unknown> = Promise.resolve();
       for (let k = 0; k < 8; k++) {
         const ops = batch((g * 8 + k) * APPLY_BATCH).map((op) => ({ ...op, key: Buffer.concat([Buffer.from('p'), op.key]) }));
         const next = side.store.applyBatch(ops);

@@ -37,7 +37,9 @@ export function fsmStoreOver(store: Store): FsmStore {
     scanInternal: async function* (prefix) {
       for (const { key, value } of await store.scanInternal(prefix)) yield [key, value];
     },
-    applyBatch: (ops, options) => store.applyBatch(ops.map(toWriteOp), { appliedIndex: BigInt(options.appliedIndex) }),
+    applyBatch: async (ops, options) => {
+      await store.applyBatch(ops.map(toWriteOp), { appliedIndex: BigInt(options.appliedIndex) });
+    },
     snapshotStream: (header) => store.snapshotStream({ version: 1, ceiling: header.ceiling }),
     restoreSnapshot: async (stream, options) => {
       await store.drain();

@@ -21,11 +21,16 @@ export interface EngineEntry {
   readonly value: Buffer;
 }
 
+export interface IterateOptions {
+  readonly limit?: number;
+  readonly capacity?: number;
+}
+
 export interface EngineReader {
   /** Exact gets in one round trip; null where a key is absent. */
   getMany(keys: readonly Uint8Array[]): Promise<(Buffer | null)[]>;
-  /** Entries of [gte, lt) in key order, at most `limit`. */
-  iterate(range: EngineRange, options?: { limit?: number }): AsyncIterable<EngineEntry>;
+  /** Entries of [gte, lt) in key order, at most `limit`; `capacity` hints how many to fetch per round trip. */
+  iterate(range: EngineRange, options?: IterateOptions): AsyncIterable<EngineEntry>;
 }
 
 export interface EngineSnapshot extends EngineReader {
@@ -68,7 +73,7 @@ class MemoryReader implements EngineReader {
     });
   }
 
-  async *iterate(range: EngineRange, options: { limit?: number } = {}): AsyncIterable<EngineEntry> {
+  async *iterate(range: EngineRange, options: IterateOptions = {}): AsyncIterable<EngineEntry> {
     // Iterates a frozen copy of the row list, as a RocksDB iterator sees the
     // state at its creation.
     const rows = this.rows;

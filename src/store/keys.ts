@@ -19,6 +19,8 @@
 // scans one row per user key in plain user-key order (versions of "a" and
 // "ab" interleave in store_key order, heads do not).
 
+import { sealError } from '../errors/index.js';
+
 const MAX_U64 = (1n << 64n) - 1n;
 
 export const SPACE_META = 0x00;
@@ -80,8 +82,9 @@ export function encodeTs(ts: bigint): Buffer {
   return out;
 }
 
+/** Reads a stored uint64 (head pointer, applied index); a wrong length is on-disk damage. */
 export function decodeTs(bytes: Uint8Array): bigint {
-  if (bytes.length !== TS_BYTES) throw new RangeError(`timestamp row of ${bytes.length} bytes`);
+  if (bytes.length !== TS_BYTES) throw sealError('ErrStoreCorrupt', `a ${TS_BYTES}-byte row holds ${bytes.length} bytes`);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readBigUInt64BE(0);
 }
 

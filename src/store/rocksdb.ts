@@ -7,7 +7,8 @@
 // and the log replays from it on start (SPEC §6).
 
 import { createRequire } from 'node:module';
-import type { Engine, EngineEntry, EngineOp, EngineRange, EngineReader, EngineSnapshot } from './engine.js';
+import { sealError } from '../errors/index.js';
+import type { Engine, EngineEntry, EngineOp, EngineRange, EngineReader, EngineSnapshot, IterateOptions } from './engine.js';
 
 const require = createRequire(import.meta.url);
 
@@ -51,9 +52,9 @@ class RocksReader implements EngineReader {
     return Promise.all(pending);
   }
 
-  iterate(range: EngineRange, options: { limit?: number } = {}): AsyncIterable<EngineEntry> {
+  iterate(range: EngineRange, options: IterateOptions = {}): AsyncIterable<EngineEntry> {
     const limit = options.limit ?? Infinity;
-    const capacity = Math.max(1, Math.min(ITERATOR_CAPACITY, limit));
+    const capacity = Math.max(1, Math.min(options.capacity ?? ITERATOR_CAPACITY, limit));
     return this.session.iterator({ gte: range.gte, lt: range.lt }, { limit, capacity });
   }
 }
@@ -66,9 +67,18 @@ export class RocksEngine extends RocksReader implements Engine {
     this.path = path;
   }
 
+  /** Opens (creating if needed); ErrDataDirLocked when another process or handle holds it. */
   static async open(path: string): Promise<RocksEngine> {
     const session = new RocksDB(path);
-    await session.ready();
+    try {
+      await session.ready();
+    } catch (err) {
+      // RocksDB reports its LOCK file being held only through the message.
+      if (err instanceof Error && /\bLOCK\b|lock hold/i.test(err.message)) {
+        throw sealError('ErrDataDirLocked', `the store at ${path} is open in another process or handle`, err);
+      }
+      throw err;
+    }
     return new RocksEngine(session, path);
   }
 

@@ -43,8 +43,15 @@ import { readSnapshot, writeSnapshot, type SnapshotHeader, type SnapshotInfo } f
 export type WriteOp =
   | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly expireAt?: bigint }
   | { readonly type: 'delete'; readonly key: Uint8Array; readonly commitTs: bigint }
-  /** Re-writes an existing version in place (rewrite sweep): no new version, head untouched. */
-  | { readonly type: 'rewrite'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly expireAt?: bigint }
+  /**
+   * Re-writes an existing version in place (rewrite sweep): no new version,
+   * head untouched, and only if the version's row is still byte-identical
+   * to `ifRow` when the batch reaches the write queue — so a sweep never
+   * resurrects a version GC removed nor overwrites one changed after it
+   * was read (SPEC §11). Skipped rewrites are counted in the result.
+   * The version keeps the expiry in `ifRow`; tombstones are not rewritten.
+   */
+  | { readonly type: 'rewrite'; readonly key: Uint8Array; readonly value: Uint8Array; readonly commitTs: bigint; readonly ifRow: Uint8Array }
   | { readonly type: 'putInternal'; readonly key: Uint8Array; readonly value: Uint8Array }
   | { readonly type: 'deleteInternal'; readonly key: Uint8Array };
 
@@ -84,6 +91,18 @@ export interface StoredVersion {
   readonly header: ValueHeader;
   /** key_id of the envelope; 0 for cleartext bodies. */
   readonly keyId: number;
+  /** The raw row (header ‖ body), for openVersions() and a rewrite's `ifRow`. */
+  readonly row: Buffer;
+}
+
+export interface ApplyResult {
+  /** Rewrite ops dropped because their version changed or was removed meanwhile. */
+  readonly rewritesSkipped: number;
+}
+
+interface EncodedBatch {
+  readonly rows: EngineOp[];
+  readonly guards: readonly { rowIndex: number; rowKey: Buffer; ifRow: Uint8Array }[];
 }
 
 // Head rows fetched per scan page; their versions come in one multi-get and
@@ -141,12 +160,12 @@ export class Store {
 
   // ---- writes ------------------------------------------------------------
 
-  put(key: Uint8Array, value: Uint8Array, commitTs: bigint, options: { expireAt?: bigint } = {}): Promise<void> {
-    return this.applyBatch([{ type: 'put', key, value, commitTs, ...(options.expireAt === undefined ? {} : { expireAt: options.expireAt }) }]);
+  async put(key: Uint8Array, value: Uint8Array, commitTs: bigint, options: { expireAt?: bigint } = {}): Promise<void> {
+    await this.applyBatch([{ type: 'put', key, value, commitTs, ...(options.expireAt === undefined ? {} : { expireAt: options.expireAt }) }]);
   }
 
-  delete(key: Uint8Array, commitTs: bigint): Promise<void> {
-    return this.applyBatch([{ type: 'delete', key, commitTs }]);
+  async delete(key: Uint8Array, commitTs: bigint): Promise<void> {
+    await this.applyBatch([{ type: 'delete', key, commitTs }]);
   }
 
   /**
@@ -154,23 +173,25 @@ export class Store {
    * engine batch when given. All values of the batch are sealed in one
    * backend call. Resolves once the engine has the batch.
    */
-  applyBatch(ops: readonly WriteOp[], options: { appliedIndex?: bigint } = {}): Promise<void> {
-    let rows: EngineOp[];
+  applyBatch(ops: readonly WriteOp[], options: { appliedIndex?: bigint } = {}): Promise<ApplyResult> {
+    let batch: EncodedBatch;
     try {
       this.#checkOpen();
-      rows = this.#encodeBatch(ops);
+      batch = this.#encodeBatch(ops);
       if (options.appliedIndex !== undefined) {
         checkTimestamp(options.appliedIndex, 'applied index');
-        rows.push({ type: 'put', key: APPLIED_INDEX_KEY, value: encodeTs(options.appliedIndex) });
+        batch.rows.push({ type: 'put', key: APPLIED_INDEX_KEY, value: encodeTs(options.appliedIndex) });
       }
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#enqueueWrite(rows);
+    if (batch.guards.length === 0) return this.#enqueueWrite(batch.rows).then(() => ({ rewritesSkipped: 0 }));
+    return this.#enqueueGuardedWrite(batch);
   }
 
-  #encodeBatch(ops: readonly WriteOp[]): EngineOp[] {
+  #encodeBatch(ops: readonly WriteOp[]): EncodedBatch {
     const rows: EngineOp[] = [];
+    const guards: { rowIndex: number; rowKey: Buffer; ifRow: Uint8Array }[] = [];
     const heads = new Map<string, { key: Uint8Array; ts: bigint }>();
     const toSeal: ToSeal[] = [];
     const sealing = this.sealing;
@@ -183,10 +204,11 @@ export class Store {
       checkUserKey(op.key);
       checkTimestamp(op.commitTs);
       const rowKey = versionRowKey(op.key, op.commitTs);
+      if (op.type === 'rewrite') guards.push({ rowIndex: rows.length, rowKey, ifRow: op.ifRow });
       if (op.type === 'delete') {
         rows.push({ type: 'put', key: rowKey, value: encodeValueHeader({ tombstone: true, encryptionState: STATE_CLEARTEXT, expireAt: 0n }) });
       } else {
-        const expireAt = op.expireAt ?? 0n;
+        const expireAt = op.type === 'rewrite' ? rewrittenExpiry(op.ifRow) : (op.expireAt ?? 0n);
         checkTimestamp(expireAt, 'expire_at');
         if (sealing) {
           const header = encodeValueHeader({ tombstone: false, encryptionState: STATE_ENVELOPE, expireAt });
@@ -207,7 +229,7 @@ export class Store {
     }
     if (toSeal.length > 0) this.#sealInto(rows, toSeal);
     for (const { key, ts } of heads.values()) rows.push({ type: 'put', key: headRowKey(key), value: encodeTs(ts) });
-    return rows;
+    return { rows, guards };
   }
 
   // Compress-then-seal (SPEC §3.4): the compressed form is kept only when
@@ -237,14 +259,36 @@ export class Store {
   }
 
   #enqueueWrite(rows: EngineOp[]): Promise<void> {
+    return this.#enqueue(() => this.#engine.write(rows));
+  }
+
+  // The guard check runs inside the write queue, so no other store write
+  // (apply, GC, another rewrite) can land between the check and the write.
+  #enqueueGuardedWrite({ rows, guards }: EncodedBatch): Promise<ApplyResult> {
+    return this.#enqueue(async () => {
+      const current = await this.#engine.getMany(guards.map((g) => g.rowKey));
+      const skip = new Set<number>();
+      guards.forEach((g, i) => {
+        const row = current[i];
+        if (row === null || row === undefined || Buffer.compare(row, g.ifRow) !== 0) skip.add(g.rowIndex);
+      });
+      await this.#engine.write(skip.size === 0 ? rows : rows.filter((_, i) => !skip.has(i)));
+      return { rewritesSkipped: skip.size };
+    });
+  }
+
+  #enqueue<T>(step: () => Promise<T>): Promise<T> {
     const write = this.#writeTail.then(() => {
       if (this.#writeFailure !== undefined) throw sealError('ErrStoreCorrupt', 'an earlier store write failed; reopen the store', this.#writeFailure);
-      return this.#engine.write(rows).catch((err: unknown) => {
+      return step().catch((err: unknown) => {
         this.#writeFailure = err;
         throw err;
       });
     });
-    this.#writeTail = write.catch(() => undefined);
+    this.#writeTail = write.then(
+      () => undefined,
+      () => undefined,
+    );
     return write;
   }
 
@@ -340,30 +384,40 @@ export class Store {
   }
 
   // Decodes headers, opens every envelope in one batch call, then drops
-  // tombstones and expired versions. Envelopes are opened before the header
-  // is believed: a header flipped to "deleted" or "expired" on a sealed
-  // value fails authentication instead of hiding the value. A failed open
-  // throws its typed error; it is never turned into "not found".
+  // tombstones and expired versions.
   async #materialize(raws: readonly (RawVersion | undefined)[], now: bigint): Promise<(Entry | undefined)[]> {
-    const out: (Entry | undefined)[] = new Array(raws.length).fill(undefined);
-    const sealed: { index: number; item: OpenItem; raw: RawVersion; header: ValueHeader }[] = [];
+    const opened = this.#openRows(raws);
+    return raws.map((raw, i) => {
+      const o = opened[i];
+      if (raw === undefined || o === undefined || o.value === undefined || isExpired(o.header, now)) return undefined;
+      return { key: raw.userKey, value: o.value, commitTs: raw.commitTs, expireAt: o.header.expireAt };
+    });
+  }
+
+  // Envelopes are opened before their header is believed: a header flipped
+  // to "deleted" or "expired" on a sealed value fails authentication
+  // instead of hiding the value. A failed open throws its typed error; it is
+  // never turned into "not found". `value` is undefined for tombstones.
+  #openRows(raws: readonly (RawVersion | undefined)[]): ({ header: ValueHeader; value: Buffer | undefined } | undefined)[] {
+    const out: ({ header: ValueHeader; value: Buffer | undefined } | undefined)[] = new Array(raws.length).fill(undefined);
+    const sealed: { index: number; item: OpenItem }[] = [];
     raws.forEach((raw, index) => {
       if (raw === undefined) return;
       const { header, headerBytes, body } = decodeValue(raw.row);
+      const clear = header.tombstone ? undefined : Buffer.from(body.buffer, body.byteOffset, body.length);
+      out[index] = { header, value: header.encryptionState === STATE_ENVELOPE ? undefined : clear };
       if (header.encryptionState === STATE_ENVELOPE) {
         const storeKey = encodeStoreKey(raw.userKey, raw.commitTs);
-        sealed.push({ index, raw, header, item: { envelope: body, aad: { kind: 'storage', valueHeader: headerBytes, storeKey } } });
-      } else if (!header.tombstone && !isExpired(header, now)) {
-        out[index] = { key: raw.userKey, value: Buffer.from(body.buffer, body.byteOffset, body.length), commitTs: raw.commitTs, expireAt: header.expireAt };
+        sealed.push({ index, item: { envelope: body, aad: { kind: 'storage', valueHeader: headerBytes, storeKey } } });
       }
     });
     if (sealed.length === 0) return out;
     const results = this.#opener().open(sealed.map((s) => s.item));
-    sealed.forEach(({ index, raw, header }, i) => {
+    sealed.forEach(({ index }, i) => {
       const result = results[i]!;
       if (!result.ok) throw result.error;
-      if (header.tombstone || isExpired(header, now)) return;
-      out[index] = { key: raw.userKey, value: decompress(result.plaintext, result.flag), commitTs: raw.commitTs, expireAt: header.expireAt };
+      const slot = out[index]!;
+      if (!slot.header.tombstone) out[index] = { header: slot.header, value: decompress(result.plaintext, result.flag) };
     });
     return out;
   }
@@ -382,8 +436,17 @@ export class Store {
       const userKey = key.subarray(1, key.length - TS_BYTES);
       const commitTs = (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES);
       const keyId = header.encryptionState === STATE_ENVELOPE && body.length >= 6 ? readU32BE(body, 2) : 0;
-      yield { key: userKey, commitTs, header, keyId };
+      yield { key: userKey, commitTs, header, keyId, row: value };
     }
+  }
+
+  /**
+   * Opens stored versions (from versions()) in one batch call, whatever
+   * their TTL; undefined for tombstones. Failures throw their typed error.
+   */
+  openVersions(versions: readonly StoredVersion[]): (Buffer | undefined)[] {
+    this.#checkOpen();
+    return this.#openRows(versions.map((v) => ({ userKey: v.key, commitTs: v.commitTs, row: v.row }))).map((o) => o?.value);
   }
 
   // ---- internal rows (outside MVCC) ---------------------------------------
@@ -458,6 +521,12 @@ export class Store {
     return writeSnapshot(this.#engine, header);
   }
 
+  /** Removes every row (before installing a snapshot over old state). */
+  async clear(): Promise<void> {
+    this.#checkOpen();
+    await this.#enqueueWrite([{ type: 'delRange', gte: Buffer.from([0]), lt: Buffer.from([SPACE_END]) }]);
+  }
+
   /** Restores a snapshot stream into this (empty) store. */
   async restoreSnapshot(source: AsyncIterable<Uint8Array>): Promise<SnapshotInfo> {
     this.#checkOpen();
@@ -482,12 +551,19 @@ export class Store {
 
 async function seekVersion(reader: EngineReader, userKey: Buffer, readTs: bigint): Promise<RawVersion | undefined> {
   const lt = prefixEnd(tagged(SPACE_VERSION, userKey))!;
-  for await (const { key, value } of reader.iterate({ gte: versionRowKey(userKey, readTs), lt })) {
+  // Usually the first row is the answer: fetch a few per round trip, not a page.
+  for await (const { key, value } of reader.iterate({ gte: versionRowKey(userKey, readTs), lt }, { capacity: 4 })) {
     // Rows of longer keys that start with userKey sort in between: skip them.
     if (key.length !== 1 + userKey.length + TS_BYTES) continue;
     return { userKey, commitTs: (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES), row: value };
   }
   return undefined;
+}
+
+function rewrittenExpiry(ifRow: Uint8Array): bigint {
+  const { header } = decodeValue(ifRow);
+  if (header.tombstone) throw new RangeError('tombstones are not rewritten');
+  return header.expireAt;
 }
 
 function decompress(plaintext: Uint8Array, flag: number): Buffer {

@@ -185,6 +185,31 @@ describe.each(storeEngines)('encrypted store on $name', ({ open }) => {
     expect([...keyIds].sort()).toEqual([STORAGE_KEY_ID, 0x0c0ffee0].sort());
   });
 
+  it('re-seals old-DEK versions under the active DEK in place (the rewrite sweep path)', async () => {
+    await store.put(b('k'), json(1), 1n, { expireAt: 9_999_999_999_999n });
+    await store.delete(b('k'), 2n);
+    await store.put(b('j'), json(2), 1n);
+    keystore.install(0x0c0ffee0, 'storage', crypto.randomBytes(32));
+    keystore.setActive('storage', 0x0c0ffee0);
+    const old = [];
+    for await (const v of store.versions()) if (v.keyId === STORAGE_KEY_ID) old.push(v);
+    expect(old.length).toBe(2);
+    const plain = store.openVersions(old);
+    const result = await store.applyBatch(
+      old.map((v, i) => ({ type: 'rewrite' as const, key: v.key, value: plain[i]!, commitTs: v.commitTs, ifRow: v.row })),
+      { appliedIndex: 5n },
+    );
+    expect(result.rewritesSkipped).toBe(0);
+    const keyIds = [];
+    for await (const v of store.versions()) keyIds.push(v.keyId);
+    // The tombstone stays cleartext (key_id 0); every value is under the new DEK.
+    expect(keyIds.sort()).toEqual([0, 0x0c0ffee0, 0x0c0ffee0].sort());
+    expect((await store.get(b('k'), 1n))?.value).toEqual(json(1));
+    expect((await store.get(b('k'), 1n))?.expireAt).toBe(9_999_999_999_999n);
+    expect(await store.get(b('k'), 2n)).toBeUndefined();
+    expect((await store.get(b('j'), 5n))?.value).toEqual(json(2));
+  });
+
   it('seals a whole batch in one backend call and opens a scan page or a multi-get in one', async () => {
     const ops = Array.from({ length: 50 }, (_, i) => ({ type: 'put' as const, key: b(`k${String(i).padStart(2, '0')}`), value: json(i), commitTs: 1n }));
     await store.applyBatch(ops);

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { isSealError } from '../../src/errors/index.js';
 import { openStore } from '../../src/store/index.js';
 import { KILL_TEST_BATCH, killTestKey, killTestSealer, killTestValue } from '../support/store-kill-child.js';
 import { tempDir } from '../support/store-engines.js';
@@ -48,6 +49,19 @@ function runAndKill(dir: string, mode: string, dekHex: string, minAcks: number):
     });
   });
 }
+
+describe('store data directory lock', () => {
+  it('refuses a second open of the same data directory with ErrDataDirLocked', async () => {
+    const dir = tempDir('sealkv-lock-');
+    const first = await openStore(dir);
+    try {
+      await expect(openStore(dir)).rejects.toSatisfy((err) => isSealError(err, 'ErrDataDirLocked'));
+    } finally {
+      await first.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('store durability under SIGKILL', () => {
   it.each(['clear', 'sealed'])('keeps every acknowledged %s batch, atomically, across kills', async (mode) => {

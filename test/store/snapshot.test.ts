@@ -122,9 +122,13 @@ describe.each(storeEngines)('snapshots on $name', ({ open }) => {
     expect((await restored.scanAll({}, 100n)).length).toBe(499);
   });
 
-  it('restores only into an empty store', async () => {
+  it('restores only into an empty store (clear() empties one)', async () => {
     const bytes = await collect(store.snapshotStream({ version: 1, ceiling: 1n }));
     await expect(store.restoreSnapshot(chunked(bytes))).rejects.toThrow(RangeError);
+    await store.clear();
+    expect(await rawRows(source.engine)).toEqual([]);
+    await store.restoreSnapshot(chunked(bytes));
+    expect((await store.scanAll({}, 100n)).length).toBe(499);
   });
 });
 

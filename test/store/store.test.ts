@@ -4,7 +4,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSealError } from '../../src/errors/index.js';
-import { Store, rewriteCursorKey, writerRegistryKey, type Entry } from '../../src/store/index.js';
+import { Store, headRowKey, rewriteCursorKey, versionRowKey, writerRegistryKey, type Entry } from '../../src/store/index.js';
 import { storeEngines, type OpenedEngine } from '../support/store-engines.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -129,6 +129,16 @@ describe.each(storeEngines)('store on $name', ({ open }) => {
     expect(await store.appliedIndex()).toBe(42n);
   });
 
+  it('applies batches in call order when the caller does not wait between them', async () => {
+    const pending = Array.from({ length: 50 }, (_, i) =>
+      store.applyBatch([{ type: 'put', key: b('k'), value: b(`v${i}`), commitTs: BigInt(i + 1) }], { appliedIndex: BigInt(i + 1) }),
+    );
+    await Promise.all(pending);
+    expect(await store.appliedIndex()).toBe(50n);
+    expect(text(await store.get(b('k'), 1000n))).toBe('v49');
+    expect(text(await store.get(b('k'), 10n))).toBe('v9');
+  });
+
   it('rejects user keys under !encryption| for writes and reads', async () => {
     const key = b('!encryption|rewrite|cursor|5');
     await expect(store.put(key, b('v'), 1n)).rejects.toSatisfy((err) => isSealError(err, 'ErrReservedKey'));
@@ -154,15 +164,44 @@ describe.each(storeEngines)('store on $name', ({ open }) => {
     await expect(store.getInternal(b('not-internal'))).rejects.toThrow(RangeError);
   });
 
-  it('rewrites a version in place without making it the newest', async () => {
+  it('rewrites a version in place without making it the newest, only while it is unchanged', async () => {
     await store.put(b('k'), b('old'), 1n);
     await store.put(b('k'), b('new'), 2n);
-    await store.applyBatch([{ type: 'rewrite', key: b('k'), value: b('OLD'), commitTs: 1n }]);
-    expect(text(await store.get(b('k'), 1n))).toBe('OLD');
-    expect(text(await store.get(b('k'), 2n))).toBe('new');
+    await store.put(b('gone'), b('g1'), 1n);
+    await store.put(b('gone'), b('g2'), 2n);
     const versions = [];
-    for await (const v of store.versions()) versions.push(`${v.key}@${v.commitTs}`);
-    expect(versions).toEqual(['k@2', 'k@1']);
+    for await (const v of store.versions()) versions.push(v);
+    expect(versions.map((v) => `${v.key}@${v.commitTs}`)).toEqual(['gone@2', 'gone@1', 'k@2', 'k@1']);
+    expect(store.openVersions(versions).map((v) => v?.toString())).toEqual(['g2', 'g1', 'new', 'old']);
+    const kOld = versions[3]!;
+    const goneOld = versions[1]!;
+    // GC removes gone@1 after the sweep read it: the sweep must not bring it back.
+    await store.gc(2n);
+    const result = await store.applyBatch([
+      { type: 'rewrite', key: b('k'), value: b('OLD'), commitTs: 1n, ifRow: kOld.row },
+      { type: 'rewrite', key: b('gone'), value: b('G1'), commitTs: 1n, ifRow: goneOld.row },
+    ]);
+    expect(result.rewritesSkipped).toBe(2);
+    expect(await store.get(b('gone'), 1n)).toBeUndefined();
+    // Unchanged versions are rewritten.
+    await store.put(b('k2'), b('old'), 1n);
+    await store.put(b('k2'), b('new'), 2n);
+    const [, k2Old] = await (async () => {
+      const out = [];
+      for await (const v of store.versions()) if (v.key.toString() === 'k2') out.push(v);
+      return out;
+    })();
+    expect((await store.applyBatch([{ type: 'rewrite', key: b('k2'), value: b('OLD'), commitTs: 1n, ifRow: k2Old!.row }])).rewritesSkipped).toBe(0);
+    expect(text(await store.get(b('k2'), 1n))).toBe('OLD');
+    expect(text(await store.get(b('k2'), 2n))).toBe('new');
+    // A tombstone is never rewritten into a value.
+    await store.delete(b('k2'), 3n);
+    const [tomb] = await (async () => {
+      const out = [];
+      for await (const v of store.versions()) if (v.key.toString() === 'k2' && v.header.tombstone) out.push(v);
+      return out;
+    })();
+    await expect(store.applyBatch([{ type: 'rewrite', key: b('k2'), value: b('back'), commitTs: 3n, ifRow: tomb!.row }])).rejects.toThrow(RangeError);
   });
 
   it('garbage-collects below minRetainedTS, keeping the newest version at or below it', async () => {
@@ -174,6 +213,14 @@ describe.each(storeEngines)('store on $name', ({ open }) => {
     expect(text(await store.get(b('k'), 4n))).toBe('v4');
     expect(await store.get(b('k'), 2n)).toBeUndefined();
     expect(text(await store.get(b('other'), 10n))).toBe('o1');
+  });
+
+  it('reports damaged rows as ErrStoreCorrupt, not as missing', async () => {
+    await store.put(b('k'), b('v'), 1n);
+    await opened.engine.write([{ type: 'put', key: versionRowKey(b('k'), 1n), value: Buffer.from([0, 1, 2]) }]);
+    await expect(store.get(b('k'), 1n)).rejects.toSatisfy((err) => isSealError(err, 'ErrStoreCorrupt'));
+    await opened.engine.write([{ type: 'put', key: headRowKey(b('k')), value: Buffer.from([1]) }]);
+    await expect(store.get(b('k'), 1n)).rejects.toSatisfy((err) => isSealError(err, 'ErrStoreCorrupt'));
   });
 
   it('refuses calls after close with ErrStoreClosed', async () => {
