@@ -193,6 +193,8 @@ async function applyOne(ctx: ApplyContext, reader: KvReader, request: KvRequest,
       const v = await ctx.get(request.key);
       return { reply: int(v === undefined ? 0 : v.value.length) };
     }
+    case 'type':
+      return { reply: { kind: 'status', text: (await ctx.get(request.key)) === undefined ? 'none' : 'string' } };
     case 'expire': {
       const old = await ctx.get(request.key);
       if (old === undefined) return { reply: int(0) };

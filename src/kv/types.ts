@@ -44,6 +44,8 @@ export type KvRequest =
   | { op: 'incrby'; key: Buffer; delta: bigint }
   | { op: 'append'; key: Buffer; value: Buffer }
   | { op: 'strlen'; key: Buffer }
+  /** TYPE: "string" for a live key, "none" otherwise (strings are the only type). */
+  | { op: 'type'; key: Buffer }
   /** EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT; an expiry not in the future deletes the key. */
   | { op: 'expire'; key: Buffer; expire: Expiry }
   | { op: 'persist'; key: Buffer }
@@ -56,6 +58,8 @@ export type KvOp = KvRequest['op'];
 
 export type KvReply =
   | { kind: 'ok' }
+  /** A simple-string reply other than OK (TYPE). */
+  | { kind: 'status'; text: string }
   | { kind: 'nil' }
   | { kind: 'bulk'; value: Buffer }
   | { kind: 'int'; value: number | bigint }

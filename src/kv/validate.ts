@@ -19,6 +19,7 @@ export function validateRequest(value: unknown): KvRequest {
       case 'get':
       case 'getdel':
       case 'strlen':
+      case 'type':
       case 'persist':
         return isBuf(r.key);
       case 'set':

@@ -5,11 +5,11 @@
 //   GET /metrics  Prometheus text from SealkvMetrics
 // Other paths are 404, other methods 405; all errors are JSON.
 
-import crypto from 'node:crypto';
 import http from 'node:http';
 import { silentLogger, type Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
 import { boundAddress, listen } from './listen.js';
+import { matchesSecret, secretDigest } from './secrets.js';
 
 export const DEFAULT_ADMIN_PORT = 8380;
 
@@ -22,8 +22,6 @@ export interface AdminServerOptions {
   port?: number;
   logger?: Logger;
 }
-
-const digest = (s: string): Buffer => crypto.createHash('sha256').update(s).digest();
 
 export class AdminServer {
   readonly #tokenHash: Buffer;
@@ -38,7 +36,7 @@ export class AdminServer {
     if (typeof options.token !== 'string' || options.token.length < 16) {
       throw new RangeError('the admin token must be a string of at least 16 characters');
     }
-    this.#tokenHash = digest(options.token);
+    this.#tokenHash = secretDigest(options.token);
     this.#metrics = options.metrics;
     this.#status = options.status;
     this.#host = options.host ?? '127.0.0.1';
@@ -81,7 +79,7 @@ export class AdminServer {
   #authorized(req: http.IncomingMessage): boolean {
     const header = req.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer (.+)$/.exec(header) : null;
-    return match !== null && crypto.timingSafeEqual(digest(match[1]!), this.#tokenHash);
+    return match !== null && matchesSecret(match[1]!, this.#tokenHash);
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

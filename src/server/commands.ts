@@ -155,6 +155,7 @@ const DATA_COMMANDS: DataSpec[] = [
   ['decrby', 3, 'write', [1, 1, 1], parseIncr(-1n)],
   ['append', 3, 'write', [1, 1, 1], (a) => ({ op: 'append', key: a[1]!, value: a[2]! })],
   ['strlen', 2, 'read', [1, 1, 1], (a) => ({ op: 'strlen', key: a[1]! })],
+  ['type', 2, 'read', [1, 1, 1], (a) => ({ op: 'type', key: a[1]! })],
   ['expire', -3, 'write', [1, 1, 1], parseExpire('expire', 's', false)],
   ['pexpire', -3, 'write', [1, 1, 1], parseExpire('pexpire', 'ms', false)],
   ['expireat', -3, 'write', [1, 1, 1], parseExpire('expireat', 's', true)],

@@ -2,7 +2,6 @@
 // one), enforces the connection limit, and holds what connections share:
 // the engine, settings, counters, the password check and INFO.
 
-import crypto from 'node:crypto';
 import net from 'node:net';
 import { silentLogger, type Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
@@ -10,6 +9,7 @@ import { Connection, SERVER_VERSION } from './connection.js';
 import type { Engine } from './engine.js';
 import { boundAddress, listen } from './listen.js';
 import { encodeError, type RespLimits } from './resp/index.js';
+import { matchesSecret, secretDigest } from './secrets.js';
 
 export const DEFAULT_RESP_PORT = 6380;
 /** What INFO reports as redis_version: the Redis command set this server follows. */
@@ -42,10 +42,6 @@ export interface RespServerOptions {
 }
 
 const MAX_CLIENTS = encodeError('ERR', 'max number of clients reached');
-
-function hashSecret(secret: string | Buffer): Buffer {
-  return crypto.createHash('sha256').update(secret).digest();
-}
 
 interface ServerCounters {
   connectionsReceived: number;
@@ -85,7 +81,7 @@ export class RespServer {
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? DEFAULT_RESP_PORT;
     if (options.password !== undefined && options.password.length === 0) throw new RangeError('password must not be empty');
-    this.#passwordHash = options.password === undefined ? null : hashSecret(options.password);
+    this.#passwordHash = options.password === undefined ? null : secretDigest(options.password);
     const idleTimeoutMs = options.idleTimeoutMs ?? 0;
     if (!Number.isSafeInteger(idleTimeoutMs) || idleTimeoutMs < 0) throw new RangeError('idleTimeoutMs must be >= 0');
     this.#limits = options.limits ?? {};
@@ -188,7 +184,7 @@ export class RespServer {
   checkPassword(user: Buffer | undefined, password: Buffer): boolean | 'no-password' {
     if (this.#passwordHash === null) return 'no-password';
     const userOk = user === undefined || user.toString('latin1') === 'default';
-    return crypto.timingSafeEqual(hashSecret(password), this.#passwordHash) && userOk;
+    return matchesSecret(password, this.#passwordHash) && userOk;
   }
 
   infoText(section: string | undefined): string {

@@ -1,7 +1,9 @@
-// Reads an operator secret (RESP password, admin token) from a file or an
-// environment variable. The variable is removed from process.env once read so
-// that child processes and diagnostics do not inherit it.
+// Operator secrets (RESP password, admin token): read from a file or an
+// environment variable — the variable is removed from process.env once read
+// so that child processes and diagnostics do not inherit it — and compared
+// in constant time through their digests.
 
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { sealError } from '../errors/index.js';
 
@@ -27,4 +29,14 @@ export function loadSecret(source: SecretSource, what: string): string | undefin
   value = value.replace(/\r?\n$/, '');
   if (value.length === 0) throw sealError('ErrBadRequest', `the ${what} is empty`);
   return value;
+}
+
+/** A fixed-length digest of a secret, kept instead of the secret for comparisons. */
+export function secretDigest(secret: string | Buffer): Buffer {
+  return crypto.createHash('sha256').update(secret).digest();
+}
+
+/** Constant-time check of a presented secret against a digest from `secretDigest`. */
+export function matchesSecret(presented: string | Buffer, digest: Buffer): boolean {
+  return crypto.timingSafeEqual(secretDigest(presented), digest);
 }

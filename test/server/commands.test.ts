@@ -131,6 +131,12 @@ describe('RESP commands over ioredis', () => {
     expect(await c.ttl('ttl-kept')).toBe(100);
   });
 
+  it('TYPE', async () => {
+    await c.set('s', 'v');
+    expect(await c.type('s')).toBe('string');
+    expect(await c.type('missing')).toBe('none');
+  });
+
   it('APPEND and STRLEN', async () => {
     expect(await c.append('s', 'ab')).toBe(2);
     expect(await c.append('s', 'cde')).toBe(5);

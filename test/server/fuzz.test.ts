@@ -5,6 +5,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type Harness } from './helpers.js';
 
+/** SEALKV_FUZZ_SCALE=N multiplies the runs for a longer soak (default 1, kept small for CI). */
+const FUZZ_SCALE = Math.max(1, Number(process.env.SEALKV_FUZZ_SCALE ?? 1) || 1);
+
 let h: Harness;
 beforeAll(async () => {
   h = await startServer({ limits: { maxBulkBytes: 4096, maxArrayLength: 64, maxInlineBytes: 1024, maxRequestBytes: 16_384 } });
@@ -31,7 +34,7 @@ describe('RESP server fuzzing', () => {
         expect(await healthy.ping()).toBe('PONG');
         expect(await healthy.set('fuzz-probe', 'ok')).toBe('OK');
       }),
-      { numRuns: 60 },
+      { numRuns: 60 * FUZZ_SCALE },
     );
   });
 });

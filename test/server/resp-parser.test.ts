@@ -6,6 +6,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, RespParser, splitInline, type RespCommand, type RespLimits } from '../../src/server/resp/index.js';
 
+/** SEALKV_FUZZ_SCALE=N multiplies the runs for a longer soak (default 1, kept small for CI). */
+const FUZZ_SCALE = Math.max(1, Number(process.env.SEALKV_FUZZ_SCALE ?? 1) || 1);
+
 const encode = (command: Buffer[]): Buffer => encodeCommand(command);
 
 function parseAll(chunks: Buffer[], limits: Partial<RespLimits> = {}) {
@@ -110,7 +113,7 @@ describe('RespParser fuzzing', () => {
         }
         for (const cmd of out) expect(cmd.length).toBeGreaterThan(0);
       }),
-      { numRuns: 2000 },
+      { numRuns: 2000 * FUZZ_SCALE },
     );
   });
 
@@ -131,7 +134,7 @@ describe('RespParser fuzzing', () => {
         expect(error).toBeUndefined();
         expect(out).toEqual(commands);
       }),
-      { numRuns: 500 },
+      { numRuns: 500 * FUZZ_SCALE },
     );
   });
 });

@@ -47,6 +47,9 @@ export function pushReply(out: Buffer[], reply: KvReply, errorLine: (reply: KvRe
     case 'ok':
       out.push(OK);
       return;
+    case 'status':
+      out.push(encodeStatus(reply.text));
+      return;
     case 'nil':
       out.push(NIL);
       return;

@@ -1,3 +1,3 @@
 // RESP2 wire format: the streaming request parser and the reply encoder.
-export { ARG_OVERHEAD_BYTES, DEFAULT_RESP_LIMITS, RespParser, splitInline, type RespCommand, type RespLimits } from './parser.js';
+export { DEFAULT_RESP_LIMITS, RespParser, splitInline, type RespCommand, type RespLimits } from './parser.js';
 export { encodeCommand, encodeError, encodeInteger, encodeStatus, pushArrayHeader, pushBulk, pushReply } from './encoder.js';
