@@ -339,6 +339,7 @@ export class Simulation {
       }
       this.checker.onAppend(node.id, rd.entries, rn);
       this.checker.onCursors(node.id, rn);
+      this.checker.onCommitted(node.id, rn);
       this.persist(node, rd, rd.entries.length);
       this.sendAll(rd.messages);
       if (rd.snapshot !== undefined) this.installSnapshot(node, rd.snapshot.index, rd.snapshot.term);
