@@ -145,6 +145,8 @@ export class RaftNode {
       heartbeatTick: o.heartbeatTick ?? 1,
       maxSizePerMsg: o.maxSizePerMsg ?? 1024 * 1024,
       maxInflightMsgs: o.maxInflightMsgs ?? 256,
+      // Replay after a restart comes in bounded slices, not the whole log at once.
+      maxCommittedSizePerReady: 16 * 1024 * 1024,
       checkQuorum: true,
       preVote: true,
       rand: seededRandInt(o.seed ?? crypto.randomInt(2 ** 31)),
@@ -167,7 +169,12 @@ export class RaftNode {
       },
     });
     await fsp.rm(path.join(o.dir, 'snap'), { recursive: true, force: true });
-    await this.transport.start();
+    try {
+      await this.transport.start();
+    } catch (e) {
+      await this.log.close();
+      throw e;
+    }
     for (const [id, addr] of Object.entries(this.peers)) this.transport.setPeer(Number(id), addr);
     this.tickTimer = setInterval(() => {
       if (this.stopped) return;

@@ -135,7 +135,7 @@ async function oneRun(run: number): Promise<{ acked: number; killed: number }> {
   await sleep(700);
   loading = false;
   await Promise.all(workers);
-  expect(acked.size).toBeGreaterThan(50);
+  expect(acked.size).toBeGreaterThan(20);
 
   // Every node, once caught up (the dump is a ReadIndex read), holds every acknowledged write.
   const dumps: Map<string, string>[] = [];

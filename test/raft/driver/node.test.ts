@@ -208,6 +208,15 @@ describe('RaftNode', () => {
     expect(cs.voters.sort()).toEqual([1, 2, 3]);
   });
 
+  it('a proposal without a quorum times out with ErrTimeout', async () => {
+    // Check-quorum after 200 ticks of 2 ms: the leader stays a while after its followers are gone.
+    const c = await cluster(3, { tickMs: 2, electionTick: 200, heartbeatTick: 5 });
+    const lead = await c.leader();
+    for (const id of c.members.keys()) if (id !== lead.id) await c.stop(id);
+    const err = await lead.node.propose(kvPayload('lonely', '1'), { timeoutMs: 300 }).catch((e: unknown) => e);
+    expect(isSealError(err, 'ErrTimeout')).toBe(true);
+  });
+
   it('stop() rejects what is pending with ErrRaftStopped and later calls too', async () => {
     const c = await cluster(3);
     const lead = await c.leader();
