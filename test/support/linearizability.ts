@@ -80,6 +80,48 @@ function unlift(call: Node): void {
   if (call.next) call.next.prev = call;
 }
 
+/**
+ * The set of linearized operations: a bitset with a Zobrist hash (XOR of a
+ * fixed random 64-bit value per operation) kept up to date in O(1), so the
+ * memo costs O(1) per step plus a bitset copy per new entry.
+ */
+class OpSet {
+  readonly bits: Uint32Array;
+  h1 = 0;
+  h2 = 0;
+  private readonly z1: Uint32Array;
+  private readonly z2: Uint32Array;
+
+  constructor(n: number) {
+    this.bits = new Uint32Array((n + 31) >>> 5);
+    this.z1 = new Uint32Array(n);
+    this.z2 = new Uint32Array(n);
+    let s = 0x9e3779b9;
+    const next = (): number => {
+      s = (s + 0x9e3779b9) | 0;
+      let z = s;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    for (let i = 0; i < n; i++) {
+      this.z1[i] = next();
+      this.z2[i] = next();
+    }
+  }
+
+  flip(i: number): void {
+    this.bits[i >>> 5]! ^= 1 << (i & 31);
+    this.h1 = (this.h1 ^ this.z1[i]!) >>> 0;
+    this.h2 = (this.h2 ^ this.z2[i]!) >>> 0;
+  }
+
+  equals(other: Uint32Array): boolean {
+    for (let i = 0; i < other.length; i++) if (this.bits[i] !== other[i]) return false;
+    return true;
+  }
+}
+
 /** Checks one partition (e.g. one key) of a history against a sequential model. */
 export function checkOperations<S, I, O>(
   model: Model<S, I, O>,
@@ -87,8 +129,9 @@ export function checkOperations<S, I, O>(
   maxSteps = 5_000_000,
 ): CheckResult {
   const head = buildList(ops);
-  const linearized = new Uint8Array(ops.length);
-  const seen = new Set<string>();
+  const linearized = new OpSet(ops.length);
+  // (hash of the linearized set, state) -> the exact sets seen with it
+  const seen = new Map<string, Uint32Array[]>();
   const calls: { node: Node; state: S }[] = [];
   let state = model.init();
   let entry = head.next;
@@ -100,17 +143,19 @@ export function checkOperations<S, I, O>(
       const o = ops[e.op]!;
       const next = model.step(state, o.input, o.output);
       if (next !== undefined) {
-        linearized[e.op] = 1;
-        const memo = `${Buffer.from(linearized).toString('base64')}|${model.key(next)}`;
-        if (!seen.has(memo)) {
-          seen.add(memo);
+        linearized.flip(e.op);
+        const memo = `${linearized.h1}:${linearized.h2}|${model.key(next)}`;
+        let sets = seen.get(memo);
+        if (sets === undefined || !sets.some((b) => linearized.equals(b))) {
+          if (sets === undefined) seen.set(memo, (sets = []));
+          sets.push(linearized.bits.slice());
           calls.push({ node: e, state });
           state = next;
           lift(e);
           entry = head.next;
           continue;
         }
-        linearized[e.op] = 0;
+        linearized.flip(e.op);
       }
       entry = e.next;
     } else {
@@ -118,7 +163,7 @@ export function checkOperations<S, I, O>(
       const top = calls.pop();
       if (top === undefined) return 'illegal';
       state = top.state;
-      linearized[top.node.op] = 0;
+      linearized.flip(top.node.op);
       unlift(top.node);
       entry = top.node.next;
     }

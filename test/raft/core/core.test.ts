@@ -225,6 +225,44 @@ describe('log replication', () => {
     expect(appliedData(d, 2)).toHaveLength(10);
   });
 
+  it('a duplicated, late MsgApp changes nothing on the follower', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    c.node(1).rn.propose(enc('a'));
+    c.stabilize();
+    const old = c.delivered.find((m) => m.type === 'MsgApp' && m.to === 2 && m.entries.length > 0)!;
+    c.node(1).rn.propose(enc('b'));
+    c.stabilize();
+    const before = c.node(2).storage.lastIndex();
+    c.node(2).rn.step(old);
+    c.stabilize();
+    expect(c.node(2).storage.lastIndex()).toBe(before);
+    expect(appliedData(c, 2)).toEqual(['a', 'b']);
+  });
+
+  it('a heartbeat answer reopens a full inflight window whose acks were lost', () => {
+    const c = new Cluster([1, 2], { maxSizePerMsg: 1, maxInflightMsgs: 2 });
+    c.elect(1);
+    c.drop = (m) => m.type === 'MsgAppResp';
+    for (let i = 0; i < 4; i++) c.node(1).rn.propose(enc(`e${i}`));
+    c.stabilize();
+    const sent = (): number => c.delivered.filter((m) => m.type === 'MsgApp' && m.to === 2 && m.entries.length > 0).length;
+    const stalled = sent();
+    c.tickAll(1); // heartbeat round: the answer frees one slot
+    expect(sent()).toBeGreaterThan(stalled);
+    c.drop = () => false;
+    c.tickAll(3);
+    expect(appliedData(c, 2)).toEqual(['e0', 'e1', 'e2', 'e3']);
+  });
+
+  it('an unreachable follower drops back to probing', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    expect(c.node(1).rn.status().progress.get(2)!.state).toBe('replicate');
+    c.node(1).rn.reportUnreachable(2);
+    expect(c.node(1).rn.status().progress.get(2)!.state).toBe('probe');
+  });
+
   it('a proposal on a follower is forwarded to the leader', () => {
     const c = new Cluster([1, 2, 3]);
     c.elect(1);
@@ -342,6 +380,14 @@ describe('leadership transfer', () => {
     c.tickAll(1);
     expect(c.leader()).toBe(3);
     expect(appliedData(c, 3)).toEqual(['a']);
+  });
+
+  it('a transfer requested on a follower is forwarded to the leader', () => {
+    const c = new Cluster([1, 2, 3]);
+    c.elect(1);
+    c.node(3).rn.transferLeader(3);
+    c.stabilize();
+    expect(c.leader()).toBe(3);
   });
 
   it('a transfer that cannot finish is abandoned after an election timeout', () => {

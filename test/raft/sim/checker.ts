@@ -29,7 +29,12 @@ export class SafetyChecker {
   private readonly logFacts = new Map<string, LogFact>();
   /** index -> the entry applied at that index, by whichever node applied it first. */
   private readonly applied: (Entry | undefined)[] = [];
-  maxApplied = 0;
+  /** index -> term of the entry some node considered committed there. */
+  private readonly committedTerms: (number | undefined)[] = [];
+  /** Highest index any node considered committed. */
+  maxCommitted = 0;
+  /** Per node: committed indexes already recorded (committed entries never change). */
+  private readonly checkedCommit = new Map<NodeId, number>();
 
   private fail(msg: string): never {
     throw new InvariantViolation(msg);
@@ -74,12 +79,33 @@ export class SafetyChecker {
     }
   }
 
+  /**
+   * Records what a node considers committed (its log up to its commit
+   * index) and checks no two nodes consider different entries committed at
+   * one index.
+   */
+  onCommitted(id: NodeId, rn: RawNode): void {
+    const log = rn.raft.log;
+    const from = Math.max(this.checkedCommit.get(id) ?? 0, log.firstIndex() - 1) + 1;
+    for (let i = from; i <= log.committed; i++) {
+      const t = log.term(i);
+      const prior = this.committedTerms[i];
+      if (prior === undefined) this.committedTerms[i] = t;
+      else if (prior !== t) this.fail(`commit safety: node ${id} committed term ${t} at index ${i}, another node term ${prior}`);
+    }
+    if (log.committed > (this.checkedCommit.get(id) ?? 0)) this.checkedCommit.set(id, log.committed);
+    if (log.committed > this.maxCommitted) this.maxCommitted = log.committed;
+  }
+
   /** State machine safety: no two nodes apply different entries at one index. */
   onApply(id: NodeId, e: Entry): void {
+    const committedTerm = this.committedTerms[e.index];
+    if (committedTerm !== undefined && committedTerm !== e.term) {
+      this.fail(`state machine safety: node ${id} applied term ${e.term} at index ${e.index}, committed term is ${committedTerm}`);
+    }
     const prior = this.applied[e.index];
     if (prior === undefined) {
       this.applied[e.index] = e;
-      if (e.index > this.maxApplied) this.maxApplied = e.index;
       return;
     }
     if (prior.term !== e.term || prior.type !== e.type || !bytesEqual(prior.data, e.data)) {
@@ -89,23 +115,23 @@ export class SafetyChecker {
 
   /** Applied entries are committed: the snapshot a node installs must not contradict them. */
   onSnapshot(id: NodeId, index: number, term: number): void {
-    const prior = this.applied[index];
-    if (prior !== undefined && prior.term !== term) {
-      this.fail(`state machine safety: node ${id} installed a snapshot at ${index} term ${term}, applied term is ${prior.term}`);
+    const prior = this.committedTerms[index];
+    if (prior !== undefined && prior !== term) {
+      this.fail(`state machine safety: node ${id} installed a snapshot at ${index} term ${term}, committed term is ${prior}`);
     }
   }
 
-  /** Leader completeness: a new leader's log holds every entry applied (hence committed) anywhere. */
+  /** Leader completeness: a new leader's log holds every entry any node considered committed. */
   onBecomeLeader(id: NodeId, rn: RawNode): void {
     const log = rn.raft.log;
     const first = log.firstIndex();
-    if (this.maxApplied > log.lastIndex()) {
-      this.fail(`leader completeness: leader ${id} of term ${rn.raft.term} ends at ${log.lastIndex()}, ${this.maxApplied} is committed`);
+    if (this.maxCommitted > log.lastIndex()) {
+      this.fail(`leader completeness: leader ${id} of term ${rn.raft.term} ends at ${log.lastIndex()}, ${this.maxCommitted} is committed`);
     }
-    for (let i = Math.max(first, 1); i <= this.maxApplied; i++) {
-      const e = this.applied[i];
-      if (e !== undefined && log.term(i) !== e.term) {
-        this.fail(`leader completeness: leader ${id} of term ${rn.raft.term} has term ${log.term(i)} at committed index ${i} (term ${e.term})`);
+    for (let i = Math.max(first, 1); i <= this.maxCommitted; i++) {
+      const t = this.committedTerms[i];
+      if (t !== undefined && log.term(i) !== t) {
+        this.fail(`leader completeness: leader ${id} of term ${rn.raft.term} has term ${log.term(i)} at committed index ${i} (term ${t})`);
       }
     }
   }

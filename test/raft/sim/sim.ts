@@ -62,6 +62,9 @@ export interface SimOptions {
    * otherwise the state machine restarts from the snapshot.
    */
   durableFsm: boolean;
+  /** Safety must not depend on these (liveness and disruption do). */
+  checkQuorum: boolean;
+  preVote: boolean;
 }
 
 /** Draws a run's options from its seed (wide ranges: each seed is a different scenario). */
@@ -88,6 +91,8 @@ export function optionsForSeed(seed: number): SimOptions {
     maxSizePerMsg: pick([1, 200, 1 << 20]),
     maxInflight: pick([1, 4, 64]),
     durableFsm: pick([false, true]),
+    checkQuorum: pick([true, true, false]),
+    preVote: pick([true, true, false]),
   };
 }
 
@@ -226,6 +231,8 @@ export class Simulation {
       applied: node.fsmApplied,
       maxSizePerMsg: this.opts.maxSizePerMsg,
       maxInflightMsgs: this.opts.maxInflight,
+      checkQuorum: this.opts.checkQuorum,
+      preVote: this.opts.preVote,
       rand: (n) => this.int(n),
     });
     this.nodes.set(id, node);
@@ -332,6 +339,7 @@ export class Simulation {
       }
       this.checker.onAppend(node.id, rd.entries, rn);
       this.checker.onCursors(node.id, rn);
+      this.checker.onCommitted(node.id, rn);
       this.persist(node, rd, rd.entries.length);
       this.sendAll(rd.messages);
       if (rd.snapshot !== undefined) this.installSnapshot(node, rd.snapshot.index, rd.snapshot.term);
@@ -430,8 +438,10 @@ export class Simulation {
   }
 
   private chooseNode(): SimNode | undefined {
-    const l = this.leader();
-    if (l !== undefined && this.chance(0.7)) return l;
+    // Any node that believes it leads: a deposed leader that has not noticed
+    // yet is exactly where stale reads would come from.
+    const leaders = this.liveNodes().filter((n) => n.rn!.raft.state === 'leader');
+    if (leaders.length > 0 && this.chance(0.7)) return leaders[this.int(leaders.length)];
     const live = this.liveNodes();
     return live.length === 0 ? undefined : live[this.int(live.length)];
   }
