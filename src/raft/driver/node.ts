@@ -145,6 +145,8 @@ export class RaftNode {
       heartbeatTick: o.heartbeatTick ?? 1,
       maxSizePerMsg: o.maxSizePerMsg ?? 1024 * 1024,
       maxInflightMsgs: o.maxInflightMsgs ?? 256,
+      // Replay after a restart comes in bounded slices, not the whole log at once.
+      maxCommittedSizePerReady: 16 * 1024 * 1024,
       checkQuorum: true,
       preVote: true,
       rand: seededRandInt(o.seed ?? crypto.randomInt(2 ** 31)),
@@ -167,7 +169,12 @@ export class RaftNode {
       },
     });
     await fsp.rm(path.join(o.dir, 'snap'), { recursive: true, force: true });
-    await this.transport.start();
+    try {
+      await this.transport.start();
+    } catch (e) {
+      await this.log.close();
+      throw e;
+    }
     for (const [id, addr] of Object.entries(this.peers)) this.transport.setPeer(Number(id), addr);
     this.tickTimer = setInterval(() => {
       if (this.stopped) return;
@@ -199,6 +206,16 @@ export class RaftNode {
   /** Membership as this node has applied it. */
   confState(): ConfState {
     return this.node.confState();
+  }
+
+  /**
+   * Memory the node holds on behalf of its log and peers: read-cache bytes,
+   * and per peer the messages and bytes queued for sending. All are capped.
+   */
+  memoryStats(): { logCacheBytes: number; queued: Record<number, { messages: number; bytes: number }> } {
+    const queued: Record<number, { messages: number; bytes: number }> = {};
+    for (const id of Object.keys(this.peers)) queued[Number(id)] = this.transport.queued(Number(id));
+    return { logCacheBytes: this.log.cacheUsage, queued };
   }
 
   /** The error the node halted with, if it did. */
@@ -239,6 +256,15 @@ export class RaftNode {
 
   removeNode(id: NodeId): Promise<ConfState> {
     return this.changeMembership({ type: 'removeNode', nodeId: id }, '');
+  }
+
+  /** Changes where this node reaches peer `id` (a member that moved); kept across restarts. */
+  setPeerAddress(id: NodeId, addr: string): void {
+    this.assertRunning();
+    if (id === this.id) return;
+    this.transport.setPeer(id, addr);
+    this.peers[id] = addr;
+    this.savePeers();
   }
 
   /** Asks the leader to hand leadership to `to`. */

@@ -128,15 +128,14 @@ export class SegmentLog implements Storage {
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => parseInt(m[1]!, 16))
       .sort((a, b) => a - b);
-    if (seqs.length === 0) {
-      if (opts.bootstrap !== undefined) {
-        log.snap = bootstrapSnapshot(opts.bootstrap);
-        log.hardState = { term: BOOTSTRAP_INDEX, vote: 0, commit: BOOTSTRAP_INDEX };
-      }
-      await log.startSegment(1, 'install');
-    } else {
-      await log.recover(seqs);
+    if (seqs.length > 0 && (await log.recover(seqs))) return log;
+    // A new log (or one whose creation a crash cut short: nothing in it was acknowledged).
+    if (opts.bootstrap !== undefined) {
+      log.snap = bootstrapSnapshot(opts.bootstrap);
+      log.hardState = { term: BOOTSTRAP_INDEX, vote: 0, commit: BOOTSTRAP_INDEX };
     }
+    await fsyncDir(path.dirname(path.resolve(opts.dir)));
+    await log.startSegment(1, 'install');
     return log;
   }
 
@@ -222,6 +221,11 @@ export class SegmentLog implements Storage {
     await this.writer?.close();
     this.writer = undefined;
     for (const s of this.segments) if (s.readFd !== undefined) fs.closeSync(s.readFd);
+  }
+
+  /** Entry bytes held in the read cache (bounded by cacheBytes). */
+  get cacheUsage(): number {
+    return this.cachedBytes;
   }
 
   /** Segment files currently on disk, oldest first (for tests and metrics). */
@@ -379,7 +383,8 @@ export class SegmentLog implements Storage {
     if (removed) await fsyncDir(this.dir);
   }
 
-  private async recover(seqs: number[]): Promise<void> {
+  /** Replays the segments; false when the only one held no complete Head (a crash while creating the log). */
+  private async recover(seqs: number[]): Promise<boolean> {
     let phantomLast = -1;
     for (let si = 0; si < seqs.length; si++) {
       const seq = seqs[si]!;
@@ -431,10 +436,14 @@ export class SegmentLog implements Storage {
     }
     const missing = this.metas.findIndex((m) => m.off < 0);
     if (missing >= 0) throw corrupt(`entry ${this.snap.index + 1 + missing} is in no segment (a segment is missing)`);
-    if (this.segments.length === 0) throw corrupt('no readable segment');
+    if (this.segments.length === 0) {
+      if (seqs.length === 1 && seqs[0] === 1) return false;
+      throw corrupt('no readable segment');
+    }
     // Appends go to a new segment: the recovered one may end in a cut tail.
     await this.startSegment(this.active().seq + 1, 'compact');
     await this.deleteCoveredSegments();
+    return true;
   }
 
   private async truncateTail(file: string, size: number): Promise<void> {

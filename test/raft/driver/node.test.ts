@@ -4,6 +4,7 @@
 // behind a compacted log by a streamed snapshot, membership changes, stop.
 
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -140,6 +141,56 @@ describe('RaftNode', () => {
     await until(() => back.node.appliedIndex() >= lead.node.appliedIndex(), 'log catch-up');
   });
 
+  it('memory stays capped while a follower stalls; the follower catches up afterwards', async () => {
+    // Node 3's peers reach it through a proxy that, once stalled, stops reading.
+    const c = await cluster(3, { queueMessages: 128, queueBytes: 512 * 1024, cacheBytes: 256 * 1024, snapshotEntries: 500, compactionRetain: 100 });
+    const lead = await c.leader();
+    const stalledId = [...c.members.keys()].find((id) => id !== lead.id)!;
+    let stall = false;
+    const held: net.Socket[] = [];
+    const all: net.Socket[] = [];
+    const proxy = net.createServer((client) => {
+      const [, port] = c.peers[stalledId]!.split(':');
+      const upstream = net.connect({ host: '127.0.0.1', port: Number(port) });
+      all.push(client, upstream);
+      client.on('error', () => {});
+      upstream.on('error', () => {});
+      upstream.pipe(client);
+      client.on('data', (d) => {
+        if (stall) {
+          client.pause();
+          held.push(client);
+        } else upstream.write(d);
+      });
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    const proxyAddr = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    try {
+      lead.node.setPeerAddress(stalledId, proxyAddr);
+      await lead.node.propose(kvPayload('warm', '1'));
+      stall = true;
+      const big = 'v'.repeat(1024);
+      let maxQueued = 0;
+      let maxCache = 0;
+      for (let i = 0; i < 40; i++) {
+        await Promise.all([...Array(50).keys()].map((j) => lead.node.propose(kvPayload(`p${i}-${j}`, big))));
+        const st = lead.node.memoryStats();
+        maxQueued = Math.max(maxQueued, st.queued[stalledId]?.bytes ?? 0);
+        maxCache = Math.max(maxCache, st.logCacheBytes);
+      }
+      expect(maxQueued).toBeLessThanOrEqual(512 * 1024);
+      expect(maxCache).toBeLessThanOrEqual(256 * 1024);
+      stall = false;
+      held.forEach((s) => s.destroy());
+      const follower = c.members.get(stalledId)!;
+      await until(() => follower.sm.data.size === 2001, 'catch-up after the stall', 30_000);
+      expect(follower.sm.appliedLog.length).toBeLessThan(2000); // the log it missed was compacted: a snapshot brought it back
+    } finally {
+      all.forEach((s) => s.destroy());
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
+  });
+
   it('adds a learner, promotes it, and removes it', async () => {
     const c = await cluster(3);
     const lead = await c.leader();
@@ -155,6 +206,15 @@ describe('RaftNode', () => {
     await until(() => fresh.sm.data.get('with-4') === '1', 'voter 4 applies');
     cs = await lead.node.removeNode(4);
     expect(cs.voters.sort()).toEqual([1, 2, 3]);
+  });
+
+  it('a proposal without a quorum times out with ErrTimeout', async () => {
+    // Check-quorum after 200 ticks of 2 ms: the leader stays a while after its followers are gone.
+    const c = await cluster(3, { tickMs: 2, electionTick: 200, heartbeatTick: 5 });
+    const lead = await c.leader();
+    for (const id of c.members.keys()) if (id !== lead.id) await c.stop(id);
+    const err = await lead.node.propose(kvPayload('lonely', '1'), { timeoutMs: 300 }).catch((e: unknown) => e);
+    expect(isSealError(err, 'ErrTimeout')).toBe(true);
   });
 
   it('stop() rejects what is pending with ErrRaftStopped and later calls too', async () => {

@@ -150,6 +150,18 @@ describe('SegmentLog', () => {
     await again.close();
   });
 
+  it('a log whose creation was cut short starts anew', async () => {
+    const dir = tmpDir();
+    const log = await SegmentLog.open({ dir, bootstrap: VOTERS });
+    await log.close();
+    const file = segFiles(dir)[0]!;
+    fs.writeFileSync(file, fs.readFileSync(file).subarray(0, 20)); // inside the Head
+    const again = await SegmentLog.open({ dir, bootstrap: VOTERS });
+    expect(again.snapshot().index).toBe(1);
+    expect(again.lastIndex()).toBe(1);
+    await again.close();
+  });
+
   it('a flipped bit before valid records is ErrRaftLogCorrupt, wherever it is', async () => {
     const dir = tmpDir();
     const log = await SegmentLog.open({ dir, bootstrap: VOTERS });
