@@ -224,10 +224,16 @@ export class StateMachine {
   restoreSnapshot(stream: AsyncIterable<Uint8Array>, appliedIndex?: number): Promise<void> {
     return this.#serial(async () => {
       this.#checkRunning();
-      const { ceiling } = await this.#store.restoreSnapshot(stream, { appliedIndex });
-      this.#dedupe.clear();
-      await this.#load();
-      this.clock.observeCeiling(ceiling);
+      try {
+        const { ceiling } = await this.#store.restoreSnapshot(stream, { appliedIndex });
+        this.#dedupe.clear();
+        await this.#load();
+        this.clock.observeCeiling(ceiling);
+      } catch (err) {
+        // The store may be half restored (or emptied): nothing may apply on top of it.
+        this.#halted = isSealError(err) ? err : sealError('ErrSnapshotCorrupt', 'snapshot install failed', err);
+        throw err;
+      }
     });
   }
 
