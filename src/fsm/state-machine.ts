@@ -47,7 +47,8 @@ export const DEDUPE_ROW_PREFIX = Buffer.from('!encryption|fsm|dedupe|');
  * How long (commit-time ms) a proposal id is remembered. A proposer retries
  * one id for at most 15 s (src/node PROPOSE_DEADLINE_MS), so a duplicate
  * commits well inside this window; it bounds the dedupe rows to about two
- * minutes of writes.
+ * minutes of writes. A protocol constant: it decides replicated state, so
+ * every replica of a cluster must use the same value.
  */
 export const DEDUPE_WINDOW_MS = 2 * 60_000;
 
