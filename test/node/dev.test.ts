@@ -28,8 +28,13 @@ async function roundTrip(port: number, work: (client: Redis) => Promise<void>): 
 
 describe('sealkv start --dev', () => {
   it('serves a Redis client, stops on SIGTERM and keeps its data under ./sealkv-dev', async () => {
-    const [resp, raft] = await freePorts(2);
-    node = new NodeProcess(['--dev', '--listen', `127.0.0.1:${resp}`, '--raft-listen', `127.0.0.1:${raft}`, '--admin-listen', '127.0.0.1:0'], cwd);
+    const [resp, raft, admin] = await freePorts(3);
+    const token = 'dev-admin-token-for-tests';
+    fs.writeFileSync(path.join(cwd, 'token'), token, { mode: 0o600 });
+    node = new NodeProcess(
+      ['--dev', '--listen', `127.0.0.1:${resp}`, '--raft-listen', `127.0.0.1:${raft}`, '--admin-listen', `127.0.0.1:${admin}`, '--admin-token-file', 'token'],
+      cwd,
+    );
     await node.start();
     expect(node.output).toContain(`redis-cli -p ${resp}`);
     await roundTrip(resp!, async (client) => {
@@ -37,6 +42,9 @@ describe('sealkv start --dev', () => {
       expect(await client.get('greeting')).toBe('hello');
       expect(await client.incrby('n', 41)).toBe(41);
     });
+    const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+    expect(metrics).toMatch(/^sealkv_raft_is_leader 1$/m);
+    expect(metrics).toMatch(/^sealkv_raft_applied_index [1-9]/m);
     expect(await node.stop('SIGTERM')).toBe(0);
     expect(fs.existsSync(path.join(cwd, 'sealkv-dev', 'data', 'store'))).toBe(true);
     await node.start();
