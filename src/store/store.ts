@@ -18,7 +18,7 @@
 
 import snappy from 'snappy';
 import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, readU32BE, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
-import { sealError } from '../errors/index.js';
+import { sealError, type SealError } from '../errors/index.js';
 import type { Engine, EngineOp, EngineReader } from './engine.js';
 import {
   APPLIED_INDEX_KEY,
@@ -82,6 +82,8 @@ export interface EncryptionSettings {
   readonly active: boolean;
   /** Snappy before sealing (SPEC §3.4); default on. Reads always honour the flag. */
   readonly compression?: boolean;
+  /** Told of every envelope that fails to open (for sealkv_encryption_decrypt_failures_total). */
+  readonly onOpenFailure?: (error: SealError) => void;
 }
 
 /** One stored version as it is on disk, for the rewrite sweep and tools. */
@@ -127,6 +129,7 @@ interface RawVersion {
 export class Store {
   readonly #engine: Engine;
   #sealer: Sealer | undefined;
+  #onOpenFailure: ((error: SealError) => void) | undefined;
   #sealing = false;
   #compression = true;
   #writeTail: Promise<void> = Promise.resolve();
@@ -146,6 +149,7 @@ export class Store {
   setEncryption(settings: EncryptionSettings): void {
     this.#sealer = settings.sealer;
     this.#sealing = settings.active;
+    this.#onOpenFailure = settings.onOpenFailure;
     if (settings.compression !== undefined) this.#compression = settings.compression;
   }
 
@@ -415,7 +419,10 @@ export class Store {
     const results = this.#opener().open(sealed.map((s) => s.item));
     sealed.forEach(({ index }, i) => {
       const result = results[i]!;
-      if (!result.ok) throw result.error;
+      if (!result.ok) {
+        this.#onOpenFailure?.(result.error);
+        throw result.error;
+      }
       const slot = out[index]!;
       if (!slot.header.tombstone) out[index] = { header: slot.header, value: decompress(result.plaintext, result.flag) };
     });
@@ -427,7 +434,11 @@ export class Store {
     return this.#sealer;
   }
 
-  /** Every stored version (tombstones included), in store-key order, with its header; for the rewrite sweep. */
+  /**
+   * Every stored version (tombstones included), in store-key order, with
+   * its header; for the rewrite sweep. `after` (a store_key, e.g. from a
+   * rewrite cursor) resumes strictly after that version.
+   */
   async *versions(options: { after?: Uint8Array } = {}): AsyncGenerator<StoredVersion> {
     this.#checkOpen();
     const gte = options.after === undefined ? WHOLE_VERSION_SPACE.gte : Buffer.concat([tagged(SPACE_VERSION, options.after), Buffer.from([0])]);

@@ -142,12 +142,15 @@ describe.each(storeEngines)('encrypted store on $name', ({ open }) => {
   });
 
   it('reports an unknown key_id and reserved encryption states with their codes', async () => {
+    const failures: string[] = [];
+    store.setEncryption({ sealer: fixtureSealer(new AesniBackend(), keystore), active: true, onOpenFailure: (err) => failures.push(err.code) });
     await store.put(b('k'), b('value'), 1n);
     const row = await rawRow('k', 1n);
     const unknown = Buffer.from(row);
     unknown.writeUInt32BE(0x0badf00d, 9 + 2);
     await opened.engine.write([{ type: 'put', key: versionRowKey(b('k'), 1n), value: unknown }]);
     await expect(store.get(b('k'), 1n)).rejects.toSatisfy((err) => isSealError(err, 'ErrUnknownKeyId'));
+    expect(failures).toEqual(['ErrUnknownKeyId']);
     for (const flags of [0x04, 0x06, 0x08, 0x80]) {
       const reserved = Buffer.from(row);
       reserved[0] = flags;

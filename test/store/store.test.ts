@@ -4,7 +4,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSealError } from '../../src/errors/index.js';
-import { Store, headRowKey, rewriteCursorKey, versionRowKey, writerRegistryKey, type Entry } from '../../src/store/index.js';
+import { Store, encodeStoreKey, headRowKey, rewriteCursorKey, versionRowKey, writerRegistryKey, type Entry } from '../../src/store/index.js';
 import { storeEngines, type OpenedEngine } from '../support/store-engines.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -172,6 +172,9 @@ describe.each(storeEngines)('store on $name', ({ open }) => {
     const versions = [];
     for await (const v of store.versions()) versions.push(v);
     expect(versions.map((v) => `${v.key}@${v.commitTs}`)).toEqual(['gone@2', 'gone@1', 'k@2', 'k@1']);
+    const resumed = [];
+    for await (const v of store.versions({ after: encodeStoreKey(b('gone'), 1n) })) resumed.push(`${v.key}@${v.commitTs}`);
+    expect(resumed).toEqual(['k@2', 'k@1']);
     expect(store.openVersions(versions).map((v) => v?.toString())).toEqual(['g2', 'g1', 'new', 'old']);
     const kOld = versions[3]!;
     const goneOld = versions[1]!;
