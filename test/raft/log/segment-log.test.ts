@@ -256,5 +256,5 @@ describe('SegmentLog under SIGKILL', () => {
       for (let i = log.firstIndex(); i <= log.lastIndex(); i++) known.set(i, log.term(i));
       await log.close();
     }
-  });
+  }, 30_000 + rounds * 2_000);
 });

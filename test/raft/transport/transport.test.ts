@@ -153,6 +153,13 @@ describe('Transport', () => {
     }, 'delivery after reconnect');
   });
 
+  it('closes a connection that never authenticates', async () => {
+    const b = await node(2, { handshakeTimeoutMs: 100 });
+    const { closed } = await rawClient(b.t.port);
+    await closed;
+    expect(b.got).toEqual([]);
+  });
+
   it('keeps the queue to a stalled peer capped, drops and reports, then recovers', async () => {
     const b = await node(2);
     // A proxy that forwards the handshake, then stops reading from the sender.
