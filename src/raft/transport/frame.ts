@@ -26,9 +26,11 @@ export type Frame =
   | { k: 'snapEnd'; bytes: number }
   | { k: 'snapAck'; ok: boolean };
 
-// Plain maps (no record extension): both ends need no shared structure table.
+// Records (msgpackr's extension for objects of one shape, ~30% cheaper for a
+// batch of messages than plain maps) are defined inside each frame: no
+// structure table is shared, so any peer decodes any frame on its own.
 // Indexes and terms stay below 2^53, so numbers decode as numbers.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+const packr = new Packr({ mapsAsObjects: true });
 
 export function encodeFrame(f: Frame): Buffer {
   const body = packr.pack(f);
