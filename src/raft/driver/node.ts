@@ -53,6 +53,8 @@ interface IncomingSnapshot {
   m: Message;
   file: string;
   done: () => void;
+  /** The node stopped before taking it: the sender hears of a failure. */
+  abandon: (e: Error) => void;
 }
 
 const CONF_CONTEXT_VERSION = 1;
@@ -321,7 +323,7 @@ export class RaftNode {
     await this.log.close();
     const err = sealError('ErrRaftStopped', `node ${this.id} stopped`, this.haltError);
     this.failAll(err);
-    for (const s of this.incoming.splice(0)) s.done();
+    for (const s of this.incoming.splice(0)) s.abandon(err);
   }
 
   // ---- inputs ----
@@ -336,8 +338,8 @@ export class RaftNode {
   /** A snapshot streamed in: the loop steps it and, if the core takes it, restores from the file before the promise settles. */
   private onSnapshot(m: Message, file: string): Promise<void> {
     if (this.stopped) return Promise.reject(sealError('ErrRaftStopped', 'node stopped'));
-    return new Promise<void>((resolve) => {
-      this.incoming.push({ m, file, done: resolve });
+    return new Promise<void>((resolve, reject) => {
+      this.incoming.push({ m, file, done: resolve, abandon: reject });
       this.kick();
     });
   }
@@ -434,11 +436,13 @@ export class RaftNode {
       this.node.step(s.m);
       // A snapshot the core takes comes back in the very next Ready.
       if (this.node.hasReady()) await this.handleReady(this.node.ready());
+      s.done();
     } catch (e) {
+      // The core took the snapshot's metadata already: there is no going back.
+      s.abandon(e as Error);
       await this.halt(e as Error);
     } finally {
       this.snapshotFiles.clear();
-      s.done();
     }
   }
 
