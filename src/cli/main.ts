@@ -41,6 +41,7 @@ program
   .option('--requirepass-file <path>', 'RESP password (or env SEALKV_REQUIREPASS)')
   .option('--crypto-backend <name>', 'aesni | batch | wasm | auto')
   .option('--compression <on|off>', 'Snappy before sealing')
+  .option('--snapshot-entries <n>', 'snapshot and compact the Raft log every n applied entries (default 10000)')
   .action((options) => runStart(options));
 
 await program.parseAsync(process.argv);

@@ -14,7 +14,7 @@ export async function runStart(options: StartOptions): Promise<void> {
     if (config.encryptionEnabled || config.kekUri !== undefined || config.kekFile !== undefined) {
       logger.warn('encryption flags are accepted but not wired yet: values are stored in cleartext');
     }
-    const node = await startNode(config, (cfg) => openReplicatedEngine(cfg, { logger, onHalt: () => process.exit(1) }), logger);
+    const node = await startNode(config, (cfg, { metrics }) => openReplicatedEngine(cfg, { logger, metrics, onHalt: () => process.exit(1) }), logger);
     stopOnSignals(node, logger);
     logger.info({ resp: node.resp, admin: node.admin, raft: config.raftListen, data_dir: config.dataDir }, 'ready');
     if (config.dev) {

@@ -43,8 +43,14 @@ import type { FsmStore, FsmStoreOp, KvReader, KvWrite, RequestExecutor, VisibleV
 export const CLOCK_ROW_KEY = Buffer.from('!encryption|fsm|clock');
 /** Prefix of dedupe rows: prefix ‖ proposal_id(8 BE) → msgpack([commit_ms, result]). */
 export const DEDUPE_ROW_PREFIX = Buffer.from('!encryption|fsm|dedupe|');
-/** How long (commit-time ms) a proposal id is remembered. */
-export const DEDUPE_WINDOW_MS = 10 * 60_000;
+/**
+ * How long (commit-time ms) a proposal id is remembered. A proposer retries
+ * one id for at most 15 s (src/node PROPOSE_DEADLINE_MS), so a duplicate
+ * commits well inside this window; it bounds the dedupe rows to about two
+ * minutes of writes. A protocol constant: it decides replicated state, so
+ * every replica of a cluster must use the same value.
+ */
+export const DEDUPE_WINDOW_MS = 2 * 60_000;
 
 /**
  * A committed entry handed to the state machine, in log order. Indexes
@@ -224,10 +230,16 @@ export class StateMachine {
   restoreSnapshot(stream: AsyncIterable<Uint8Array>, appliedIndex?: number): Promise<void> {
     return this.#serial(async () => {
       this.#checkRunning();
-      const { ceiling } = await this.#store.restoreSnapshot(stream, { appliedIndex });
-      this.#dedupe.clear();
-      await this.#load();
-      this.clock.observeCeiling(ceiling);
+      try {
+        const { ceiling } = await this.#store.restoreSnapshot(stream, { appliedIndex });
+        this.#dedupe.clear();
+        await this.#load();
+        this.clock.observeCeiling(ceiling);
+      } catch (err) {
+        // The store may be half restored (or emptied): nothing may apply on top of it.
+        this.#halted = isSealError(err) ? err : sealError('ErrSnapshotCorrupt', 'snapshot install failed', err);
+        throw err;
+      }
     });
   }
 

@@ -42,9 +42,7 @@ export function fsmStoreOver(store: Store): FsmStore {
     },
     snapshotStream: (header) => store.snapshotStream({ version: 1, ceiling: header.ceiling }),
     restoreSnapshot: async (stream, options) => {
-      await store.drain();
-      // Every row key starts with a space byte below 0xff (src/store/keys.ts).
-      await store.engine.write([{ type: 'delRange', gte: Buffer.from([0x00]), lt: Buffer.from([0xff]) }]);
+      await store.clear();
       const info = await store.restoreSnapshot(stream);
       const restoredIndex = Number(await store.appliedIndex());
       if (options.appliedIndex !== undefined && restoredIndex !== options.appliedIndex) {

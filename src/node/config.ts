@@ -32,6 +32,8 @@ export interface NodeConfig {
   requirepassFile: string | undefined;
   cryptoBackend: 'aesni' | 'batch' | 'wasm' | 'auto';
   compression: 'on' | 'off';
+  /** Raft takes a state-machine snapshot and compacts its log every this many applied entries. */
+  snapshotEntries: number;
 }
 
 /** Raw option values as commander hands them over (all strings or booleans). */
@@ -52,6 +54,7 @@ export interface StartOptions {
   requirepassFile?: string;
   cryptoBackend?: string;
   compression?: string;
+  snapshotEntries?: string;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:6380';
@@ -59,6 +62,7 @@ export const DEFAULT_RAFT_LISTEN = '127.0.0.1:7380';
 export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:8380';
 export const DEFAULT_DATA_DIR = './sealkv-data';
 export const DEV_HOME = './sealkv-dev';
+export const DEFAULT_SNAPSHOT_ENTRIES = 10_000;
 
 /** Parses `host:port`, `:port` or `port` (host defaults to 127.0.0.1). */
 export function parseHostPort(text: string, what: string): HostPort {
@@ -86,6 +90,12 @@ export function parsePeers(text: string): Peer[] {
   const ids = new Set(peers.map((p) => p.id));
   if (ids.size !== peers.length) throw new RangeError('--peers: a raft id appears twice');
   return peers;
+}
+
+function positiveInt(text: string, what: string): number {
+  const n = Number(text);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new RangeError(`${what}: "${text}" is not a positive integer`);
+  return n;
 }
 
 function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
@@ -122,5 +132,6 @@ export function resolveStartConfig(options: StartOptions, cwd = process.cwd()): 
     requirepassFile: options.requirepassFile,
     cryptoBackend: oneOf(options.cryptoBackend ?? 'auto', ['aesni', 'batch', 'wasm', 'auto'] as const, '--crypto-backend'),
     compression: oneOf(options.compression ?? 'on', ['on', 'off'] as const, '--compression'),
+    snapshotEntries: positiveInt(options.snapshotEntries ?? String(DEFAULT_SNAPSHOT_ENTRIES), '--snapshot-entries'),
   };
 }

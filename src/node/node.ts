@@ -8,10 +8,11 @@
 
 import type { NodeConfig } from './config.js';
 import type { Logger } from '../log/index.js';
+import { SealkvMetrics } from '../metrics/index.js';
 import { loadSecret, serve, type Engine, type RunningServer } from '../server/index.js';
 
 /** Opens the replication stack of a node; returns its Engine. */
-export type OpenEngine = (config: NodeConfig, deps: { logger: Logger }) => Promise<Engine>;
+export type OpenEngine = (config: NodeConfig, deps: { logger: Logger; metrics: SealkvMetrics }) => Promise<Engine>;
 
 export interface RunningNode {
   resp: { host: string; port: number };
@@ -23,7 +24,8 @@ export interface RunningNode {
 export async function startNode(config: NodeConfig, openEngine: OpenEngine, logger: Logger): Promise<RunningNode> {
   const password = loadSecret({ file: config.requirepassFile, env: 'SEALKV_REQUIREPASS' }, 'RESP password');
   const adminToken = loadSecret({ file: config.adminTokenFile, env: 'SEALKV_ADMIN_TOKEN' }, 'admin token');
-  const engine = await openEngine(config, { logger });
+  const metrics = new SealkvMetrics();
+  const engine = await openEngine(config, { logger, metrics });
   let server: RunningServer;
   try {
     server = await serve({
@@ -31,6 +33,7 @@ export async function startNode(config: NodeConfig, openEngine: OpenEngine, logg
       admin: adminToken === undefined ? undefined : { ...config.adminListen, token: adminToken },
       password,
       engine,
+      metrics,
       logger,
     });
   } catch (err) {

@@ -65,7 +65,7 @@ export class RaftEngine implements Engine {
   async execute(requests: readonly KvRequest[]): Promise<KvReply[]> {
     this.#checkOpen();
     if (requests.length === 0) return [];
-    const stamp = this.#clock.ready ? await this.#clock.timestamp() : packHlc(this.#now());
+    const stamp = await this.#stamp();
     const payload = requests.length === 1 ? encodeRequestPayload(requests[0], stamp) : encodeBatchPayload(requests, stamp);
     const outcome = await this.#log.propose(payload);
     if (outcome.kind !== 'request') throw sealError('ErrProposalDropped', `a write applied as a ${outcome.kind} entry`);
@@ -87,6 +87,18 @@ export class RaftEngine implements Engine {
     if (this.#closed) return;
     this.#closed = true;
     await this.#onClose?.();
+  }
+
+  /** The leader's issued timestamp; a wall-clock hint when this node is not (or stops being) an armed leader. */
+  async #stamp(): Promise<bigint> {
+    if (this.#clock.ready) {
+      try {
+        return await this.#clock.timestamp();
+      } catch {
+        // Leadership was lost while stamping: the entry is still valid with a hint.
+      }
+    }
+    return packHlc(this.#now());
   }
 
   #checkOpen(): void {

@@ -21,6 +21,7 @@ import { isSealError } from '../errors/index.js';
 import { HybridClock, LATEST_TS, LeaderClock, StateMachine, fsmStoreOver, type EntryOutcome } from '../fsm/index.js';
 import { kvExecutor, type KvRangeReader } from '../kv/index.js';
 import type { Logger } from '../log/index.js';
+import type { SealkvMetrics } from '../metrics/index.js';
 import { RaftNode, type StateMachine as RaftStateMachine } from '../raft/index.js';
 import type { Engine } from '../server/index.js';
 import { openStore, type Store } from '../store/index.js';
@@ -107,6 +108,8 @@ function clusterSecret(config: NodeConfig): Buffer {
 
 export interface ReplicationOptions {
   logger: Logger;
+  /** Raft gauges (term, commit and applied index, leadership) are kept current here. */
+  metrics?: SealkvMetrics;
   /** Called if apply halts (the Raft node has stopped by then). */
   onHalt?: (err: Error) => void;
   tickMs?: number;
@@ -134,6 +137,9 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       peers,
       ...(config.join === undefined ? { bootstrap: { voters: config.peers.map((p) => raftNodeId(p.id)), learners: [] } } : {}),
       stateMachine: driverStateMachine(machine),
+      // Applied entries kept after a compaction, for followers that lag a little.
+      snapshotEntries: config.snapshotEntries,
+      compactionRetain: Math.max(1, Math.floor(config.snapshotEntries / 10)),
       onHalt: (err) => {
         logger.error({ err, code: isSealError(err) ? err.code : undefined }, 'apply halted');
         options.onHalt?.(err);
@@ -147,7 +153,11 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   const clock = new LeaderClock(hlc, (payload) => raft.propose(payload, { requireLeader: true, timeoutMs: ATTEMPT_TIMEOUT_MS }));
   let armedTerm = -1;
   const watch = setInterval(() => {
-    const { role, term } = raft.status();
+    const { role, term, commit } = raft.status();
+    options.metrics?.raftTerm.set(term);
+    options.metrics?.raftCommitIndex.set(commit);
+    options.metrics?.raftAppliedIndex.set(raft.appliedIndex());
+    options.metrics?.raftIsLeader.set(role === 'leader' ? 1 : 0);
     if (role !== 'leader') {
       if (armedTerm !== -1) {
         armedTerm = -1;

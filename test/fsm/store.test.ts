@@ -81,6 +81,19 @@ describe('StateMachine over the MVCC store', () => {
     expect((await snapshotBytes(lagging)).equals(await snapshotBytes(leader))).toBe(true);
   });
 
+  it('halts when a snapshot install fails part way', async () => {
+    const source = await StateMachine.open(fsmStoreOver(new Store(new MemoryEngine())), kvExecutor);
+    await applyGrouped(source, kvLog(14, 50), 5);
+    const whole = await snapshotBytes(source);
+    const machine = await StateMachine.open(fsmStoreOver(new Store(new MemoryEngine())), kvExecutor);
+    const truncated = (async function* () {
+      yield whole.subarray(0, whole.length - 40);
+    })();
+    await expect(machine.restoreSnapshot(truncated)).rejects.toMatchObject({ code: 'ErrSnapshotCorrupt' });
+    expect(machine.halted?.code).toBe('ErrSnapshotCorrupt');
+    await expect(machine.applyEntries([{ index: 51, proposalId: 0n, payload: null }])).rejects.toThrow(/halted/);
+  });
+
   it('loses no acknowledged apply when killed with SIGKILL, and converges on restart', async () => {
     const script = distScript('test/fsm/apply-child.js');
     const seed = 21;

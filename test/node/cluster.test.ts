@@ -2,23 +2,20 @@
 // writes and linearizable reads through every node (followers forward inside
 // Raft), SIGKILL of the leader and then of a follower under writes, restarts
 // that catch up, and a graceful SIGTERM stop. Every acknowledged write must be
-// readable from every node at the end.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+// readable from every node at the end, and the history of a concurrent
+// GET/SET workload run through all of it must be linearizable.
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { NodeProcess, freePorts } from '../support/node-process.js';
+import { checkKvHistory, describeKvHistory, type KvOperation } from '../support/linearizability.js';
+import { startCluster, type Cluster } from '../support/node-process.js';
 
 const NODES = 3;
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-cluster-'));
-const nodes: NodeProcess[] = [];
+let cluster: Cluster | undefined;
 const clients: (Redis | undefined)[] = [];
 
 afterAll(async () => {
   for (const client of clients) client?.disconnect();
-  await Promise.all(nodes.map((n) => n.stop('SIGKILL')));
-  fs.rmSync(dir, { recursive: true, force: true });
+  await cluster?.destroy();
 });
 
 function connect(i: number, port: number): Redis {
@@ -42,29 +39,8 @@ async function leaderIndex(live: number[]): Promise<number> {
 
 describe('3-node cluster of real processes', () => {
   it('serves ioredis on every node and keeps every acknowledged write across SIGKILLs', async () => {
-    const ports = await freePorts(NODES * 2);
-    const resp = ports.slice(0, NODES);
-    const raft = ports.slice(NODES);
-    const secretFile = path.join(dir, 'cluster-secret');
-    fs.writeFileSync(secretFile, 'a-cluster-secret-for-tests-only', { mode: 0o600 });
-    const peers = raft.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(',');
-    for (let i = 0; i < NODES; i++) {
-      nodes.push(
-        new NodeProcess(
-          [
-            '--raft-id', `n${i + 1}`,
-            '--data-dir', path.join(dir, `n${i + 1}`),
-            '--listen', `127.0.0.1:${resp[i]}`,
-            '--raft-listen', `127.0.0.1:${raft[i]}`,
-            '--admin-listen', '127.0.0.1:0',
-            '--peers', peers,
-            '--cluster-secret-file', secretFile,
-          ],
-          dir,
-        ),
-      );
-    }
-    await Promise.all(nodes.map((n) => n.start()));
+    cluster = await startCluster(NODES);
+    const { nodes, resp } = cluster;
     nodes.forEach((_, i) => connect(i, resp[i]!));
 
     const acked = new Map<string, string>();
@@ -92,14 +68,47 @@ describe('3-node cluster of real processes', () => {
     await writeThrough([0, 1, 2], 30, 'start');
     await checkAll([0, 1, 2]);
 
+    // A concurrent workload on a few registers, through whichever nodes are up.
+    const up = new Set([0, 1, 2]);
+    const history: KvOperation[] = [];
+    let stopWorkload = false;
+    let seq = 0;
+    const worker = async (w: number): Promise<void> => {
+      while (!stopWorkload) {
+        const candidates = [...up];
+        const i = candidates[Math.floor(Math.random() * candidates.length)]!;
+        const client = clients[i]!;
+        const key = `reg${Math.floor(Math.random() * 4)}`;
+        const call = performance.now();
+        if (Math.random() < 0.5) {
+          const value = `w${w}-${seq++}`;
+          try {
+            await client.set(key, value);
+            history.push({ input: { kind: 'put', key, value }, output: null, call, ret: performance.now() });
+          } catch {
+            history.push({ input: { kind: 'put', key, value }, output: undefined, call, ret: Infinity });
+          }
+        } else {
+          try {
+            const output = await client.get(key);
+            history.push({ input: { kind: 'get', key }, output, call, ret: performance.now() });
+          } catch {
+            // A read that failed had no effect: nothing to record.
+          }
+        }
+      }
+    };
+    const workload = Promise.all([0, 1, 2, 3].map(worker));
+
     // SIGKILL the leader; the survivors elect a new one and keep taking writes.
     const leader = await leaderIndex([0, 1, 2]);
+    up.delete(leader);
     await nodes[leader]!.stop('SIGKILL');
-    clients[leader]!.disconnect();
     const survivors = [0, 1, 2].filter((i) => i !== leader);
     await writeThrough(survivors, 20, 'after-leader-kill');
     await nodes[leader]!.start();
     connect(leader, resp[leader]!);
+    up.add(leader);
     await checkAll([0, 1, 2]);
 
     // SIGKILL a follower under writes, then restart it.
@@ -107,12 +116,19 @@ describe('3-node cluster of real processes', () => {
     const follower = [0, 1, 2].find((i) => i !== newLeader)!;
     const live = [0, 1, 2].filter((i) => i !== follower);
     const writes = writeThrough(live, 20, 'during-follower-kill');
+    up.delete(follower);
     await nodes[follower]!.stop('SIGKILL');
-    clients[follower]!.disconnect();
     await writes;
     await nodes[follower]!.start();
     connect(follower, resp[follower]!);
+    up.add(follower);
+    stopWorkload = true;
+    await workload;
     await checkAll([0, 1, 2]);
+    const verdict = checkKvHistory(history);
+    expect(verdict.result, verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? [])).toBe('ok');
+    expect(history.length).toBeGreaterThan(50);
+    console.log(`cluster workload: ${history.length} operations checked linearizable`);
 
     // Graceful stop.
     for (const client of clients) client?.disconnect();

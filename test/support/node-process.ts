@@ -3,7 +3,9 @@
 // SIGTERM (graceful) or SIGKILL. Everything listens on 127.0.0.1.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -53,12 +55,13 @@ export class NodeProcess {
       env: { ...process.env, NODE_ENV: 'test' },
     });
     this.#child = child;
+    const from = this.output.length;
     this.#exit = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`node did not get ready in ${timeoutMs} ms:\n${this.output}`)), timeoutMs);
       const onData = (chunk: Buffer): void => {
         this.output += chunk.toString();
-        if (this.output.includes('"msg":"ready"')) {
+        if (this.output.includes('"msg":"ready"', from)) {
           clearTimeout(timer);
           resolve();
         }
@@ -80,4 +83,52 @@ export class NodeProcess {
     this.#child = undefined;
     return code;
   }
+}
+
+export interface Cluster {
+  nodes: NodeProcess[];
+  /** RESP port of each node. */
+  resp: number[];
+  /** Node i keeps its data under `<dir>/n<i+1>`. */
+  dir: string;
+  /** Kills what still runs and removes the data. */
+  destroy(): Promise<void>;
+}
+
+/** Starts `n` founding members on free loopback ports, with data under a temp dir. */
+export async function startCluster(n: number, extraArgs: string[] = []): Promise<Cluster> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-cluster-'));
+  const ports = await freePorts(n * 2);
+  const resp = ports.slice(0, n);
+  const raft = ports.slice(n);
+  const secretFile = path.join(dir, 'cluster-secret');
+  fs.writeFileSync(secretFile, 'a-cluster-secret-for-tests-only', { mode: 0o600 });
+  const peers = raft.map((p, i) => `n${i + 1}=127.0.0.1:${p}`).join(',');
+  const nodes = resp.map(
+    (port, i) =>
+      new NodeProcess(
+        [
+          '--raft-id', `n${i + 1}`,
+          '--data-dir', path.join(dir, `n${i + 1}`),
+          '--listen', `127.0.0.1:${port}`,
+          '--raft-listen', `127.0.0.1:${raft[i]}`,
+          '--admin-listen', '127.0.0.1:0',
+          '--peers', peers,
+          '--cluster-secret-file', secretFile,
+          ...extraArgs,
+        ],
+        dir,
+      ),
+  );
+  const destroy = async (): Promise<void> => {
+    await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(nodes.map((node) => node.start()));
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+  return { nodes, resp, dir, destroy };
 }

@@ -53,6 +53,8 @@ interface IncomingSnapshot {
   m: Message;
   file: string;
   done: () => void;
+  /** The node stopped before taking it: the sender hears of a failure. */
+  abandon: (e: Error) => void;
 }
 
 const CONF_CONTEXT_VERSION = 1;
@@ -145,6 +147,8 @@ export class RaftNode {
       heartbeatTick: o.heartbeatTick ?? 1,
       maxSizePerMsg: o.maxSizePerMsg ?? 1024 * 1024,
       maxInflightMsgs: o.maxInflightMsgs ?? 256,
+      // Replay after a restart comes in bounded slices, not the whole log at once.
+      maxCommittedSizePerReady: 16 * 1024 * 1024,
       checkQuorum: true,
       preVote: true,
       rand: seededRandInt(o.seed ?? crypto.randomInt(2 ** 31)),
@@ -167,7 +171,12 @@ export class RaftNode {
       },
     });
     await fsp.rm(path.join(o.dir, 'snap'), { recursive: true, force: true });
-    await this.transport.start();
+    try {
+      await this.transport.start();
+    } catch (e) {
+      await this.log.close();
+      throw e;
+    }
     for (const [id, addr] of Object.entries(this.peers)) this.transport.setPeer(Number(id), addr);
     this.tickTimer = setInterval(() => {
       if (this.stopped) return;
@@ -314,7 +323,7 @@ export class RaftNode {
     await this.log.close();
     const err = sealError('ErrRaftStopped', `node ${this.id} stopped`, this.haltError);
     this.failAll(err);
-    for (const s of this.incoming.splice(0)) s.done();
+    for (const s of this.incoming.splice(0)) s.abandon(err);
   }
 
   // ---- inputs ----
@@ -329,8 +338,8 @@ export class RaftNode {
   /** A snapshot streamed in: the loop steps it and, if the core takes it, restores from the file before the promise settles. */
   private onSnapshot(m: Message, file: string): Promise<void> {
     if (this.stopped) return Promise.reject(sealError('ErrRaftStopped', 'node stopped'));
-    return new Promise<void>((resolve) => {
-      this.incoming.push({ m, file, done: resolve });
+    return new Promise<void>((resolve, reject) => {
+      this.incoming.push({ m, file, done: resolve, abandon: reject });
       this.kick();
     });
   }
@@ -427,11 +436,13 @@ export class RaftNode {
       this.node.step(s.m);
       // A snapshot the core takes comes back in the very next Ready.
       if (this.node.hasReady()) await this.handleReady(this.node.ready());
+      s.done();
     } catch (e) {
+      // The core took the snapshot's metadata already: there is no going back.
+      s.abandon(e as Error);
       await this.halt(e as Error);
     } finally {
       this.snapshotFiles.clear();
-      s.done();
     }
   }
 

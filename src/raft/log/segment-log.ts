@@ -187,6 +187,14 @@ export class SegmentLog implements Storage {
    * `sync`, returns only after the data is fsynced.
    */
   async save(rd: { hardState?: HardState; entries: Entry[]; snapshot?: SnapshotMeta }, sync: boolean): Promise<void> {
+    // Checked before writing: a gap on disk would make the log unreadable.
+    let next = (rd.snapshot?.index ?? this.lastIndex()) + 1;
+    for (const e of rd.entries) {
+      if (e.index > next || (e.index !== next && e !== rd.entries[0])) {
+        throw new RangeError(`save: entry ${e.index} does not follow ${next - 1}`);
+      }
+      next = e.index + 1;
+    }
     const records: LogRecord[] = [];
     if (rd.snapshot !== undefined) records.push({ type: RecordType.Snapshot, kind: 'install', meta: rd.snapshot });
     for (const entry of rd.entries) records.push({ type: RecordType.Entry, entry });

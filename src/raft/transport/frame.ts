@@ -26,9 +26,11 @@ export type Frame =
   | { k: 'snapEnd'; bytes: number }
   | { k: 'snapAck'; ok: boolean };
 
-// Plain maps (no record extension): both ends need no shared structure table.
+// Records (msgpackr's extension for objects of one shape, ~30% cheaper for a
+// batch of messages than plain maps) are defined inside each frame: no
+// structure table is shared, so any peer decodes any frame on its own.
 // Indexes and terms stay below 2^53, so numbers decode as numbers.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+const packr = new Packr({ mapsAsObjects: true });
 
 export function encodeFrame(f: Frame): Buffer {
   const body = packr.pack(f);
@@ -102,12 +104,12 @@ export class FrameConn {
     this.chunks.push(b);
     this.buffered += b.length;
     while (!this.closed && this.buffered >= 4) {
-      const head = this.chunks.length === 1 ? this.chunks[0]! : this.flatten();
-      const len = head.readUInt32BE(0);
+      const len = this.peekLength();
       if (len > this.maxFrameBytes) {
         this.close(`frame of ${len} bytes over the limit of ${this.maxFrameBytes}`);
         return;
       }
+      // Chunks are joined once a whole frame is here, not on every arrival.
       if (this.buffered < 4 + len) return;
       const all = this.flatten();
       const body = all.subarray(4, 4 + len);
@@ -127,6 +129,19 @@ export class FrameConn {
       }
       this.onFrame(frame);
     }
+  }
+
+  /** The 4-byte length prefix, which may straddle chunks. */
+  private peekLength(): number {
+    const first = this.chunks[0]!;
+    if (first.length >= 4) return first.readUInt32BE(0);
+    const head = Buffer.alloc(4);
+    let n = 0;
+    for (const c of this.chunks) {
+      n += c.copy(head, n, 0, Math.min(c.length, 4 - n));
+      if (n === 4) break;
+    }
+    return head.readUInt32BE(0);
   }
 
   private flatten(): Buffer {

@@ -300,20 +300,21 @@ export class Transport {
       conn.onFrame = () => conn.close('unexpected frame from listener');
       conn.socket.once('close', () => {
         if (p.conn === conn) p.conn = undefined;
-        this.lostPeer(p);
+        // Whatever sat in the socket's buffers may be lost with it.
+        this.lostPeer(p, true);
       });
       this.pump(p);
     } catch {
-      this.lostPeer(p);
+      this.lostPeer(p, false);
     } finally {
       p.connecting = false;
     }
   }
 
   /** Drops what was queued for a peer that cannot be reached and retries later. */
-  private lostPeer(p: Peer): void {
+  private lostPeer(p: Peer, wasConnected: boolean): void {
     if (p.removed || this.stopped) return;
-    if (p.queue.length > 0) {
+    if (p.queue.length > 0 || wasConnected) {
       this.stats.dropped += p.queue.length;
       p.queue = [];
       p.queuedBytes = 0;

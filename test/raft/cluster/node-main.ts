@@ -1,7 +1,8 @@
 // One cluster node as a real process, for the multi-process tests: a
 // RaftNode over the KV test state machine, driven by its parent through the
-// IPC channel. Requests: {req, op: 'put', k, v} | {req, op: 'dump'} |
-// {req, op: 'status'}; answers {req, ok, value} or {req, ok: false, code}.
+// IPC channel. Requests: {req, op: 'put', k, v} | {req, op: 'get', k} (a
+// ReadIndex read) | {req, op: 'dump'} | {req, op: 'status'}; answers
+// {req, ok, value} or {req, ok: false, code}.
 //
 // Usage (from dist/): node node-main.js '<json NodeConfig>'
 
@@ -19,7 +20,11 @@ export interface NodeConfig {
   secret: string;
 }
 
-type Request = { req: number; op: 'put'; k: string; v: string } | { req: number; op: 'dump' } | { req: number; op: 'status' };
+type Request =
+  | { req: number; op: 'put'; k: string; v: string }
+  | { req: number; op: 'get'; k: string }
+  | { req: number; op: 'dump' }
+  | { req: number; op: 'status' };
 
 const cfg = JSON.parse(process.argv[2]!) as NodeConfig;
 const sm = new KvStateMachine(path.join(cfg.dir, 'sm'));
@@ -48,6 +53,8 @@ async function handle(r: Request): Promise<unknown> {
   switch (r.op) {
     case 'put':
       return node.propose(kvPayload(r.k, r.v));
+    case 'get':
+      return node.linearizableRead(() => sm.data.get(r.k) ?? null, 3000);
     case 'dump':
       return node.linearizableRead(() => ({ applied: sm.appliedIndex(), data: [...sm.data] }), 5000);
     case 'status':

@@ -99,6 +99,23 @@ describe('RaftNode', () => {
     await until(() => [...c.members.values()].every((m) => m.sm.data.size === 203), 'replication');
   });
 
+  it('a whole cluster restarted from its directories keeps its state and goes on', async () => {
+    const c = await cluster(3, { snapshotEntries: 30, compactionRetain: 5 });
+    let lead = await c.leader();
+    for (let i = 0; i < 100; i++) await lead.node.propose(kvPayload(`k${i}`, `v${i}`));
+    await until(() => [...c.members.values()].every((m) => m.sm.data.size === 100), 'replication');
+    const appliedBefore = new Map([...c.members].map(([id, m]) => [id, m.sm.appliedIndex()]));
+    for (const id of [...c.members.keys()]) await c.stop(id);
+    for (const id of [1, 2, 3]) await c.start(id);
+    lead = await c.leader();
+    await lead.node.propose(kvPayload('after', 'restart'));
+    for (const m of c.members.values()) {
+      expect(await m.node.linearizableRead(() => m.sm.data.size)).toBe(101);
+      expect(m.sm.appliedLog.filter((i) => i <= appliedBefore.get(m.id)!)).toEqual([]); // nothing applied twice
+      expect(m.node.halted).toBeUndefined();
+    }
+  });
+
   it('an apply hook failure halts the node before that entry; a restart replays it', async () => {
     let poisoned = true;
     const hook: ApplyHook = (_e, p) => {
@@ -206,6 +223,15 @@ describe('RaftNode', () => {
     await until(() => fresh.sm.data.get('with-4') === '1', 'voter 4 applies');
     cs = await lead.node.removeNode(4);
     expect(cs.voters.sort()).toEqual([1, 2, 3]);
+  });
+
+  it('a proposal without a quorum times out with ErrTimeout', async () => {
+    // Check-quorum after 200 ticks of 2 ms: the leader stays a while after its followers are gone.
+    const c = await cluster(3, { tickMs: 2, electionTick: 200, heartbeatTick: 5 });
+    const lead = await c.leader();
+    for (const id of c.members.keys()) if (id !== lead.id) await c.stop(id);
+    const err = await lead.node.propose(kvPayload('lonely', '1'), { timeoutMs: 300 }).catch((e: unknown) => e);
+    expect(isSealError(err, 'ErrTimeout')).toBe(true);
   });
 
   it('stop() rejects what is pending with ErrRaftStopped and later calls too', async () => {

@@ -81,6 +81,8 @@ describe('SegmentLog', () => {
     const again = await SegmentLog.open({ dir });
     expect(again.lastIndex()).toBe(17);
     expectEntries(again, 2, 17, (i) => (i >= 15 ? 3 : 2));
+    await expect(again.save({ entries: ents(19, 19, 3) }, true)).rejects.toThrow(RangeError); // a gap, refused before writing
+    await expect(again.save({ entries: [...ents(18, 18, 3), ...ents(20, 20, 3)] }, true)).rejects.toThrow(RangeError);
     await again.close();
   });
 
@@ -254,5 +256,5 @@ describe('SegmentLog under SIGKILL', () => {
       for (let i = log.firstIndex(); i <= log.lastIndex(); i++) known.set(i, log.term(i));
       await log.close();
     }
-  });
+  }, 30_000 + rounds * 2_000);
 });

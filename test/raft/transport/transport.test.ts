@@ -138,6 +138,28 @@ describe('Transport', () => {
     expect(b.t.stats.rejectedConnections).toBeGreaterThanOrEqual(2);
   });
 
+  it('an authenticated peer sending a frame over the limit is cut off, then reconnects', async () => {
+    const b = await node(2, { maxFrameBytes: 64 * 1024 });
+    const a = await node(1);
+    a.t.setPeer(2, `127.0.0.1:${b.t.port}`);
+    a.t.send([msg(1, 2, 1)]);
+    await until(() => b.got.length === 1, 'first delivery');
+    a.t.send([msg(1, 2, 2, 200 * 1024)]);
+    await until(() => a.unreachable.includes(2), 'the cut reported');
+    expect(b.got.some((m) => m.index === 2)).toBe(false);
+    await until(() => {
+      a.t.send([msg(1, 2, 3)]);
+      return b.got.some((m) => m.index === 3);
+    }, 'delivery after reconnect');
+  });
+
+  it('closes a connection that never authenticates', async () => {
+    const b = await node(2, { handshakeTimeoutMs: 100 });
+    const { closed } = await rawClient(b.t.port);
+    await closed;
+    expect(b.got).toEqual([]);
+  });
+
   it('keeps the queue to a stalled peer capped, drops and reports, then recovers', async () => {
     const b = await node(2);
     // A proxy that forwards the handshake, then stops reading from the sender.
