@@ -6,16 +6,10 @@
 // Buffers passed in are owned by the caller until the call returns; buffers
 // returned are owned by the receiver.
 
-/** A value visible to a read: body plus absolute expiry (ms, 0 = none). */
-export interface VisibleValue {
-  value: Buffer;
-  expireAt: number;
-}
+import type { KvWrite, VisibleValue } from '../kv/types.js';
 
-/** A user-visible write produced by executing requests. */
-export type KvWrite =
-  | { kind: 'put'; key: Buffer; value: Buffer; expireAt: number }
-  | { kind: 'delete'; key: Buffer };
+// The request model's value and write shapes are the store port's too.
+export type { KvWrite, VisibleValue };
 
 /** One operation of an atomic store batch. MVCC writes carry their commit ts. */
 export type FsmStoreOp =
