@@ -8,8 +8,12 @@
 // Writes are serialised: every write (apply batches, GC deletions,
 // snapshot restore) joins one queue, in call order, so that RocksDB
 // applies them in that order even though each is an async round trip.
-// Sealing happens when a write is enqueued, on the caller's turn, which
-// lets the apply loop seal batch N+1 while batch N is being written.
+// Sealing starts when a write is enqueued, on the caller's turn, which
+// lets the apply loop seal batch N+1 while batch N is being written. With
+// a pool (EncryptionSettings.pool) the sealing itself runs on a worker
+// thread: compression and nonce reservation stay on the caller's turn
+// (SPEC §3.3), and the queued write waits for its sealed rows, so writes
+// keep call order whichever batch finishes sealing first.
 //
 // Invariant: the head row of a user key holds the largest commit_ts ever
 // written for it. It holds as long as writes to one key arrive with
@@ -17,7 +21,7 @@
 // for applies; rewrites and GC never touch head rows.
 
 import snappy from 'snappy';
-import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, readU32BE, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
+import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, readU32BE, type Dek, type NonceRange, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
 import { sealError, type SealError } from '../errors/index.js';
 import type { Engine, EngineOp, EngineReader } from './engine.js';
 import {
@@ -84,6 +88,16 @@ export interface EncryptionSettings {
   readonly compression?: boolean;
   /** Told of every envelope that fails to open (for sealkv_encryption_decrypt_failures_total). */
   readonly onOpenFailure?: (error: SealError) => void;
+  /**
+   * Seals write batches off the main thread (a CryptoPool). Nonces are
+   * still reserved from `sealer`; reads still open through `sealer`.
+   */
+  readonly pool?: BatchSealPool;
+}
+
+/** What the store needs of a CryptoPool: CryptoBackend.sealBatch, asynchronously. */
+export interface BatchSealPool {
+  sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[]): Promise<Uint8Array[]>;
 }
 
 /** One stored version as it is on disk, for the rewrite sweep and tools. */
@@ -105,11 +119,15 @@ export interface ApplyResult {
 interface EncodedBatch {
   readonly rows: EngineOp[];
   readonly guards: readonly { rowIndex: number; rowKey: Buffer; ifRow: Uint8Array }[];
+  /** Pool sealing in flight: resolves once every envelope row of `rows` is in place. */
+  readonly sealed?: Promise<void>;
 }
 
 // Head rows fetched per scan page; their versions come in one multi-get and
 // are opened in one batch call.
 const SCAN_PAGE = 128;
+// Values at least this long are sampled before Snappy is tried (see worthCompressing).
+const SAMPLE_FROM_BYTES = 256;
 const GC_DELETE_BATCH = 1024;
 const WHOLE_VERSION_SPACE = { gte: Buffer.from([SPACE_VERSION]), lt: Buffer.from([SPACE_END]) };
 
@@ -129,6 +147,7 @@ interface RawVersion {
 export class Store {
   readonly #engine: Engine;
   #sealer: Sealer | undefined;
+  #pool: BatchSealPool | undefined;
   #onOpenFailure: ((error: SealError) => void) | undefined;
   #sealing = false;
   #compression = true;
@@ -148,6 +167,7 @@ export class Store {
   /** Set by the rollout: which sealer opens and seals, and whether writes seal. */
   setEncryption(settings: EncryptionSettings): void {
     this.#sealer = settings.sealer;
+    this.#pool = settings.pool;
     this.#sealing = settings.active;
     this.#onOpenFailure = settings.onOpenFailure;
     if (settings.compression !== undefined) this.#compression = settings.compression;
@@ -175,7 +195,9 @@ export class Store {
   /**
    * Applies every op atomically, with the Raft applied index in the same
    * engine batch when given. All values of the batch are sealed in one
-   * backend call. Resolves once the engine has the batch.
+   * backend (or pool) call. Resolves once the engine has the batch. A
+   * batch that fails to seal (ErrWorkerFailed from the pool, say) rejects
+   * with that error and stores nothing of it; later writes go on.
    */
   applyBatch(ops: readonly WriteOp[], options: { appliedIndex?: bigint } = {}): Promise<ApplyResult> {
     let batch: EncodedBatch;
@@ -189,7 +211,7 @@ export class Store {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (batch.guards.length === 0) return this.#enqueueWrite(batch.rows).then(() => ({ rewritesSkipped: 0 }));
+    if (batch.guards.length === 0) return this.#enqueue(() => this.#engine.write(batch.rows), batch.sealed).then(() => ({ rewritesSkipped: 0 }));
     return this.#enqueueGuardedWrite(batch);
   }
 
@@ -231,18 +253,22 @@ export class Store {
         if (seen === undefined || seen.ts < op.commitTs) heads.set(id, { key: op.key, ts: op.commitTs });
       }
     }
-    if (toSeal.length > 0) this.#sealInto(rows, toSeal);
+    const sealed = toSeal.length > 0 ? this.#sealInto(rows, toSeal) : undefined;
     for (const { key, ts } of heads.values()) rows.push({ type: 'put', key: headRowKey(key), value: encodeTs(ts) });
-    return { rows, guards };
+    return sealed === undefined ? { rows, guards } : { rows, guards, sealed };
   }
 
   // Compress-then-seal (SPEC §3.4): the compressed form is kept only when
-  // strictly smaller; the flag bit says which, and is in the AAD.
-  #sealInto(rows: EngineOp[], toSeal: readonly ToSeal[]): void {
-    const items: SealItem[] = toSeal.map(({ value, header, rowKey }) => {
+  // strictly smaller; the flag bit says which, and is in the AAD. Without a
+  // pool the rows are complete on return; with one, once the returned
+  // promise resolves (the DEK and nonces are taken now, in call order).
+  #sealInto(rows: EngineOp[], toSeal: readonly ToSeal[]): Promise<void> | undefined {
+    const items: SealItem[] = new Array(toSeal.length);
+    for (let i = 0; i < toSeal.length; i++) {
+      const { value, header, rowKey } = toSeal[i]!;
       let plaintext = value;
       let flag = 0;
-      if (this.#compression && value.length > 0) {
+      if (this.#compression && value.length > 0 && worthCompressing(value)) {
         const compressed = snappy.compressSync(value);
         if (compressed.length < value.length) {
           plaintext = compressed;
@@ -250,16 +276,28 @@ export class Store {
         }
       }
       // The AAD's store_key is the row key without its space tag.
-      return { plaintext, flag, aad: { kind: 'storage', valueHeader: header, storeKey: rowKey.subarray(1) } };
-    });
-    const { envelopes } = this.#sealer!.seal('storage', items);
-    toSeal.forEach(({ header, rowKey, rowIndex }, i) => {
-      const envelope = envelopes[i]!;
-      const row = Buffer.allocUnsafe(VALUE_HEADER_BYTES + envelope.length);
-      row.set(header, 0);
-      row.set(envelope, VALUE_HEADER_BYTES);
-      rows[rowIndex] = { type: 'put', key: rowKey, value: row };
-    });
+      items[i] = { plaintext, flag, aad: { kind: 'storage', valueHeader: header, storeKey: rowKey.subarray(1) } };
+    }
+    const place = (envelopes: readonly Uint8Array[]): void => {
+      for (let i = 0; i < toSeal.length; i++) {
+        const { header, rowKey, rowIndex } = toSeal[i]!;
+        const envelope = envelopes[i]!;
+        const row = Buffer.allocUnsafe(VALUE_HEADER_BYTES + envelope.length);
+        row.set(header, 0);
+        row.set(envelope, VALUE_HEADER_BYTES);
+        rows[rowIndex] = { type: 'put', key: rowKey, value: row };
+      }
+    };
+    const sealer = this.#sealer!;
+    if (this.#pool === undefined) {
+      place(sealer.seal('storage', items).envelopes);
+      return undefined;
+    }
+    const dek = sealer.activeDek('storage');
+    const sealed = this.#pool.sealBatch(dek, sealer.reserveNonces(dek, items.length), items).then(place);
+    // Awaited by the queued write; until then a failure must not count as unhandled.
+    sealed.catch(() => undefined);
+    return sealed;
   }
 
   #enqueueWrite(rows: EngineOp[]): Promise<void> {
@@ -268,7 +306,7 @@ export class Store {
 
   // The guard check runs inside the write queue, so no other store write
   // (apply, GC, another rewrite) can land between the check and the write.
-  #enqueueGuardedWrite({ rows, guards }: EncodedBatch): Promise<ApplyResult> {
+  #enqueueGuardedWrite({ rows, guards, sealed }: EncodedBatch): Promise<ApplyResult> {
     return this.#enqueue(async () => {
       const current = await this.#engine.getMany(guards.map((g) => g.rowKey));
       const skip = new Set<number>();
@@ -278,12 +316,16 @@ export class Store {
       });
       await this.#engine.write(skip.size === 0 ? rows : rows.filter((_, i) => !skip.has(i)));
       return { rewritesSkipped: skip.size };
-    });
+    }, sealed);
   }
 
-  #enqueue<T>(step: () => Promise<T>): Promise<T> {
-    const write = this.#writeTail.then(() => {
+  // `sealed` (pool sealing of this write's rows) is awaited in the write's
+  // turn: a seal failure fails this write alone and leaves the store usable,
+  // since nothing of it reached the engine.
+  #enqueue<T>(step: () => Promise<T>, sealed?: Promise<void>): Promise<T> {
+    const write = this.#writeTail.then(async () => {
       if (this.#writeFailure !== undefined) throw sealError('ErrStoreCorrupt', 'an earlier store write failed; reopen the store', this.#writeFailure);
+      if (sealed !== undefined) await sealed;
       return step().catch((err: unknown) => {
         this.#writeFailure = err;
         throw err;
@@ -576,6 +618,41 @@ function rewrittenExpiry(ifRow: Uint8Array): bigint {
   if (header.tombstone) throw new RangeError('tombstones are not rewritten');
   return header.expireAt;
 }
+
+/**
+ * Whether Snappy could shrink `value`. Snappy gains only from repeated
+ * 4-byte sequences; a long value whose sampled windows hold none (random,
+ * already compressed or already encrypted data) is not worth the attempt.
+ * Only the attempt is skipped: when tried, the compressed form is still
+ * kept only when smaller, so a wrong guess costs size, never correctness.
+ */
+function worthCompressing(value: Uint8Array): boolean {
+  if (value.length < SAMPLE_FROM_BYTES) return true;
+  const stamp = ++sampleStamp;
+  if (stamp === 0x7fffffff) {
+    sampleStamp = 0;
+    sampleStamps.fill(0);
+  }
+  const last = value.length - SAMPLE_WINDOW - 4;
+  for (let w = 0; w < SAMPLE_WINDOWS; w++) {
+    const start = Math.floor((last * w) / (SAMPLE_WINDOWS - 1));
+    for (let i = start; i < start + SAMPLE_WINDOW; i++) {
+      const word = value[i]! | (value[i + 1]! << 8) | (value[i + 2]! << 16) | (value[i + 3]! << 24);
+      const slot = Math.imul(word, 0x1e35a7bd) >>> (32 - SAMPLE_TABLE_BITS);
+      if (sampleStamps[slot] === stamp && sampleWords[slot] === word) return true;
+      sampleStamps[slot] = stamp;
+      sampleWords[slot] = word;
+    }
+  }
+  return false;
+}
+
+const SAMPLE_WINDOWS = 4;
+const SAMPLE_WINDOW = 48;
+const SAMPLE_TABLE_BITS = 10;
+const sampleWords = new Int32Array(1 << SAMPLE_TABLE_BITS);
+const sampleStamps = new Int32Array(1 << SAMPLE_TABLE_BITS);
+let sampleStamp = 0;
 
 function decompress(plaintext: Uint8Array, flag: number): Buffer {
   if ((flag & FLAG_COMPRESSED) === 0) return Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.length);
