@@ -15,7 +15,16 @@
 // block kept raw when that does not shrink it. Both the raw and the
 // estimated cleartext figures are reported.
 //
-//   npm run bench -- store [--quick] [--backend=aesni|batch|wasm|auto]
+// `--pool` adds a third store that seals its write batches on a CryptoPool
+// (EncryptionSettings.pool; `--pool-threads=N` workers, default 1) and
+// reports its ratios to the same cleartext run as `poolRatios`. Its target
+// shape is the pipelined apply loop (batch N+1 sealed on a worker while
+// batch N is written). CPU figures count every thread of the process, the
+// workers included, so moving work to a worker does not lower them; the
+// pipelined shape also reports main-thread (event loop) busy time, which
+// is what the apply loop itself spends per op.
+//
+//   npm run bench -- store [--quick] [--backend=aesni|batch|wasm|auto] [--pool] [--pool-threads=N]
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -23,7 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import snappy from 'snappy';
 import * as cryptoApi from '../src/crypto/index.js';
-import { AesniBackend, Keystore, NonceFactory, Sealer, type CryptoBackend } from '../src/crypto/index.js';
+import { AesniBackend, CryptoPool, Keystore, NonceFactory, Sealer, type BackendChoice, type CryptoBackend } from '../src/crypto/index.js';
 import { RocksEngine, Store, type WriteOp } from '../src/store/index.js';
 import { writeResults } from './lib/results.js';
 
@@ -77,12 +86,17 @@ function makeBackend(): CryptoBackend {
   return create(backendName);
 }
 
-function sealer(): Sealer {
+function sealer(): { sealer: Sealer; keystore: Keystore } {
   const keystore = new Keystore();
   keystore.install(0x12345678, 'storage', crypto.randomBytes(32));
   keystore.setActive('storage', 0x12345678);
-  return new Sealer({ keystore, backend: makeBackend(), nonceFactory: () => new NonceFactory({ nodeId: 1, localEpoch: 1 }) });
+  return { keystore, sealer: new Sealer({ keystore, backend: makeBackend(), nonceFactory: () => new NonceFactory({ nodeId: 1, localEpoch: 1 }) }) };
 }
+
+/** Stores each run opens side by side: cleartext first, then encrypted in-thread, then (with --pool) pool-sealed. */
+type Side = 'clear' | 'sealed' | 'pool';
+let sideNames: Side[] = ['clear', 'sealed'];
+let poolThreads = 1;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
@@ -98,6 +112,9 @@ interface RunFigures {
   getOpsPerCpuSec: number;
   scanEntriesPerCpuSec: number;
   putPipelinedOpsPerSec: number;
+  putPipelinedOpsPerCpuSec: number;
+  /** Per second of main-thread (event loop) busy time: what the apply loop itself spends. */
+  putPipelinedOpsPerMainSec: number;
   putOneP50Us: number;
   putOneP99Us: number;
   getOpsPerSec: number;
@@ -125,41 +142,48 @@ function blockCompressedBytes(files: string[]): number {
   return total;
 }
 
-// Both stores are open at once and every timed step alternates between
-// them (a batch, a get, a page of a scan), so that the load of a shared
-// machine lands on both sides alike.
-async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigures; sealed: RunFigures }> {
+// All stores are open at once and every timed step rotates between them
+// (a batch, a get, a page of a scan), so that the load of a shared
+// machine lands on every side alike.
+async function runPair(values: Buffer[], gets: number): Promise<Record<Side, RunFigures>> {
   const sides = await Promise.all(
-    [false, true].map(async (sealed) => {
+    sideNames.map(async (name) => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-bench-store-'));
       const engine = await RocksEngine.open(dir);
-      const store = new Store(engine, sealed ? { sealer: sealer(), active: true } : undefined);
-      return { sealed, dir, engine, store, us: 0, cpuUs: 0, lat: [] as number[] };
+      const keyed = name === 'clear' ? undefined : sealer();
+      const pool = name === 'pool' ? new CryptoPool({ keys: keyed!.keystore, backend: backendName as BackendChoice, threads: poolThreads }) : undefined;
+      const store = new Store(engine, keyed === undefined ? undefined : { sealer: keyed.sealer, active: true, ...(pool === undefined ? {} : { pool }) });
+      return { sealed: name !== 'clear', pool, dir, engine, store, us: 0, cpuUs: 0, mainUs: 0, lat: [] as number[] };
     }),
   );
   const timed = async (side: (typeof sides)[number], step: () => Promise<unknown>): Promise<void> => {
     const cpu = process.cpuUsage();
+    const loop = performance.eventLoopUtilization();
     const s = nowUs();
     await step();
     const took = nowUs() - s;
     const used = process.cpuUsage(cpu);
     side.us += took;
     side.cpuUs += used.user + used.system;
+    side.mainUs += performance.eventLoopUtilization(loop).active * 1000;
     side.lat.push(took);
   };
-  const phase = async (count: number, step: (side: (typeof sides)[number], i: number) => Promise<unknown>): Promise<{ perSec: number; perCpuSec: number; p50: number; p99: number }[]> => {
+  const phase = async (count: number, step: (side: (typeof sides)[number], i: number) => Promise<unknown>): Promise<{ perSec: number; perCpuSec: number; perMainSec: number; p50: number; p99: number }[]> => {
     for (const side of sides) {
       side.us = 0;
       side.cpuUs = 0;
+      side.mainUs = 0;
       side.lat = [];
     }
     for (let i = 0; i < count; i++) {
-      const pair = i % 2 === 0 ? sides : [sides[1]!, sides[0]!];
-      for (const side of pair) await timed(side, () => step(side, i));
+      for (let k = 0; k < sides.length; k++) {
+        const side = sides[(i + k) % sides.length]!;
+        await timed(side, () => step(side, i));
+      }
     }
     return sides.map((side) => {
       side.lat.sort((a, b) => a - b);
-      return { perSec: (count / side.us) * 1e6, perCpuSec: (count / side.cpuUs) * 1e6, p50: percentile(side.lat, 0.5), p99: percentile(side.lat, 0.99) };
+      return { perSec: (count / side.us) * 1e6, perCpuSec: (count / side.cpuUs) * 1e6, perMainSec: (count / side.mainUs) * 1e6, p50: percentile(side.lat, 0.5), p99: percentile(side.lat, 0.99) };
     });
   };
   try {
@@ -212,6 +236,8 @@ async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigu
       getOpsPerCpuSec: get[k]!.perCpuSec,
       scanEntriesPerCpuSec: scan[k]!.perCpuSec * SCAN_SLICE,
       putPipelinedOpsPerSec: pipelined[k]!.perSec * 8 * APPLY_BATCH,
+      putPipelinedOpsPerCpuSec: pipelined[k]!.perCpuSec * 8 * APPLY_BATCH,
+      putPipelinedOpsPerMainSec: pipelined[k]!.perMainSec * 8 * APPLY_BATCH,
       putOneP50Us: one[k]!.p50,
       putOneP99Us: one[k]!.p99,
       getOpsPerSec: get[k]!.perSec,
@@ -222,10 +248,11 @@ async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigu
       sstBytesPerValue: disk[k]!.sst,
       blockCompressedBytesPerValue: disk[k]!.block,
     });
-    return { clear: figures(0), sealed: figures(1) };
+    return Object.fromEntries(sideNames.map((name, k) => [name, figures(k)])) as Record<Side, RunFigures>;
   } finally {
     for (const side of sides) {
       await side.store.close();
+      await side.pool?.close();
       fs.rmSync(side.dir, { recursive: true, force: true });
     }
   }
@@ -236,27 +263,46 @@ function medianFigures(runs: RunFigures[]): RunFigures {
   return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r[k]))])) as unknown as RunFigures;
 }
 
+function ratiosOf(e: RunFigures, c: RunFigures) {
+  const ratio = (a: number, b: number): number => Number((a / b).toFixed(3));
+  return {
+    put: ratio(e.putOpsPerSec, c.putOpsPerSec),
+    putCpu: ratio(e.putOpsPerCpuSec, c.putOpsPerCpuSec),
+    getCpu: ratio(e.getOpsPerCpuSec, c.getOpsPerCpuSec),
+    scanCpu: ratio(e.scanEntriesPerCpuSec, c.scanEntriesPerCpuSec),
+    putPipelined: ratio(e.putPipelinedOpsPerSec, c.putPipelinedOpsPerSec),
+    putPipelinedCpu: ratio(e.putPipelinedOpsPerCpuSec, c.putPipelinedOpsPerCpuSec),
+    putPipelinedMainThread: ratio(e.putPipelinedOpsPerMainSec, c.putPipelinedOpsPerMainSec),
+    putOneP50Latency: ratio(e.putOneP50Us, c.putOneP50Us),
+    get: ratio(e.getOpsPerSec, c.getOpsPerSec),
+    getP50Latency: ratio(e.getP50Us, c.getP50Us),
+    multiGet: ratio(e.multiGetKeysPerSec, c.multiGetKeysPerSec),
+    scan: ratio(e.scanEntriesPerSec, c.scanEntriesPerSec),
+    diskVsClearRaw: ratio(e.sstBytesPerValue, c.sstBytesPerValue),
+    diskVsClearBlockCompressed: ratio(e.sstBytesPerValue, c.blockCompressedBytesPerValue),
+  };
+}
+
 export async function run(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
-  backendName = args.find((a) => a.startsWith('--backend='))?.slice('--backend='.length) ?? backendName;
-  console.log(`store bench: crypto backend ${backendName}`);
+  const option = (name: string): string | undefined => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  backendName = option('backend') ?? backendName;
+  if (args.includes('--pool')) sideNames = ['clear', 'sealed', 'pool'];
+  poolThreads = Number(option('pool-threads') ?? poolThreads);
+  const sizes = option('sizes')?.split(',').map(Number) ?? SIZES;
+  console.log(`store bench: crypto backend ${backendName}${sideNames.includes('pool') ? `, pool of ${poolThreads} thread(s)` : ''}`);
   const rounds = quick ? 3 : 5;
   const results = [];
-  for (const size of SIZES) {
+  for (const size of sizes) {
     for (const kind of KINDS) {
       const n = quick ? 4096 : size >= 1024 ? 16384 : 32768;
       const values = makeValues(kind, size, n);
-      const clear: RunFigures[] = [];
-      const sealed: RunFigures[] = [];
+      const runs: Record<Side, RunFigures>[] = [];
       await runPair(values.slice(0, 1024), 200); // warm-up
-      for (let round = 0; round < rounds; round++) {
-        const pair = await runPair(values, quick ? 1024 : 4096);
-        clear.push(pair.clear);
-        sealed.push(pair.sealed);
-      }
-      const c = medianFigures(clear);
-      const e = medianFigures(sealed);
-      const ratio = (a: number, b: number): number => Number((a / b).toFixed(3));
+      for (let round = 0; round < rounds; round++) runs.push(await runPair(values, quick ? 1024 : 4096));
+      const c = medianFigures(runs.map((r) => r.clear));
+      const e = medianFigures(runs.map((r) => r.sealed));
+      const p = sideNames.includes('pool') ? medianFigures(runs.map((r) => r.pool)) : undefined;
       results.push({
         size,
         kind,
@@ -265,23 +311,12 @@ export async function run(args: string[]): Promise<void> {
         rounds,
         cleartext: c,
         encrypted: e,
-        ratios: {
-          put: ratio(e.putOpsPerSec, c.putOpsPerSec),
-          putCpu: ratio(e.putOpsPerCpuSec, c.putOpsPerCpuSec),
-          getCpu: ratio(e.getOpsPerCpuSec, c.getOpsPerCpuSec),
-          scanCpu: ratio(e.scanEntriesPerCpuSec, c.scanEntriesPerCpuSec),
-          putPipelined: ratio(e.putPipelinedOpsPerSec, c.putPipelinedOpsPerSec),
-          putOneP50Latency: ratio(e.putOneP50Us, c.putOneP50Us),
-          get: ratio(e.getOpsPerSec, c.getOpsPerSec),
-          getP50Latency: ratio(e.getP50Us, c.getP50Us),
-          multiGet: ratio(e.multiGetKeysPerSec, c.multiGetKeysPerSec),
-          scan: ratio(e.scanEntriesPerSec, c.scanEntriesPerSec),
-          diskVsClearRaw: ratio(e.sstBytesPerValue, c.sstBytesPerValue),
-          diskVsClearBlockCompressed: ratio(e.sstBytesPerValue, c.blockCompressedBytesPerValue),
-        },
+        ratios: ratiosOf(e, c),
+        ...(p === undefined ? {} : { poolThreads, pooled: p, poolRatios: ratiosOf(p, c) }),
       });
       const last = results[results.length - 1]!;
       console.log(`${size} B ${kind}: ${JSON.stringify(last.ratios)}`);
+      if (last.poolRatios !== undefined) console.log(`${size} B ${kind} pool: ${JSON.stringify(last.poolRatios)}`);
     }
   }
   console.table(
@@ -292,6 +327,11 @@ export async function run(args: string[]): Promise<void> {
       put: r.ratios.put,
       'put cpu': r.ratios.putCpu,
       'put pipelined': r.ratios.putPipelined,
+      'pipelined cpu': r.ratios.putPipelinedCpu,
+      'pipelined main': r.ratios.putPipelinedMainThread,
+      ...(r.poolRatios === undefined
+        ? {}
+        : { 'pool put': r.poolRatios.put, 'pool put cpu': r.poolRatios.putCpu, 'pool pipelined': r.poolRatios.putPipelined, 'pool pipelined cpu': r.poolRatios.putPipelinedCpu, 'pool pipelined main': r.poolRatios.putPipelinedMainThread }),
       'get clear/s': Math.round(r.cleartext.getOpsPerSec),
       'get enc/s': Math.round(r.encrypted.getOpsPerSec),
       get: r.ratios.get,
