@@ -25,6 +25,7 @@
 // is what the apply loop itself spends per op.
 //
 //   npm run bench -- store [--quick] [--backend=aesni|batch|wasm|auto] [--pool] [--pool-threads=N]
+//                          [--apply-batch=OPS (default 64)] [--sizes=100,1024]
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -39,7 +40,6 @@ import { writeResults } from './lib/results.js';
 const SIZES = [100, 1024];
 const KINDS = ['json', 'random'] as const;
 type Kind = (typeof KINDS)[number];
-const APPLY_BATCH = 64;
 const MULTI_GET = 64;
 const BLOCK_BYTES = 8192;
 
@@ -97,6 +97,8 @@ function sealer(): { sealer: Sealer; keystore: Keystore } {
 type Side = 'clear' | 'sealed' | 'pool';
 let sideNames: Side[] = ['clear', 'sealed'];
 let poolThreads = 1;
+/** Ops per applyBatch call in the put phases (`--apply-batch=N`). */
+let applyBatchSize = 64;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
@@ -188,12 +190,12 @@ async function runPair(values: Buffer[], gets: number): Promise<Record<Side, Run
   };
   try {
     const n = values.length;
-    const batches = Math.floor(n / APPLY_BATCH);
+    const batches = Math.floor(n / applyBatchSize);
     const batch = (from: number): WriteOp[] =>
-      values.slice(from, from + APPLY_BATCH).map((value, j) => ({ type: 'put', key: keyOf(from + j), value, commitTs: 1n }));
+      values.slice(from, from + applyBatchSize).map((value, j) => ({ type: 'put', key: keyOf(from + j), value, commitTs: 1n }));
 
     // Apply-loop shape: batches of 64, each awaited before the next.
-    const put = await phase(batches, (side, i) => side.store.applyBatch(batch(i * APPLY_BATCH), { appliedIndex: BigInt(i + 1) }));
+    const put = await phase(batches, (side, i) => side.store.applyBatch(batch(i * applyBatchSize), { appliedIndex: BigInt(i + 1) }));
 
     // Disk bytes of exactly one version per key.
     const disk: { sst: number; block: number }[] = [];
@@ -209,7 +211,7 @@ async function runPair(values: Buffer[], gets: number): Promise<Record<Side, Run
     const pipelined = await phase(Math.floor(batches / 8), async (side, g) => {
       let inFlight: Promise<unknown> = Promise.resolve();
       for (let k = 0; k < 8; k++) {
-        const ops = batch((g * 8 + k) * APPLY_BATCH).map((op) => ({ ...op, key: Buffer.concat([Buffer.from('p'), op.key]) }));
+        const ops = batch((g * 8 + k) * applyBatchSize).map((op) => ({ ...op, key: Buffer.concat([Buffer.from('p'), op.key]) }));
         const next = side.store.applyBatch(ops);
         await inFlight;
         inFlight = next;
@@ -231,13 +233,13 @@ async function runPair(values: Buffer[], gets: number): Promise<Record<Side, Run
     });
 
     const figures = (k: number): RunFigures => ({
-      putOpsPerSec: put[k]!.perSec * APPLY_BATCH,
-      putOpsPerCpuSec: put[k]!.perCpuSec * APPLY_BATCH,
+      putOpsPerSec: put[k]!.perSec * applyBatchSize,
+      putOpsPerCpuSec: put[k]!.perCpuSec * applyBatchSize,
       getOpsPerCpuSec: get[k]!.perCpuSec,
       scanEntriesPerCpuSec: scan[k]!.perCpuSec * SCAN_SLICE,
-      putPipelinedOpsPerSec: pipelined[k]!.perSec * 8 * APPLY_BATCH,
-      putPipelinedOpsPerCpuSec: pipelined[k]!.perCpuSec * 8 * APPLY_BATCH,
-      putPipelinedOpsPerMainSec: pipelined[k]!.perMainSec * 8 * APPLY_BATCH,
+      putPipelinedOpsPerSec: pipelined[k]!.perSec * 8 * applyBatchSize,
+      putPipelinedOpsPerCpuSec: pipelined[k]!.perCpuSec * 8 * applyBatchSize,
+      putPipelinedOpsPerMainSec: pipelined[k]!.perMainSec * 8 * applyBatchSize,
       putOneP50Us: one[k]!.p50,
       putOneP99Us: one[k]!.p99,
       getOpsPerSec: get[k]!.perSec,
@@ -289,13 +291,15 @@ export async function run(args: string[]): Promise<void> {
   backendName = option('backend') ?? backendName;
   if (args.includes('--pool')) sideNames = ['clear', 'sealed', 'pool'];
   poolThreads = Number(option('pool-threads') ?? poolThreads);
+  applyBatchSize = Number(option('apply-batch') ?? applyBatchSize);
   const sizes = option('sizes')?.split(',').map(Number) ?? SIZES;
   console.log(`store bench: crypto backend ${backendName}${sideNames.includes('pool') ? `, pool of ${poolThreads} thread(s)` : ''}`);
   const rounds = quick ? 3 : 5;
   const results = [];
   for (const size of sizes) {
     for (const kind of KINDS) {
-      const n = quick ? 4096 : size >= 1024 ? 16384 : 32768;
+      // At least 64 batches, so the pipelined phase has 8 groups of 8.
+      const n = Math.max(quick ? 4096 : size >= 1024 ? 16384 : 32768, 64 * applyBatchSize);
       const values = makeValues(kind, size, n);
       const runs: Record<Side, RunFigures>[] = [];
       await runPair(values.slice(0, 1024), 200); // warm-up
@@ -307,6 +311,7 @@ export async function run(args: string[]): Promise<void> {
         size,
         kind,
         backend: backendName,
+        applyBatch: applyBatchSize,
         values: n,
         rounds,
         cleartext: c,
