@@ -10,10 +10,10 @@
 // applies them in that order even though each is an async round trip.
 // Sealing starts when a write is enqueued, on the caller's turn, which
 // lets the apply loop seal batch N+1 while batch N is being written. With
-// a pool (EncryptionSettings.pool) the sealing itself runs on a worker
-// thread: compression and nonce reservation stay on the caller's turn
-// (SPEC §3.3), and the queued write waits for its sealed rows, so writes
-// keep call order whichever batch finishes sealing first.
+// a pool (EncryptionSettings.pool) compression and sealing run on a worker
+// thread: nonce reservation stays on the caller's turn (SPEC §3.3), and the
+// queued write waits for its sealed rows, so writes keep call order
+// whichever batch finishes sealing first.
 //
 // Invariant: the head row of a user key holds the largest commit_ts ever
 // written for it. It holds as long as writes to one key arrive with
@@ -21,7 +21,7 @@
 // for applies; rewrites and GC never touch head rows.
 
 import snappy from 'snappy';
-import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, readU32BE, type Dek, type NonceRange, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
+import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, compressForSeal, readU32BE, type Dek, type NonceRange, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
 import { sealError, type SealError } from '../errors/index.js';
 import type { Engine, EngineOp, EngineReader } from './engine.js';
 import {
@@ -95,9 +95,9 @@ export interface EncryptionSettings {
   readonly pool?: BatchSealPool;
 }
 
-/** What the store needs of a CryptoPool: CryptoBackend.sealBatch, asynchronously. */
+/** What the store needs of a CryptoPool: CryptoBackend.sealBatch, asynchronously, compressing first when told. */
 export interface BatchSealPool {
-  sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[]): Promise<Uint8Array[]>;
+  sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[], options: { compress: boolean }): Promise<Uint8Array[]>;
 }
 
 /** One stored version as it is on disk, for the rewrite sweep and tools. */
@@ -126,8 +126,6 @@ interface EncodedBatch {
 // Head rows fetched per scan page; their versions come in one multi-get and
 // are opened in one batch call.
 const SCAN_PAGE = 128;
-// Values at least this long are sampled before Snappy is tried (see worthCompressing).
-const SAMPLE_FROM_BYTES = 256;
 const GC_DELETE_BATCH = 1024;
 const WHOLE_VERSION_SPACE = { gte: Buffer.from([SPACE_VERSION]), lt: Buffer.from([SPACE_END]) };
 
@@ -258,23 +256,17 @@ export class Store {
     return sealed === undefined ? { rows, guards } : { rows, guards, sealed };
   }
 
-  // Compress-then-seal (SPEC §3.4): the compressed form is kept only when
-  // strictly smaller; the flag bit says which, and is in the AAD. Without a
-  // pool the rows are complete on return; with one, once the returned
-  // promise resolves (the DEK and nonces are taken now, in call order).
+  // Compress-then-seal (SPEC §3.4, compressForSeal): the compressed form is
+  // kept only when strictly smaller; the flag bit says which, and is in the
+  // AAD. Without a pool the rows are complete on return; with one, once the
+  // returned promise resolves (the DEK and nonces are taken now, in call
+  // order), and the workers compress as well as seal.
   #sealInto(rows: EngineOp[], toSeal: readonly ToSeal[]): Promise<void> | undefined {
+    const compressHere = this.#compression && this.#pool === undefined;
     const items: SealItem[] = new Array(toSeal.length);
     for (let i = 0; i < toSeal.length; i++) {
       const { value, header, rowKey } = toSeal[i]!;
-      let plaintext = value;
-      let flag = 0;
-      if (this.#compression && value.length > 0 && worthCompressing(value)) {
-        const compressed = snappy.compressSync(value);
-        if (compressed.length < value.length) {
-          plaintext = compressed;
-          flag = FLAG_COMPRESSED;
-        }
-      }
+      const { plaintext, flag } = compressHere ? compressForSeal(value) : { plaintext: value, flag: 0 };
       // The AAD's store_key is the row key without its space tag.
       items[i] = { plaintext, flag, aad: { kind: 'storage', valueHeader: header, storeKey: rowKey.subarray(1) } };
     }
@@ -294,7 +286,7 @@ export class Store {
       return undefined;
     }
     const dek = sealer.activeDek('storage');
-    const sealed = this.#pool.sealBatch(dek, sealer.reserveNonces(dek, items.length), items).then(place);
+    const sealed = this.#pool.sealBatch(dek, sealer.reserveNonces(dek, items.length), items, { compress: this.#compression }).then(place);
     // Awaited by the queued write; until then a failure must not count as unhandled.
     sealed.catch(() => undefined);
     return sealed;
@@ -618,41 +610,6 @@ function rewrittenExpiry(ifRow: Uint8Array): bigint {
   if (header.tombstone) throw new RangeError('tombstones are not rewritten');
   return header.expireAt;
 }
-
-/**
- * Whether Snappy could shrink `value`. Snappy gains only from repeated
- * 4-byte sequences; a long value whose sampled windows hold none (random,
- * already compressed or already encrypted data) is not worth the attempt.
- * Only the attempt is skipped: when tried, the compressed form is still
- * kept only when smaller, so a wrong guess costs size, never correctness.
- */
-function worthCompressing(value: Uint8Array): boolean {
-  if (value.length < SAMPLE_FROM_BYTES) return true;
-  const stamp = ++sampleStamp;
-  if (stamp === 0x7fffffff) {
-    sampleStamp = 0;
-    sampleStamps.fill(0);
-  }
-  const last = value.length - SAMPLE_WINDOW - 4;
-  for (let w = 0; w < SAMPLE_WINDOWS; w++) {
-    const start = Math.floor((last * w) / (SAMPLE_WINDOWS - 1));
-    for (let i = start; i < start + SAMPLE_WINDOW; i++) {
-      const word = value[i]! | (value[i + 1]! << 8) | (value[i + 2]! << 16) | (value[i + 3]! << 24);
-      const slot = Math.imul(word, 0x1e35a7bd) >>> (32 - SAMPLE_TABLE_BITS);
-      if (sampleStamps[slot] === stamp && sampleWords[slot] === word) return true;
-      sampleStamps[slot] = stamp;
-      sampleWords[slot] = word;
-    }
-  }
-  return false;
-}
-
-const SAMPLE_WINDOWS = 4;
-const SAMPLE_WINDOW = 48;
-const SAMPLE_TABLE_BITS = 10;
-const sampleWords = new Int32Array(1 << SAMPLE_TABLE_BITS);
-const sampleStamps = new Int32Array(1 << SAMPLE_TABLE_BITS);
-let sampleStamp = 0;
 
 function decompress(plaintext: Uint8Array, flag: number): Buffer {
   if ((flag & FLAG_COMPRESSED) === 0) return Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.length);
