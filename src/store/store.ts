@@ -93,6 +93,12 @@ export interface EncryptionSettings {
    * still reserved from `sealer`; reads still open through `sealer`.
    */
   readonly pool?: BatchSealPool;
+  /**
+   * Batches whose values total fewer bytes are sealed in-thread even with a
+   * pool: a pool round trip costs a few hundred µs, more than sealing a few
+   * small values. Default 32 KiB.
+   */
+  readonly poolMinBytes?: number;
 }
 
 /** What the store needs of a CryptoPool: CryptoBackend.sealBatch, asynchronously, compressing first when told. */
@@ -126,6 +132,7 @@ interface EncodedBatch {
 // Head rows fetched per scan page; their versions come in one multi-get and
 // are opened in one batch call.
 const SCAN_PAGE = 128;
+const DEFAULT_POOL_MIN_BYTES = 32 * 1024;
 const GC_DELETE_BATCH = 1024;
 const WHOLE_VERSION_SPACE = { gte: Buffer.from([SPACE_VERSION]), lt: Buffer.from([SPACE_END]) };
 
@@ -146,6 +153,7 @@ export class Store {
   readonly #engine: Engine;
   #sealer: Sealer | undefined;
   #pool: BatchSealPool | undefined;
+  #poolMinBytes = DEFAULT_POOL_MIN_BYTES;
   #onOpenFailure: ((error: SealError) => void) | undefined;
   #sealing = false;
   #compression = true;
@@ -166,6 +174,7 @@ export class Store {
   setEncryption(settings: EncryptionSettings): void {
     this.#sealer = settings.sealer;
     this.#pool = settings.pool;
+    this.#poolMinBytes = settings.poolMinBytes ?? DEFAULT_POOL_MIN_BYTES;
     this.#sealing = settings.active;
     this.#onOpenFailure = settings.onOpenFailure;
     if (settings.compression !== undefined) this.#compression = settings.compression;
@@ -262,7 +271,10 @@ export class Store {
   // returned promise resolves (the DEK and nonces are taken now, in call
   // order), and the workers compress as well as seal.
   #sealInto(rows: EngineOp[], toSeal: readonly ToSeal[]): Promise<void> | undefined {
-    const compressHere = this.#compression && this.#pool === undefined;
+    let bytes = 0;
+    for (const { value } of toSeal) bytes += value.length;
+    const pool = bytes >= this.#poolMinBytes ? this.#pool : undefined;
+    const compressHere = this.#compression && pool === undefined;
     const items: SealItem[] = new Array(toSeal.length);
     for (let i = 0; i < toSeal.length; i++) {
       const { value, header, rowKey } = toSeal[i]!;
@@ -281,12 +293,12 @@ export class Store {
       }
     };
     const sealer = this.#sealer!;
-    if (this.#pool === undefined) {
+    if (pool === undefined) {
       place(sealer.seal('storage', items).envelopes);
       return undefined;
     }
     const dek = sealer.activeDek('storage');
-    const sealed = this.#pool.sealBatch(dek, sealer.reserveNonces(dek, items.length), items, { compress: this.#compression }).then(place);
+    const sealed = pool.sealBatch(dek, sealer.reserveNonces(dek, items.length), items, { compress: this.#compression }).then(place);
     // Awaited by the queued write; until then a failure must not count as unhandled.
     sealed.catch(() => undefined);
     return sealed;
