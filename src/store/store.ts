@@ -90,7 +90,10 @@ export interface EncryptionSettings {
   readonly onOpenFailure?: (error: SealError) => void;
   /**
    * Seals write batches off the main thread (a CryptoPool). Nonces are
-   * still reserved from `sealer`; reads still open through `sealer`.
+   * still reserved from `sealer`; reads still open through `sealer`. The
+   * pool reads a batch's values after applyBatch returns (large batches
+   * are packed chunk by chunk), so callers must not change them until the
+   * batch resolves.
    */
   readonly pool?: BatchSealPool;
   /**
