@@ -15,7 +15,19 @@
 // block kept raw when that does not shrink it. Both the raw and the
 // estimated cleartext figures are reported.
 //
-//   npm run bench -- store [--quick] [--backend=aesni|batch|wasm|auto]
+// `--pool` adds a third store that seals its write batches on a CryptoPool
+// (EncryptionSettings.pool; `--pool-threads=N` workers, default 1) and
+// reports its ratios to the same cleartext run as `poolRatios`. Its target
+// shape is the pipelined apply loop (batch N+1 sealed on a worker while
+// batch N is written). CPU figures count every thread of the process, the
+// workers included, so moving work to a worker does not lower them; the
+// pipelined shape also reports the main thread's own CPU time (Linux
+// /proc/self/task/<pid>/schedstat; elsewhere event-loop busy time, which
+// also counts time the thread waited for a core), which is what the apply
+// loop itself spends per op.
+//
+//   npm run bench -- store [--quick] [--backend=aesni|batch|wasm|auto] [--pool] [--pool-threads=N]
+//                          [--apply-batch=OPS (default 64)] [--sizes=100,1024]
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -23,14 +35,13 @@ import os from 'node:os';
 import path from 'node:path';
 import snappy from 'snappy';
 import * as cryptoApi from '../src/crypto/index.js';
-import { AesniBackend, Keystore, NonceFactory, Sealer, type CryptoBackend } from '../src/crypto/index.js';
+import { AesniBackend, CryptoPool, Keystore, NonceFactory, Sealer, type BackendChoice, type CryptoBackend } from '../src/crypto/index.js';
 import { RocksEngine, Store, type WriteOp } from '../src/store/index.js';
 import { writeResults } from './lib/results.js';
 
 const SIZES = [100, 1024];
 const KINDS = ['json', 'random'] as const;
 type Kind = (typeof KINDS)[number];
-const APPLY_BATCH = 64;
 const MULTI_GET = 64;
 const BLOCK_BYTES = 8192;
 
@@ -77,15 +88,31 @@ function makeBackend(): CryptoBackend {
   return create(backendName);
 }
 
-function sealer(): Sealer {
+function sealer(): { sealer: Sealer; keystore: Keystore } {
   const keystore = new Keystore();
   keystore.install(0x12345678, 'storage', crypto.randomBytes(32));
   keystore.setActive('storage', 0x12345678);
-  return new Sealer({ keystore, backend: makeBackend(), nonceFactory: () => new NonceFactory({ nodeId: 1, localEpoch: 1 }) });
+  return { keystore, sealer: new Sealer({ keystore, backend: makeBackend(), nonceFactory: () => new NonceFactory({ nodeId: 1, localEpoch: 1 }) }) };
 }
+
+/** Stores each run opens side by side: cleartext first, then encrypted in-thread, then (with --pool) pool-sealed. */
+type Side = 'clear' | 'sealed' | 'pool';
+let sideNames: Side[] = ['clear', 'sealed'];
+let poolThreads = 1;
+/** Ops per applyBatch call in the put phases (`--apply-batch=N`). */
+let applyBatchSize = 64;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+const MAIN_SCHEDSTAT = `/proc/self/task/${process.pid}/schedstat`;
+const hasSchedstat = fs.existsSync(MAIN_SCHEDSTAT);
+
+/** µs the main thread has run on a CPU (schedstat's first field is ns), or its event-loop busy time. */
+function mainThreadUs(): number {
+  if (hasSchedstat) return Number(fs.readFileSync(MAIN_SCHEDSTAT, 'latin1').split(' ', 1)[0]) / 1000;
+  return performance.eventLoopUtilization().active * 1000;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -98,6 +125,9 @@ interface RunFigures {
   getOpsPerCpuSec: number;
   scanEntriesPerCpuSec: number;
   putPipelinedOpsPerSec: number;
+  putPipelinedOpsPerCpuSec: number;
+  /** Per second of main-thread CPU time: what the apply loop itself spends. */
+  putPipelinedOpsPerMainSec: number;
   putOneP50Us: number;
   putOneP99Us: number;
   getOpsPerSec: number;
@@ -125,51 +155,58 @@ function blockCompressedBytes(files: string[]): number {
   return total;
 }
 
-// Both stores are open at once and every timed step alternates between
-// them (a batch, a get, a page of a scan), so that the load of a shared
-// machine lands on both sides alike.
-async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigures; sealed: RunFigures }> {
+// All stores are open at once and every timed step rotates between them
+// (a batch, a get, a page of a scan), so that the load of a shared
+// machine lands on every side alike.
+async function runPair(values: Buffer[], gets: number): Promise<Record<Side, RunFigures>> {
   const sides = await Promise.all(
-    [false, true].map(async (sealed) => {
+    sideNames.map(async (name) => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-bench-store-'));
       const engine = await RocksEngine.open(dir);
-      const store = new Store(engine, sealed ? { sealer: sealer(), active: true } : undefined);
-      return { sealed, dir, engine, store, us: 0, cpuUs: 0, lat: [] as number[] };
+      const keyed = name === 'clear' ? undefined : sealer();
+      const pool = name === 'pool' ? new CryptoPool({ keys: keyed!.keystore, backend: backendName as BackendChoice, threads: poolThreads }) : undefined;
+      const store = new Store(engine, keyed === undefined ? undefined : { sealer: keyed.sealer, active: true, ...(pool === undefined ? {} : { pool }) });
+      return { sealed: name !== 'clear', pool, dir, engine, store, us: 0, cpuUs: 0, mainUs: 0, lat: [] as number[] };
     }),
   );
   const timed = async (side: (typeof sides)[number], step: () => Promise<unknown>): Promise<void> => {
     const cpu = process.cpuUsage();
+    const main = mainThreadUs();
     const s = nowUs();
     await step();
     const took = nowUs() - s;
     const used = process.cpuUsage(cpu);
     side.us += took;
     side.cpuUs += used.user + used.system;
+    side.mainUs += mainThreadUs() - main;
     side.lat.push(took);
   };
-  const phase = async (count: number, step: (side: (typeof sides)[number], i: number) => Promise<unknown>): Promise<{ perSec: number; perCpuSec: number; p50: number; p99: number }[]> => {
+  const phase = async (count: number, step: (side: (typeof sides)[number], i: number) => Promise<unknown>): Promise<{ perSec: number; perCpuSec: number; perMainSec: number; p50: number; p99: number }[]> => {
     for (const side of sides) {
       side.us = 0;
       side.cpuUs = 0;
+      side.mainUs = 0;
       side.lat = [];
     }
     for (let i = 0; i < count; i++) {
-      const pair = i % 2 === 0 ? sides : [sides[1]!, sides[0]!];
-      for (const side of pair) await timed(side, () => step(side, i));
+      for (let k = 0; k < sides.length; k++) {
+        const side = sides[(i + k) % sides.length]!;
+        await timed(side, () => step(side, i));
+      }
     }
     return sides.map((side) => {
       side.lat.sort((a, b) => a - b);
-      return { perSec: (count / side.us) * 1e6, perCpuSec: (count / side.cpuUs) * 1e6, p50: percentile(side.lat, 0.5), p99: percentile(side.lat, 0.99) };
+      return { perSec: (count / side.us) * 1e6, perCpuSec: (count / side.cpuUs) * 1e6, perMainSec: (count / side.mainUs) * 1e6, p50: percentile(side.lat, 0.5), p99: percentile(side.lat, 0.99) };
     });
   };
   try {
     const n = values.length;
-    const batches = Math.floor(n / APPLY_BATCH);
+    const batches = Math.floor(n / applyBatchSize);
     const batch = (from: number): WriteOp[] =>
-      values.slice(from, from + APPLY_BATCH).map((value, j) => ({ type: 'put', key: keyOf(from + j), value, commitTs: 1n }));
+      values.slice(from, from + applyBatchSize).map((value, j) => ({ type: 'put', key: keyOf(from + j), value, commitTs: 1n }));
 
     // Apply-loop shape: batches of 64, each awaited before the next.
-    const put = await phase(batches, (side, i) => side.store.applyBatch(batch(i * APPLY_BATCH), { appliedIndex: BigInt(i + 1) }));
+    const put = await phase(batches, (side, i) => side.store.applyBatch(batch(i * applyBatchSize), { appliedIndex: BigInt(i + 1) }));
 
     // Disk bytes of exactly one version per key.
     const disk: { sst: number; block: number }[] = [];
@@ -185,7 +222,7 @@ async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigu
     const pipelined = await phase(Math.floor(batches / 8), async (side, g) => {
       let inFlight: Promise<unknown> = Promise.resolve();
       for (let k = 0; k < 8; k++) {
-        const ops = batch((g * 8 + k) * APPLY_BATCH).map((op) => ({ ...op, key: Buffer.concat([Buffer.from('p'), op.key]) }));
+        const ops = batch((g * 8 + k) * applyBatchSize).map((op) => ({ ...op, key: Buffer.concat([Buffer.from('p'), op.key]) }));
         const next = side.store.applyBatch(ops);
         await inFlight;
         inFlight = next;
@@ -207,11 +244,13 @@ async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigu
     });
 
     const figures = (k: number): RunFigures => ({
-      putOpsPerSec: put[k]!.perSec * APPLY_BATCH,
-      putOpsPerCpuSec: put[k]!.perCpuSec * APPLY_BATCH,
+      putOpsPerSec: put[k]!.perSec * applyBatchSize,
+      putOpsPerCpuSec: put[k]!.perCpuSec * applyBatchSize,
       getOpsPerCpuSec: get[k]!.perCpuSec,
       scanEntriesPerCpuSec: scan[k]!.perCpuSec * SCAN_SLICE,
-      putPipelinedOpsPerSec: pipelined[k]!.perSec * 8 * APPLY_BATCH,
+      putPipelinedOpsPerSec: pipelined[k]!.perSec * 8 * applyBatchSize,
+      putPipelinedOpsPerCpuSec: pipelined[k]!.perCpuSec * 8 * applyBatchSize,
+      putPipelinedOpsPerMainSec: pipelined[k]!.perMainSec * 8 * applyBatchSize,
       putOneP50Us: one[k]!.p50,
       putOneP99Us: one[k]!.p99,
       getOpsPerSec: get[k]!.perSec,
@@ -222,10 +261,11 @@ async function runPair(values: Buffer[], gets: number): Promise<{ clear: RunFigu
       sstBytesPerValue: disk[k]!.sst,
       blockCompressedBytesPerValue: disk[k]!.block,
     });
-    return { clear: figures(0), sealed: figures(1) };
+    return Object.fromEntries(sideNames.map((name, k) => [name, figures(k)])) as Record<Side, RunFigures>;
   } finally {
     for (const side of sides) {
       await side.store.close();
+      await side.pool?.close();
       fs.rmSync(side.dir, { recursive: true, force: true });
     }
   }
@@ -236,52 +276,63 @@ function medianFigures(runs: RunFigures[]): RunFigures {
   return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r[k]))])) as unknown as RunFigures;
 }
 
+function ratiosOf(e: RunFigures, c: RunFigures) {
+  const ratio = (a: number, b: number): number => Number((a / b).toFixed(3));
+  return {
+    put: ratio(e.putOpsPerSec, c.putOpsPerSec),
+    putCpu: ratio(e.putOpsPerCpuSec, c.putOpsPerCpuSec),
+    getCpu: ratio(e.getOpsPerCpuSec, c.getOpsPerCpuSec),
+    scanCpu: ratio(e.scanEntriesPerCpuSec, c.scanEntriesPerCpuSec),
+    putPipelined: ratio(e.putPipelinedOpsPerSec, c.putPipelinedOpsPerSec),
+    putPipelinedCpu: ratio(e.putPipelinedOpsPerCpuSec, c.putPipelinedOpsPerCpuSec),
+    putPipelinedMainThread: ratio(e.putPipelinedOpsPerMainSec, c.putPipelinedOpsPerMainSec),
+    putOneP50Latency: ratio(e.putOneP50Us, c.putOneP50Us),
+    get: ratio(e.getOpsPerSec, c.getOpsPerSec),
+    getP50Latency: ratio(e.getP50Us, c.getP50Us),
+    multiGet: ratio(e.multiGetKeysPerSec, c.multiGetKeysPerSec),
+    scan: ratio(e.scanEntriesPerSec, c.scanEntriesPerSec),
+    diskVsClearRaw: ratio(e.sstBytesPerValue, c.sstBytesPerValue),
+    diskVsClearBlockCompressed: ratio(e.sstBytesPerValue, c.blockCompressedBytesPerValue),
+  };
+}
+
 export async function run(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
-  backendName = args.find((a) => a.startsWith('--backend='))?.slice('--backend='.length) ?? backendName;
-  console.log(`store bench: crypto backend ${backendName}`);
+  const option = (name: string): string | undefined => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  backendName = option('backend') ?? backendName;
+  if (args.includes('--pool')) sideNames = ['clear', 'sealed', 'pool'];
+  poolThreads = Number(option('pool-threads') ?? poolThreads);
+  applyBatchSize = Number(option('apply-batch') ?? applyBatchSize);
+  const sizes = option('sizes')?.split(',').map(Number) ?? SIZES;
+  console.log(`store bench: crypto backend ${backendName}${sideNames.includes('pool') ? `, pool of ${poolThreads} thread(s)` : ''}`);
   const rounds = quick ? 3 : 5;
   const results = [];
-  for (const size of SIZES) {
+  for (const size of sizes) {
     for (const kind of KINDS) {
-      const n = quick ? 4096 : size >= 1024 ? 16384 : 32768;
+      // At least 64 batches, so the pipelined phase has 8 groups of 8.
+      const n = Math.max(quick ? 4096 : size >= 1024 ? 16384 : 32768, 64 * applyBatchSize);
       const values = makeValues(kind, size, n);
-      const clear: RunFigures[] = [];
-      const sealed: RunFigures[] = [];
+      const runs: Record<Side, RunFigures>[] = [];
       await runPair(values.slice(0, 1024), 200); // warm-up
-      for (let round = 0; round < rounds; round++) {
-        const pair = await runPair(values, quick ? 1024 : 4096);
-        clear.push(pair.clear);
-        sealed.push(pair.sealed);
-      }
-      const c = medianFigures(clear);
-      const e = medianFigures(sealed);
-      const ratio = (a: number, b: number): number => Number((a / b).toFixed(3));
+      for (let round = 0; round < rounds; round++) runs.push(await runPair(values, quick ? 1024 : 4096));
+      const c = medianFigures(runs.map((r) => r.clear));
+      const e = medianFigures(runs.map((r) => r.sealed));
+      const p = sideNames.includes('pool') ? medianFigures(runs.map((r) => r.pool)) : undefined;
       results.push({
         size,
         kind,
         backend: backendName,
+        applyBatch: applyBatchSize,
         values: n,
         rounds,
         cleartext: c,
         encrypted: e,
-        ratios: {
-          put: ratio(e.putOpsPerSec, c.putOpsPerSec),
-          putCpu: ratio(e.putOpsPerCpuSec, c.putOpsPerCpuSec),
-          getCpu: ratio(e.getOpsPerCpuSec, c.getOpsPerCpuSec),
-          scanCpu: ratio(e.scanEntriesPerCpuSec, c.scanEntriesPerCpuSec),
-          putPipelined: ratio(e.putPipelinedOpsPerSec, c.putPipelinedOpsPerSec),
-          putOneP50Latency: ratio(e.putOneP50Us, c.putOneP50Us),
-          get: ratio(e.getOpsPerSec, c.getOpsPerSec),
-          getP50Latency: ratio(e.getP50Us, c.getP50Us),
-          multiGet: ratio(e.multiGetKeysPerSec, c.multiGetKeysPerSec),
-          scan: ratio(e.scanEntriesPerSec, c.scanEntriesPerSec),
-          diskVsClearRaw: ratio(e.sstBytesPerValue, c.sstBytesPerValue),
-          diskVsClearBlockCompressed: ratio(e.sstBytesPerValue, c.blockCompressedBytesPerValue),
-        },
+        ratios: ratiosOf(e, c),
+        ...(p === undefined ? {} : { poolThreads, pooled: p, poolRatios: ratiosOf(p, c) }),
       });
       const last = results[results.length - 1]!;
       console.log(`${size} B ${kind}: ${JSON.stringify(last.ratios)}`);
+      if (last.poolRatios !== undefined) console.log(`${size} B ${kind} pool: ${JSON.stringify(last.poolRatios)}`);
     }
   }
   console.table(
@@ -292,6 +343,11 @@ export async function run(args: string[]): Promise<void> {
       put: r.ratios.put,
       'put cpu': r.ratios.putCpu,
       'put pipelined': r.ratios.putPipelined,
+      'pipelined cpu': r.ratios.putPipelinedCpu,
+      'pipelined main': r.ratios.putPipelinedMainThread,
+      ...(r.poolRatios === undefined
+        ? {}
+        : { 'pool put': r.poolRatios.put, 'pool put cpu': r.poolRatios.putCpu, 'pool pipelined': r.poolRatios.putPipelined, 'pool pipelined cpu': r.poolRatios.putPipelinedCpu, 'pool pipelined main': r.poolRatios.putPipelinedMainThread }),
       'get clear/s': Math.round(r.cleartext.getOpsPerSec),
       'get enc/s': Math.round(r.encrypted.getOpsPerSec),
       get: r.ratios.get,

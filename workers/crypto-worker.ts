@@ -13,6 +13,7 @@ import { isSealError, sealError } from '../src/errors/index.js';
 import {
   ENVELOPE_OVERHEAD,
   Keystore,
+  compressForSeal,
   createBackend,
   packContiguous,
   packValues,
@@ -110,7 +111,11 @@ async function handle(task: CryptoTask): Promise<CryptoTaskResult> {
     case 'seal': {
       const dek = await sealKey(task.keyId);
       const aads = unpackAads(task.aads);
-      const items = unpackValues(task.values).map((plaintext, i) => ({ plaintext, flag: task.flags[i]!, aad: aads[i]! }));
+      const items = unpackValues(task.values).map((value, i) => {
+        const aad = aads[i]!;
+        const flag = task.flags[i]!;
+        return task.compress === true && aad.kind === 'storage' && flag === 0 ? { ...compressForSeal(value), aad } : { plaintext: value, flag, aad };
+      });
       return { op: 'seal', envelopes: packContiguous(backend.sealBatch(dek, task.nonces, items)) };
     }
     case 'open': {

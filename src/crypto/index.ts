@@ -55,7 +55,8 @@ export {
   type WireError,
   type WorkerConfig,
 } from './pool-protocol.js';
-export { CryptoPool, type CryptoPoolOptions, type PoolCallOptions, type ResealResult } from './pool.js';
+export { CryptoPool, type CryptoPoolOptions, type PoolCallOptions, type PoolSealOptions, type ResealResult } from './pool.js';
 export { WasmBackend } from './wasm.js';
 export { BatchBackend } from './batch.js';
 export { WasmCore, WasmCoreBackend, WASM_ABI_VERSION, wasmModule, wasmPath, type KeystreamFn, type WasmCoreExports, type WasmModule } from './wasm-core.js';
+export { compressForSeal } from './compress.js';

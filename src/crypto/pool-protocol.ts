@@ -2,7 +2,10 @@
 // thread (pool.ts) and the workers (workers/crypto-worker.ts).
 //
 // Tasks (piscina `run`, one per chunk of a batch):
-//   seal   { keyId, nonces, flags, values: plaintexts, aads }  → { envelopes }
+//   seal   { keyId, nonces, flags, values: plaintexts, aads, compress? }  → { envelopes }
+//          (compress: the worker runs compressForSeal on each storage item
+//          of flag 0 first, SPEC §3.4, so that compression leaves the main
+//          thread too)
 //   open   { values: envelopes, aads }                          → { values: plaintexts, flags, keyIds, failures }
 //   reseal { keyId, nonces, values: envelopes, aads }           → { envelopes, failures }
 // Every variable-length list travels packed: one ArrayBuffer of bytes plus
@@ -58,7 +61,15 @@ export interface ItemFailure extends WireError {
 }
 
 export type CryptoTask =
-  | { readonly op: 'seal'; readonly keyId: number; readonly nonces: NonceRange; readonly flags: Uint8Array; readonly values: PackedValues; readonly aads: PackedAads }
+  | {
+      readonly op: 'seal';
+      readonly keyId: number;
+      readonly nonces: NonceRange;
+      readonly flags: Uint8Array;
+      readonly values: PackedValues;
+      readonly aads: PackedAads;
+      readonly compress?: boolean;
+    }
   | { readonly op: 'open'; readonly values: PackedValues; readonly aads: PackedAads }
   | { readonly op: 'reseal'; readonly keyId: number; readonly nonces: NonceRange; readonly values: PackedValues; readonly aads: PackedAads };
 

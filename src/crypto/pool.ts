@@ -67,6 +67,11 @@ export interface PoolCallOptions {
   readonly signal?: AbortSignal;
 }
 
+export interface PoolSealOptions extends PoolCallOptions {
+  /** Compress-then-seal storage items of flag 0 in the worker (compressForSeal, SPEC §3.4). */
+  readonly compress?: boolean;
+}
+
 export type ResealResult = { readonly ok: true; readonly envelope: Uint8Array } | { readonly ok: false; readonly error: SealError };
 
 const BACKEND_NAMES: readonly BackendChoice[] = ['aesni', 'batch', 'wasm', 'auto', 'noble'];
@@ -124,13 +129,18 @@ export class CryptoPool {
     return this.#keyRequests;
   }
 
-  /** Seals item i under `dek` with nonce i of `nonces`, like CryptoBackend.sealBatch. */
-  async sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[], options: PoolCallOptions = {}): Promise<Uint8Array[]> {
+  /**
+   * Seals item i under `dek` with nonce i of `nonces`, like
+   * CryptoBackend.sealBatch; with `compress`, storage items of flag 0 are
+   * first put through compressForSeal in the worker.
+   */
+  async sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[], options: PoolSealOptions = {}): Promise<Uint8Array[]> {
     this.#checkSealKey(dek, nonces, items);
     return this.#inChunks(items, (item) => item.plaintext, async (slice, values, aads, from) => {
       const flags = new Uint8Array(slice.length);
       for (let i = 0; i < slice.length; i++) flags[i] = slice[i]!.flag;
-      const task = { op: 'seal', keyId: dek.keyId, nonces: subRange(nonces, from, slice.length), flags, values, aads } as const;
+      const compress = options.compress === true;
+      const task = { op: 'seal', keyId: dek.keyId, nonces: subRange(nonces, from, slice.length), flags, values, aads, compress } as const;
       return unpackValues(expectOp(await this.#run(task, [values, aads, flags], options), 'seal').envelopes);
     });
   }

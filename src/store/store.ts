@@ -8,8 +8,12 @@
 // Writes are serialised: every write (apply batches, GC deletions,
 // snapshot restore) joins one queue, in call order, so that RocksDB
 // applies them in that order even though each is an async round trip.
-// Sealing happens when a write is enqueued, on the caller's turn, which
-// lets the apply loop seal batch N+1 while batch N is being written.
+// Sealing starts when a write is enqueued, on the caller's turn, which
+// lets the apply loop seal batch N+1 while batch N is being written. With
+// a pool (EncryptionSettings.pool) compression and sealing run on a worker
+// thread: nonce reservation stays on the caller's turn (SPEC §3.3), and the
+// queued write waits for its sealed rows, so writes keep call order
+// whichever batch finishes sealing first.
 //
 // Invariant: the head row of a user key holds the largest commit_ts ever
 // written for it. It holds as long as writes to one key arrive with
@@ -17,7 +21,7 @@
 // for applies; rewrites and GC never touch head rows.
 
 import snappy from 'snappy';
-import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, readU32BE, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
+import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, compressForSeal, readU32BE, type Dek, type NonceRange, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
 import { sealError, type SealError } from '../errors/index.js';
 import type { Engine, EngineOp, EngineReader } from './engine.js';
 import {
@@ -84,6 +88,25 @@ export interface EncryptionSettings {
   readonly compression?: boolean;
   /** Told of every envelope that fails to open (for sealkv_encryption_decrypt_failures_total). */
   readonly onOpenFailure?: (error: SealError) => void;
+  /**
+   * Seals write batches off the main thread (a CryptoPool). Nonces are
+   * still reserved from `sealer`; reads still open through `sealer`. The
+   * pool reads a batch's values after applyBatch returns (large batches
+   * are packed chunk by chunk), so callers must not change them until the
+   * batch resolves.
+   */
+  readonly pool?: BatchSealPool;
+  /**
+   * Batches whose values total fewer bytes are sealed in-thread even with a
+   * pool: a pool round trip costs a few hundred µs, more than sealing a few
+   * small values. Default 32 KiB.
+   */
+  readonly poolMinBytes?: number;
+}
+
+/** What the store needs of a CryptoPool: CryptoBackend.sealBatch, asynchronously, compressing first when told. */
+export interface BatchSealPool {
+  sealBatch(dek: Dek, nonces: NonceRange, items: readonly SealItem[], options: { compress: boolean }): Promise<Uint8Array[]>;
 }
 
 /** One stored version as it is on disk, for the rewrite sweep and tools. */
@@ -105,11 +128,14 @@ export interface ApplyResult {
 interface EncodedBatch {
   readonly rows: EngineOp[];
   readonly guards: readonly { rowIndex: number; rowKey: Buffer; ifRow: Uint8Array }[];
+  /** Pool sealing in flight: resolves once every envelope row of `rows` is in place. */
+  readonly sealed?: Promise<void>;
 }
 
 // Head rows fetched per scan page; their versions come in one multi-get and
 // are opened in one batch call.
 const SCAN_PAGE = 128;
+const DEFAULT_POOL_MIN_BYTES = 32 * 1024;
 const GC_DELETE_BATCH = 1024;
 const WHOLE_VERSION_SPACE = { gte: Buffer.from([SPACE_VERSION]), lt: Buffer.from([SPACE_END]) };
 
@@ -129,6 +155,8 @@ interface RawVersion {
 export class Store {
   readonly #engine: Engine;
   #sealer: Sealer | undefined;
+  #pool: BatchSealPool | undefined;
+  #poolMinBytes = DEFAULT_POOL_MIN_BYTES;
   #onOpenFailure: ((error: SealError) => void) | undefined;
   #sealing = false;
   #compression = true;
@@ -148,6 +176,8 @@ export class Store {
   /** Set by the rollout: which sealer opens and seals, and whether writes seal. */
   setEncryption(settings: EncryptionSettings): void {
     this.#sealer = settings.sealer;
+    this.#pool = settings.pool;
+    this.#poolMinBytes = settings.poolMinBytes ?? DEFAULT_POOL_MIN_BYTES;
     this.#sealing = settings.active;
     this.#onOpenFailure = settings.onOpenFailure;
     if (settings.compression !== undefined) this.#compression = settings.compression;
@@ -175,7 +205,9 @@ export class Store {
   /**
    * Applies every op atomically, with the Raft applied index in the same
    * engine batch when given. All values of the batch are sealed in one
-   * backend call. Resolves once the engine has the batch.
+   * backend (or pool) call. Resolves once the engine has the batch. A
+   * batch that fails to seal (ErrWorkerFailed from the pool, say) rejects
+   * with that error and stores nothing of it; later writes go on.
    */
   applyBatch(ops: readonly WriteOp[], options: { appliedIndex?: bigint } = {}): Promise<ApplyResult> {
     let batch: EncodedBatch;
@@ -189,7 +221,7 @@ export class Store {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (batch.guards.length === 0) return this.#enqueueWrite(batch.rows).then(() => ({ rewritesSkipped: 0 }));
+    if (batch.guards.length === 0) return this.#enqueue(() => this.#engine.write(batch.rows), batch.sealed).then(() => ({ rewritesSkipped: 0 }));
     return this.#enqueueGuardedWrite(batch);
   }
 
@@ -231,35 +263,48 @@ export class Store {
         if (seen === undefined || seen.ts < op.commitTs) heads.set(id, { key: op.key, ts: op.commitTs });
       }
     }
-    if (toSeal.length > 0) this.#sealInto(rows, toSeal);
+    const sealed = toSeal.length > 0 ? this.#sealInto(rows, toSeal) : undefined;
     for (const { key, ts } of heads.values()) rows.push({ type: 'put', key: headRowKey(key), value: encodeTs(ts) });
-    return { rows, guards };
+    return sealed === undefined ? { rows, guards } : { rows, guards, sealed };
   }
 
-  // Compress-then-seal (SPEC §3.4): the compressed form is kept only when
-  // strictly smaller; the flag bit says which, and is in the AAD.
-  #sealInto(rows: EngineOp[], toSeal: readonly ToSeal[]): void {
-    const items: SealItem[] = toSeal.map(({ value, header, rowKey }) => {
-      let plaintext = value;
-      let flag = 0;
-      if (this.#compression && value.length > 0) {
-        const compressed = snappy.compressSync(value);
-        if (compressed.length < value.length) {
-          plaintext = compressed;
-          flag = FLAG_COMPRESSED;
-        }
-      }
+  // Compress-then-seal (SPEC §3.4, compressForSeal): the compressed form is
+  // kept only when strictly smaller; the flag bit says which, and is in the
+  // AAD. Without a pool the rows are complete on return; with one, once the
+  // returned promise resolves (the DEK and nonces are taken now, in call
+  // order), and the workers compress as well as seal.
+  #sealInto(rows: EngineOp[], toSeal: readonly ToSeal[]): Promise<void> | undefined {
+    let bytes = 0;
+    for (const { value } of toSeal) bytes += value.length;
+    const pool = bytes >= this.#poolMinBytes ? this.#pool : undefined;
+    const compressHere = this.#compression && pool === undefined;
+    const items: SealItem[] = new Array(toSeal.length);
+    for (let i = 0; i < toSeal.length; i++) {
+      const { value, header, rowKey } = toSeal[i]!;
+      const { plaintext, flag } = compressHere ? compressForSeal(value) : { plaintext: value, flag: 0 };
       // The AAD's store_key is the row key without its space tag.
-      return { plaintext, flag, aad: { kind: 'storage', valueHeader: header, storeKey: rowKey.subarray(1) } };
-    });
-    const { envelopes } = this.#sealer!.seal('storage', items);
-    toSeal.forEach(({ header, rowKey, rowIndex }, i) => {
-      const envelope = envelopes[i]!;
-      const row = Buffer.allocUnsafe(VALUE_HEADER_BYTES + envelope.length);
-      row.set(header, 0);
-      row.set(envelope, VALUE_HEADER_BYTES);
-      rows[rowIndex] = { type: 'put', key: rowKey, value: row };
-    });
+      items[i] = { plaintext, flag, aad: { kind: 'storage', valueHeader: header, storeKey: rowKey.subarray(1) } };
+    }
+    const place = (envelopes: readonly Uint8Array[]): void => {
+      for (let i = 0; i < toSeal.length; i++) {
+        const { header, rowKey, rowIndex } = toSeal[i]!;
+        const envelope = envelopes[i]!;
+        const row = Buffer.allocUnsafe(VALUE_HEADER_BYTES + envelope.length);
+        row.set(header, 0);
+        row.set(envelope, VALUE_HEADER_BYTES);
+        rows[rowIndex] = { type: 'put', key: rowKey, value: row };
+      }
+    };
+    const sealer = this.#sealer!;
+    if (pool === undefined) {
+      place(sealer.seal('storage', items).envelopes);
+      return undefined;
+    }
+    const dek = sealer.activeDek('storage');
+    const sealed = pool.sealBatch(dek, sealer.reserveNonces(dek, items.length), items, { compress: this.#compression }).then(place);
+    // Awaited by the queued write; until then a failure must not count as unhandled.
+    sealed.catch(() => undefined);
+    return sealed;
   }
 
   #enqueueWrite(rows: EngineOp[]): Promise<void> {
@@ -268,7 +313,7 @@ export class Store {
 
   // The guard check runs inside the write queue, so no other store write
   // (apply, GC, another rewrite) can land between the check and the write.
-  #enqueueGuardedWrite({ rows, guards }: EncodedBatch): Promise<ApplyResult> {
+  #enqueueGuardedWrite({ rows, guards, sealed }: EncodedBatch): Promise<ApplyResult> {
     return this.#enqueue(async () => {
       const current = await this.#engine.getMany(guards.map((g) => g.rowKey));
       const skip = new Set<number>();
@@ -278,12 +323,16 @@ export class Store {
       });
       await this.#engine.write(skip.size === 0 ? rows : rows.filter((_, i) => !skip.has(i)));
       return { rewritesSkipped: skip.size };
-    });
+    }, sealed);
   }
 
-  #enqueue<T>(step: () => Promise<T>): Promise<T> {
-    const write = this.#writeTail.then(() => {
+  // `sealed` (pool sealing of this write's rows) is awaited in the write's
+  // turn: a seal failure fails this write alone and leaves the store usable,
+  // since nothing of it reached the engine.
+  #enqueue<T>(step: () => Promise<T>, sealed?: Promise<void>): Promise<T> {
+    const write = this.#writeTail.then(async () => {
       if (this.#writeFailure !== undefined) throw sealError('ErrStoreCorrupt', 'an earlier store write failed; reopen the store', this.#writeFailure);
+      if (sealed !== undefined) await sealed;
       return step().catch((err: unknown) => {
         this.#writeFailure = err;
         throw err;

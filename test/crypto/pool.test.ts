@@ -9,9 +9,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   AesniBackend,
   CryptoPool,
+  FLAG_COMPRESSED,
   Keystore,
   NonceFactory,
   RAFT_AAD,
+  compressForSeal,
+  parseEnvelope,
   packContiguous,
   packValues,
   transferablesOf,
@@ -55,6 +58,19 @@ describe('crypto pool', () => {
     const expected = aesni.sealBatch(keys.get(STORAGE_KEY_ID)!, nonces, items);
     expect(envelopes.length).toBe(items.length);
     envelopes.forEach((envelope, i) => expect(Buffer.from(envelope).equals(expected[i]!)).toBe(true));
+  });
+
+  it('compresses storage items of flag 0 in the worker when told, to the bytes compressForSeal then aesni make', async () => {
+    const keys = fixtureKeystore();
+    const pool = makePool({ keys, threads: 1 });
+    const json = Buffer.from(JSON.stringify({ id: 1, tags: ['alpha', 'beta', 'gamma'], active: true }).repeat(20));
+    const items: SealItem[] = [json, crypto.randomBytes(2000), Buffer.alloc(0), Buffer.from('short')].map((plaintext, i) => ({ plaintext, flag: 0, aad: storageAad(i) }));
+    const nonces = nonceFactory().reserve(items.length);
+    const envelopes = await pool.sealBatch(keys.get(STORAGE_KEY_ID)!, nonces, items, { compress: true });
+    const expected = aesni.sealBatch(keys.get(STORAGE_KEY_ID)!, nonces, items.map((item) => ({ ...compressForSeal(item.plaintext), aad: item.aad })));
+    envelopes.forEach((envelope, i) => expect(Buffer.from(envelope).equals(expected[i]!)).toBe(true));
+    expect(parseEnvelope(envelopes[0]!, 'storage').flag).toBe(FLAG_COMPRESSED);
+    expect(parseEnvelope(envelopes[1]!, 'storage').flag).toBe(0);
   });
 
   it('opens a batch, marking only the tampered, unknown-key and short items as failed', async () => {
