@@ -17,7 +17,10 @@
 // Reads. Linearizable reads wait for a ReadIndex barrier (the leader confirms
 // its leadership with a quorum; a follower asks the leader for the index and
 // waits to apply it), then run against this node's store with the wall clock
-// for expiry. Non-linearizable reads skip the barrier.
+// for expiry. Non-linearizable reads skip the barrier. Each read batch opens
+// one read view after the barrier and reads every key of the batch through
+// it, so an MGET never sees half of an MSET applied in between (the node's
+// view is an MVCC read at the last applied commit timestamp).
 
 import { sealError } from '../errors/index.js';
 import { applyRequests, isWriteRequest, type KvRangeReader, type KvReply, type KvRequest } from '../kv/index.js';
@@ -38,8 +41,11 @@ export interface ReplicatedLog {
 
 export interface RaftEngineOptions {
   log: ReplicatedLog;
-  /** Reads the state machine's current state (the store). */
-  reader: KvRangeReader;
+  /**
+   * Opens a consistent view of the state machine's current state (the
+   * store): every read through it sees the same applied prefix of the log.
+   */
+  openReader: () => KvRangeReader;
   clock: LeaderClock;
   now?: () => number;
   /** Called when the engine closes (stop the driver, close the store). */
@@ -48,7 +54,7 @@ export interface RaftEngineOptions {
 
 export class RaftEngine implements Engine {
   readonly #log: ReplicatedLog;
-  readonly #reader: KvRangeReader;
+  readonly #openReader: () => KvRangeReader;
   readonly #clock: LeaderClock;
   readonly #now: () => number;
   readonly #onClose: (() => Promise<void>) | undefined;
@@ -56,7 +62,7 @@ export class RaftEngine implements Engine {
 
   constructor(options: RaftEngineOptions) {
     this.#log = options.log;
-    this.#reader = options.reader;
+    this.#openReader = options.openReader;
     this.#clock = options.clock;
     this.#now = options.now ?? Date.now;
     this.#onClose = options.onClose;
@@ -76,7 +82,7 @@ export class RaftEngine implements Engine {
     this.#checkOpen();
     if (requests.some(isWriteRequest)) throw new TypeError('read() was given a write request');
     if (options.linearizable) await this.#log.readBarrier();
-    return (await applyRequests(this.#reader, requests, this.#now())).replies;
+    return (await applyRequests(this.#openReader(), requests, this.#now())).replies;
   }
 
   status(): EngineStatus {

@@ -53,16 +53,21 @@ export function driverStateMachine(machine: StateMachine): RaftStateMachine {
   };
 }
 
-/** The read path's view of the store: newest versions, wall clock for expiry. */
-export function storeReader(store: Store, now: () => number = Date.now): KvRangeReader {
+/**
+ * The read path's view of the store as of `readTs` (default: newest
+ * versions), wall clock for expiry. Commit timestamps grow with the log and
+ * a batch lands in one store write, so a view at the last applied commit
+ * timestamp is a consistent snapshot: later applies stay invisible to it.
+ */
+export function storeReader(store: Store, now: () => number = Date.now, readTs: bigint = LATEST_TS): KvRangeReader {
   return {
     get: async (key) => {
-      const entry = await store.get(key, LATEST_TS, { now: BigInt(now()) });
+      const entry = await store.get(key, readTs, { now: BigInt(now()) });
       return entry === undefined ? undefined : { value: entry.value, expireAt: Number(entry.expireAt) };
     },
     scan: async (after, limit) => {
       const range = after === null ? {} : { start: Buffer.concat([after, Buffer.from([0])]) };
-      const entries = await store.scanAll(range, LATEST_TS, { limit, now: BigInt(now()) });
+      const entries = await store.scanAll(range, readTs, { limit, now: BigInt(now()) });
       return entries.map((e) => ({ key: e.key, value: { value: e.value, expireAt: Number(e.expireAt) } }));
     },
   };
@@ -181,7 +186,8 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   }, LEADER_POLL_MS);
   return new RaftEngine({
     log: replicatedLog(raft),
-    reader: storeReader(store),
+    // The clock observes a commit timestamp only once its batch is in the store.
+    openReader: () => storeReader(store, Date.now, hlc.lastCommitTs),
     clock,
     onClose: async () => {
       clearInterval(watch);
