@@ -25,7 +25,7 @@
 import { sealError } from '../errors/index.js';
 import { applyRequests, isWriteRequest, type KvRangeReader, type KvReply, type KvRequest } from '../kv/index.js';
 import { encodeBatchPayload, encodeRequestPayload, packHlc, type EntryOutcome, type LeaderClock } from '../fsm/index.js';
-import type { Engine, EngineStatus, ReadOptions } from '../server/index.js';
+import type { Engine, EngineMembership, EngineStatus, ReadOptions } from '../server/index.js';
 
 /** What the engine needs from the Raft driver. */
 export interface ReplicatedLog {
@@ -48,6 +48,8 @@ export interface RaftEngineOptions {
   openReader: () => KvRangeReader;
   clock: LeaderClock;
   now?: () => number;
+  /** Membership changes for the admin API (absent: none). */
+  membership?: EngineMembership;
   /** Called when the engine closes (stop the driver, close the store). */
   onClose?: () => Promise<void>;
 }
@@ -58,6 +60,7 @@ export class RaftEngine implements Engine {
   readonly #clock: LeaderClock;
   readonly #now: () => number;
   readonly #onClose: (() => Promise<void>) | undefined;
+  readonly membership: EngineMembership | undefined;
   #closed = false;
 
   constructor(options: RaftEngineOptions) {
@@ -66,6 +69,7 @@ export class RaftEngine implements Engine {
     this.#clock = options.clock;
     this.#now = options.now ?? Date.now;
     this.#onClose = options.onClose;
+    this.membership = options.membership;
   }
 
   async execute(requests: readonly KvRequest[]): Promise<KvReply[]> {

@@ -22,10 +22,10 @@ import { HybridClock, LATEST_TS, LeaderClock, StateMachine, fsmStoreOver, type E
 import { kvExecutor, type KvRangeReader } from '../kv/index.js';
 import type { Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
-import { RaftNode, type StateMachine as RaftStateMachine } from '../raft/index.js';
-import type { Engine } from '../server/index.js';
+import { RaftNode, type ConfState, type StateMachine as RaftStateMachine } from '../raft/index.js';
+import type { Engine, EngineMembership } from '../server/index.js';
 import { openStore, type Store } from '../store/index.js';
-import type { NodeConfig } from './config.js';
+import { parseHostPort, type NodeConfig } from './config.js';
 import { RaftEngine, type ReplicatedLog } from './raft-engine.js';
 
 export const PROPOSE_DEADLINE_MS = 15_000;
@@ -99,6 +99,20 @@ function replicatedLog(raft: RaftNode): ReplicatedLog {
       return { raft_node_id: raft.id, role: s.role, term: s.term, leader: s.lead, commit_index: s.commit, applied_index: raft.appliedIndex() };
     },
   };
+}
+
+function raftMembership(raft: RaftNode): EngineMembership {
+  const confState = (c: ConfState): Record<string, unknown> => ({ voters: c.voters, learners: c.learners });
+  return {
+    addLearner: async (id, addr) => confState(await raft.addLearner(raftNodeId(id), raftAddress(addr))),
+    promote: async (id, addr) => confState(await raft.addVoter(raftNodeId(id), addr === undefined ? '' : raftAddress(addr))),
+    remove: async (id) => confState(await raft.removeNode(raftNodeId(id))),
+  };
+}
+
+function raftAddress(addr: string): string {
+  const { host, port } = parseHostPort(addr, 'raft_address');
+  return `${host}:${port}`;
 }
 
 function clusterSecret(config: NodeConfig): Buffer {
@@ -186,6 +200,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   }, LEADER_POLL_MS);
   return new RaftEngine({
     log: replicatedLog(raft),
+    membership: raftMembership(raft),
     // The clock observes a commit timestamp only once its batch is in the store.
     openReader: () => storeReader(store, Date.now, hlc.lastCommitTs),
     clock,
