@@ -6,9 +6,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { raftNodeId } from '../../src/node/index.js';
-import { NodeProcess, freePorts, startCluster, type Cluster } from '../support/node-process.js';
+import { NodeProcess, freePorts, nodeClient, startCluster, type Cluster } from '../support/node-process.js';
 
 const TOKEN = 'membership-test-admin-token';
 let cluster: Cluster | undefined;
@@ -22,8 +22,7 @@ afterAll(async () => {
 });
 
 function connect(port: number): Redis {
-  const client = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, retryStrategy: () => null, commandTimeout: 20_000 });
-  client.on('error', () => undefined);
+  const client = nodeClient(port);
   clients.push(client);
   return client;
 }
