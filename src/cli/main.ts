@@ -32,7 +32,7 @@ program
   .option('--raft-listen <host:port>', 'Raft address (default 127.0.0.1:7380)')
   .option('--admin-listen <host:port>', 'admin HTTP address (default 127.0.0.1:8380)')
   .option('--peers <id=host:port,...>', 'Raft addresses of the founding members, this node included')
-  .option('--join <host:port>', 'join an existing cluster (the leader adds this node)')
+  .option('--join <host:port>', 'join an existing cluster: start empty, wait for POST /cluster/learners on the leader\'s admin API (needs --peers of the members)')
   .option('--encryption-enabled', 'declare encryption capability')
   .option('--kek-uri <uri>', 'KEK provider (aws-kms://, file://, env://)')
   .option('--kek-file <path>', 'KEK file (32 raw bytes)')

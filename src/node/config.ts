@@ -111,6 +111,11 @@ export function resolveStartConfig(options: StartOptions, cwd = process.cwd()): 
   const raftListen = parseHostPort(options.raftListen ?? DEFAULT_RAFT_LISTEN, '--raft-listen');
   let peers = options.peers === undefined ? [] : parsePeers(options.peers);
   if (peers.length === 0 && options.join === undefined) peers = [{ id: raftId, ...raftListen }];
+  if (options.join !== undefined) {
+    parseHostPort(options.join, '--join');
+    // The Raft transport reaches members by id: a joining node must know theirs.
+    if (peers.length === 0) throw new RangeError('--join needs --peers id=host:port,... of the current members');
+  }
   if (options.join === undefined && !peers.some((p) => p.id === raftId)) {
     throw new RangeError(`--peers must include this node's --raft-id "${raftId}"`);
   }

@@ -17,12 +17,15 @@
 // Reads. Linearizable reads wait for a ReadIndex barrier (the leader confirms
 // its leadership with a quorum; a follower asks the leader for the index and
 // waits to apply it), then run against this node's store with the wall clock
-// for expiry. Non-linearizable reads skip the barrier.
+// for expiry. Non-linearizable reads skip the barrier. Each read batch opens
+// one read view after the barrier and reads every key of the batch through
+// it, so an MGET never sees half of an MSET applied in between (the node's
+// view is an MVCC read at the last applied commit timestamp).
 
 import { sealError } from '../errors/index.js';
 import { applyRequests, isWriteRequest, type KvRangeReader, type KvReply, type KvRequest } from '../kv/index.js';
 import { encodeBatchPayload, encodeRequestPayload, packHlc, type EntryOutcome, type LeaderClock } from '../fsm/index.js';
-import type { Engine, EngineStatus, ReadOptions } from '../server/index.js';
+import type { Engine, EngineMembership, EngineStatus, ReadOptions } from '../server/index.js';
 
 /** What the engine needs from the Raft driver. */
 export interface ReplicatedLog {
@@ -38,28 +41,35 @@ export interface ReplicatedLog {
 
 export interface RaftEngineOptions {
   log: ReplicatedLog;
-  /** Reads the state machine's current state (the store). */
-  reader: KvRangeReader;
+  /**
+   * Opens a consistent view of the state machine's current state (the
+   * store): every read through it sees the same applied prefix of the log.
+   */
+  openReader: () => KvRangeReader;
   clock: LeaderClock;
   now?: () => number;
+  /** Membership changes for the admin API (absent: none). */
+  membership?: EngineMembership;
   /** Called when the engine closes (stop the driver, close the store). */
   onClose?: () => Promise<void>;
 }
 
 export class RaftEngine implements Engine {
   readonly #log: ReplicatedLog;
-  readonly #reader: KvRangeReader;
+  readonly #openReader: () => KvRangeReader;
   readonly #clock: LeaderClock;
   readonly #now: () => number;
   readonly #onClose: (() => Promise<void>) | undefined;
+  readonly membership: EngineMembership | undefined;
   #closed = false;
 
   constructor(options: RaftEngineOptions) {
     this.#log = options.log;
-    this.#reader = options.reader;
+    this.#openReader = options.openReader;
     this.#clock = options.clock;
     this.#now = options.now ?? Date.now;
     this.#onClose = options.onClose;
+    this.membership = options.membership;
   }
 
   async execute(requests: readonly KvRequest[]): Promise<KvReply[]> {
@@ -76,7 +86,7 @@ export class RaftEngine implements Engine {
     this.#checkOpen();
     if (requests.some(isWriteRequest)) throw new TypeError('read() was given a write request');
     if (options.linearizable) await this.#log.readBarrier();
-    return (await applyRequests(this.#reader, requests, this.#now())).replies;
+    return (await applyRequests(this.#openReader(), requests, this.#now())).replies;
   }
 
   status(): EngineStatus {

@@ -22,10 +22,10 @@ import { HybridClock, LATEST_TS, LeaderClock, StateMachine, fsmStoreOver, type E
 import { kvExecutor, type KvRangeReader } from '../kv/index.js';
 import type { Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
-import { RaftNode, type StateMachine as RaftStateMachine } from '../raft/index.js';
-import type { Engine } from '../server/index.js';
+import { RaftNode, type ConfState, type StateMachine as RaftStateMachine } from '../raft/index.js';
+import type { Engine, EngineMembership } from '../server/index.js';
 import { openStore, type Store } from '../store/index.js';
-import type { NodeConfig } from './config.js';
+import { parseHostPort, type NodeConfig } from './config.js';
 import { RaftEngine, type ReplicatedLog } from './raft-engine.js';
 
 export const PROPOSE_DEADLINE_MS = 15_000;
@@ -53,16 +53,21 @@ export function driverStateMachine(machine: StateMachine): RaftStateMachine {
   };
 }
 
-/** The read path's view of the store: newest versions, wall clock for expiry. */
-export function storeReader(store: Store, now: () => number = Date.now): KvRangeReader {
+/**
+ * The read path's view of the store as of `readTs` (default: newest
+ * versions), wall clock for expiry. Commit timestamps grow with the log and
+ * a batch lands in one store write, so a view at the last applied commit
+ * timestamp is a consistent snapshot: later applies stay invisible to it.
+ */
+export function storeReader(store: Store, now: () => number = Date.now, readTs: bigint = LATEST_TS): KvRangeReader {
   return {
     get: async (key) => {
-      const entry = await store.get(key, LATEST_TS, { now: BigInt(now()) });
+      const entry = await store.get(key, readTs, { now: BigInt(now()) });
       return entry === undefined ? undefined : { value: entry.value, expireAt: Number(entry.expireAt) };
     },
     scan: async (after, limit) => {
       const range = after === null ? {} : { start: Buffer.concat([after, Buffer.from([0])]) };
-      const entries = await store.scanAll(range, LATEST_TS, { limit, now: BigInt(now()) });
+      const entries = await store.scanAll(range, readTs, { limit, now: BigInt(now()) });
       return entries.map((e) => ({ key: e.key, value: { value: e.value, expireAt: Number(e.expireAt) } }));
     },
   };
@@ -94,6 +99,20 @@ function replicatedLog(raft: RaftNode): ReplicatedLog {
       return { raft_node_id: raft.id, role: s.role, term: s.term, leader: s.lead, commit_index: s.commit, applied_index: raft.appliedIndex() };
     },
   };
+}
+
+function raftMembership(raft: RaftNode): EngineMembership {
+  const confState = (c: ConfState): Record<string, unknown> => ({ voters: c.voters, learners: c.learners });
+  return {
+    addLearner: async (id, addr) => confState(await raft.addLearner(raftNodeId(id), raftAddress(addr))),
+    promote: async (id, addr) => confState(await raft.addVoter(raftNodeId(id), addr === undefined ? '' : raftAddress(addr))),
+    remove: async (id) => confState(await raft.removeNode(raftNodeId(id))),
+  };
+}
+
+function raftAddress(addr: string): string {
+  const { host, port } = parseHostPort(addr, 'raft_address');
+  return `${host}:${port}`;
 }
 
 function clusterSecret(config: NodeConfig): Buffer {
@@ -181,7 +200,9 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   }, LEADER_POLL_MS);
   return new RaftEngine({
     log: replicatedLog(raft),
-    reader: storeReader(store),
+    membership: raftMembership(raft),
+    // The clock observes a commit timestamp only once its batch is in the store.
+    openReader: () => storeReader(store, Date.now, hlc.lastCommitTs),
     clock,
     onClose: async () => {
       clearInterval(watch);

@@ -3,10 +3,18 @@
 //   GET /health   {"status":"ok"} while the node serves
 //   GET /status   JSON: node facts from the status provider (engine, server)
 //   GET /metrics  Prometheus text from SealkvMetrics
+//   POST /cluster/learners {"id","raft_address"}  add a learner   } replicated
+//   POST /cluster/promote  {"id"[,"raft_address"]} learner → voter } engines
+//   POST /cluster/remove   {"id"}                  remove a member } only
+// Membership routes answer 200 with the new membership, 400 on a bad body,
+// 409 with the error code when this node cannot make the change (not the
+// leader: ask the leader's admin API), 404 when the engine has no membership.
 // Other paths are 404, other methods 405; all errors are JSON.
 
 import http from 'node:http';
+import { isSealError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
+import type { EngineMembership } from './engine.js';
 import type { SealkvMetrics } from '../metrics/index.js';
 import { boundAddress, listen } from './listen.js';
 import { matchesSecret, secretDigest } from './secrets.js';
@@ -18,15 +26,20 @@ export interface AdminServerOptions {
   metrics: SealkvMetrics;
   /** Facts for `/status`; called per request. */
   status: () => Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Membership changes (replicated engines); the /cluster routes are 404 without. */
+  membership?: EngineMembership;
   host?: string;
   port?: number;
   logger?: Logger;
 }
 
+const MAX_BODY_BYTES = 4096;
+
 export class AdminServer {
   readonly #tokenHash: Buffer;
   readonly #metrics: SealkvMetrics;
   readonly #status: AdminServerOptions['status'];
+  readonly #membership: EngineMembership | undefined;
   readonly #host: string;
   readonly #port: number;
   readonly #log: Logger;
@@ -39,6 +52,7 @@ export class AdminServer {
     this.#tokenHash = secretDigest(options.token);
     this.#metrics = options.metrics;
     this.#status = options.status;
+    this.#membership = options.membership;
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? DEFAULT_ADMIN_PORT;
     this.#log = options.logger ?? silentLogger();
@@ -98,6 +112,11 @@ export class AdminServer {
         res.end(body);
       },
     };
+    const membership = this.#membership;
+    if (path.startsWith('/cluster/') && membership !== undefined) {
+      await this.#cluster(req, res, path, membership);
+      return;
+    }
     const route = routes[path];
     if (route === undefined) {
       send(res, 404, { error: `no route ${path}` });
@@ -110,6 +129,61 @@ export class AdminServer {
     }
     await route();
   }
+
+  async #cluster(req: http.IncomingMessage, res: http.ServerResponse, path: string, membership: EngineMembership): Promise<void> {
+    const changes: Record<string, (body: Record<string, unknown>) => Promise<Record<string, unknown>>> = {
+      '/cluster/learners': (b) => membership.addLearner(field(b, 'id'), field(b, 'raft_address')),
+      '/cluster/promote': (b) => membership.promote(field(b, 'id'), b.raft_address === undefined ? undefined : field(b, 'raft_address')),
+      '/cluster/remove': (b) => membership.remove(field(b, 'id')),
+    };
+    const change = changes[path];
+    if (change === undefined) {
+      send(res, 404, { error: `no route ${path}` });
+      return;
+    }
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      send(res, 405, { error: `${req.method} is not allowed on ${path}` });
+      return;
+    }
+    let body: Record<string, unknown>;
+    try {
+      body = await readJson(req);
+    } catch (err) {
+      send(res, 400, { error: err instanceof Error ? err.message : String(err) });
+      return;
+    }
+    let result: Record<string, unknown>;
+    try {
+      result = await change(body);
+    } catch (err) {
+      if (err instanceof RangeError) send(res, 400, { error: err.message });
+      else if (isSealError(err)) send(res, 409, { error: err.message, code: err.code });
+      else throw err;
+      return;
+    }
+    this.#log.info({ path, id: body.id }, 'membership changed');
+    send(res, 200, result);
+  }
+}
+
+function field(body: Record<string, unknown>, name: string): string {
+  const value = body[name];
+  if (typeof value !== 'string' || value.length === 0) throw new RangeError(`"${name}" must be a non-empty string`);
+  return value;
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new RangeError(`the body is over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new RangeError('the body must be a JSON object');
+  return parsed as Record<string, unknown>;
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown): void {

@@ -18,6 +18,19 @@ export interface ReadOptions {
 /** Facts for INFO and the admin `/status`: flat, JSON- and INFO-printable. */
 export type EngineStatus = Record<string, string | number | boolean>;
 
+/**
+ * Cluster membership as the admin API drives it (ids are `--raft-id`
+ * strings, addresses the member's Raft `host:port`). Resolves with the new
+ * membership once applied on this node; rejects with a typed error
+ * (ErrNotLeader and friends) when the change cannot be proposed here.
+ */
+export interface EngineMembership {
+  addLearner(id: string, raftAddress: string): Promise<Record<string, unknown>>;
+  /** Makes a learner a voter (or adds a voter directly when `raftAddress` is given). */
+  promote(id: string, raftAddress?: string): Promise<Record<string, unknown>>;
+  remove(id: string): Promise<Record<string, unknown>>;
+}
+
 export interface Engine {
   /** Replicates and applies `requests` as one atomic batch; resolves with one reply per request. */
   execute(requests: readonly KvRequest[]): Promise<KvReply[]>;
@@ -25,4 +38,6 @@ export interface Engine {
   read(requests: readonly KvRequest[], options: ReadOptions): Promise<KvReply[]>;
   status(): EngineStatus;
   close(): Promise<void>;
+  /** Present on replicated engines: membership changes for the admin API. */
+  readonly membership?: EngineMembership;
 }

@@ -32,7 +32,7 @@ export interface RunningServer {
 }
 
 export async function serve(options: ServeOptions): Promise<RunningServer> {
-  const engine = options.engine ?? new MemoryEngine();
+  const engine: Engine = options.engine ?? new MemoryEngine();
   const metrics = options.metrics ?? new SealkvMetrics();
   const log = options.logger;
   const resp = new RespServer({ ...options.resp, engine, metrics, logger: log, ...options.listen, password: options.password });
@@ -46,6 +46,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       port: options.admin.port,
       metrics,
       logger: log,
+      ...(engine.membership === undefined ? {} : { membership: engine.membership }),
       status: async () => ({ engine: engine.status(), resp: { ...respAddress, ...resp.stats() }, ...(await options.status?.()) }),
     });
     try {

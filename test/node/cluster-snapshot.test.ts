@@ -3,9 +3,9 @@
 // every write, and keeps applying entries after the snapshot.
 import { afterAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { SegmentLog } from '../../src/raft/index.js';
-import { startCluster, type Cluster } from '../support/node-process.js';
+import { nodeClient, startCluster, type Cluster } from '../support/node-process.js';
 
 let cluster: Cluster | undefined;
 const clients: Redis[] = [];
@@ -16,8 +16,7 @@ afterAll(async () => {
 });
 
 function connect(port: number): Redis {
-  const client = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, retryStrategy: () => null, commandTimeout: 20_000 });
-  client.on('error', () => undefined);
+  const client = nodeClient(port);
   clients.push(client);
   return client;
 }

@@ -28,6 +28,8 @@ describe('sealkv start options', () => {
     expect(() => resolveStartConfig({})).toThrow(/raft-id/);
     expect(() => resolveStartConfig({ raftId: 'n3', peers: 'n1=:1,n2=:2' })).toThrow(/must include/);
     expect(() => resolveStartConfig({ raftId: 'n1', compression: 'maybe' })).toThrow(/compression/);
+    expect(() => resolveStartConfig({ raftId: 'n4', join: '127.0.0.1:7001' })).toThrow(/--join needs --peers/);
+    expect(resolveStartConfig({ raftId: 'n4', join: '127.0.0.1:7001', peers: 'n1=:7001' }).join).toBe('127.0.0.1:7001');
     expect(resolveStartConfig({ raftId: 'n1', dataDir: 'd' }, '/w').dataDir).toBe('/w/d');
   });
 });

@@ -25,7 +25,7 @@ async function singleNode(): Promise<{ engine: RaftEngine; machine: StateMachine
     status: () => ({ role: 'leader', applied_index: machine.appliedIndex }),
   };
   const clock = new LeaderClock(hlc, propose);
-  return { engine: new RaftEngine({ log, reader: store.rangeReader(), clock }), machine, clock, barriers: () => barriers };
+  return { engine: new RaftEngine({ log, openReader: () => store.rangeReader(), clock }), machine, clock, barriers: () => barriers };
 }
 
 const cleanups: (() => Promise<unknown>)[] = [];

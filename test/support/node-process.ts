@@ -8,8 +8,16 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 
-export const MAIN_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/src/cli/main.js');
+/** The package root: the nearest folder up with a package.json (works from test/ and from dist/test/). */
+function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+export const MAIN_JS = path.join(packageRoot(), 'dist/src/cli/main.js');
 
 /** `n` distinct ports that were free a moment ago on 127.0.0.1. */
 export async function freePorts(n: number): Promise<number[]> {
@@ -131,4 +139,11 @@ export async function startCluster(n: number, extraArgs: string[] = []): Promise
     throw err;
   }
   return { nodes, resp, dir, destroy };
+}
+
+/** An ioredis client for a node under test: no reconnects, one retry, errors left to the commands. */
+export function nodeClient(port: number): Redis {
+  const client = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, retryStrategy: () => null, commandTimeout: 20_000 });
+  client.on('error', () => undefined);
+  return client;
 }
