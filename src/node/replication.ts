@@ -41,8 +41,9 @@ export function raftNodeId(raftId: string): number {
 }
 
 /** The state machine as the Raft driver calls it. */
-export function driverStateMachine(machine: StateMachine): RaftStateMachine {
+export function driverStateMachine(machine: StateMachine, store?: Pick<Store, 'persist'>): RaftStateMachine {
   return {
+    ...(store === undefined ? {} : { persist: () => store.persist() }),
     appliedIndex: () => machine.appliedIndex,
     apply: async (entries) => (await machine.applyEntries(entries)).map((r) => r.outcome),
     snapshot: () =>
@@ -155,7 +156,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       port: config.raftListen.port,
       peers,
       ...(config.join === undefined ? { bootstrap: { voters: config.peers.map((p) => raftNodeId(p.id)), learners: [] } } : {}),
-      stateMachine: driverStateMachine(machine),
+      stateMachine: driverStateMachine(machine, store),
       // Applied entries kept after a compaction, for followers that lag a little.
       snapshotEntries: config.snapshotEntries,
       compactionRetain: Math.max(1, Math.floor(config.snapshotEntries / 10)),

@@ -42,6 +42,12 @@ export interface Engine extends EngineReader {
   write(ops: readonly EngineOp[]): Promise<void>;
   /** A consistent read view until release(). */
   snapshot(): EngineSnapshot;
+  /**
+   * Makes every write completed so far survive a power loss (RocksDB: flush
+   * the memtables to fsynced SST files). Writes alone survive a process kill
+   * only.
+   */
+  persist(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -120,6 +126,9 @@ export class MemoryEngine extends MemoryReader implements Engine {
     const reader = new MemoryReader(this.rows);
     return Object.assign(reader, { release: async () => undefined });
   }
+
+  /** Nothing to make durable: memory holds it. */
+  async persist(): Promise<void> {}
 
   async close(): Promise<void> {
     this.#closed = true;

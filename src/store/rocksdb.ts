@@ -105,6 +105,11 @@ export class RocksEngine extends RocksReader implements Engine {
     await this.session.compactRange();
   }
 
+  /** Flushes the memtables to SST files, which RocksDB fsyncs with the MANIFEST. */
+  async persist(): Promise<void> {
+    await this.session.flush();
+  }
+
   async close(): Promise<void> {
     await this.session.close();
   }

@@ -346,6 +346,16 @@ export class Store {
   }
 
   /** Waits for every write enqueued so far. */
+  /**
+   * Makes every batch applied so far (and its applied index) survive a power
+   * loss; batches queued later are not covered. The Raft log is compacted
+   * only past what this has made durable (SPEC §6).
+   */
+  async persist(): Promise<void> {
+    await this.drain();
+    await this.#engine.persist();
+  }
+
   async drain(): Promise<void> {
     await this.#writeTail;
   }

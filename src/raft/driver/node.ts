@@ -617,6 +617,10 @@ export class RaftNode {
     const retain = this.opts.compactionRetain ?? 1000;
     if (this.applied - snap.index < every + retain) return;
     const durable = Math.min(this.applied, this.smApplied, this.sm.durableIndex?.() ?? this.smApplied);
+    if (this.sm.persist !== undefined) {
+      await this.sm.persist();
+      if (this.stopped) return;
+    }
     const to = Math.min(durable, this.applied - retain);
     if (to <= snap.index) return;
     await this.log.compact(to, this.confStateAt(to, snap));

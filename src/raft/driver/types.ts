@@ -44,6 +44,12 @@ export interface StateMachine {
    * compacted past it. Defaults to appliedIndex().
    */
   durableIndex?(): number;
+  /**
+   * Makes the state applied so far survive a power loss. When present, the
+   * driver calls it before each log compaction and compacts no further than
+   * the applied index seen before the call.
+   */
+  persist?(): Promise<void>;
 }
 
 /**

@@ -225,6 +225,47 @@ describe('RaftNode', () => {
     expect(cs.voters.sort()).toEqual([1, 2, 3]);
   });
 
+  it('makes the state machine durable before compacting, and halts when it cannot', async () => {
+    // Records the applied index at each persist() call; the log may be
+    // compacted only up to what a completed persist() covered.
+    class Durable extends KvStateMachine {
+      readonly persisted: number[] = [];
+      failing = false;
+      async persist(): Promise<void> {
+        if (this.failing) throw new Error('flush failed');
+        this.persisted.push(this.appliedIndex());
+      }
+    }
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-driver-'));
+    roots.push(root);
+    const [port] = await freePorts(1);
+    const sm = new Durable(path.join(root, 'sm'));
+    const node = await RaftNode.start({
+      id: 1,
+      dir: path.join(root, 'n1'),
+      secret: SECRET,
+      port: port!,
+      peers: { 1: `127.0.0.1:${port}` },
+      bootstrap: { voters: [1], learners: [] },
+      stateMachine: sm,
+      tickMs: 20,
+      electionTick: 10,
+      heartbeatTick: 2,
+      snapshotEntries: 20,
+      compactionRetain: 5,
+    });
+    running.add(node);
+    await until(() => node.isLeader(), 'a leader');
+    for (let i = 0; i < 60; i++) await node.propose(kvPayload(`k${i}`, `v${i}`));
+    expect(sm.persisted.length).toBeGreaterThan(0);
+    for (const idx of sm.persisted) expect(idx).toBeLessThanOrEqual(sm.appliedIndex());
+    // A state machine that cannot be made durable stops the node instead of
+    // letting the log drop entries the state would need on replay.
+    sm.failing = true;
+    for (let i = 0; i < 40 && node.halted === undefined; i++) await node.propose(kvPayload(`f${i}`, 'x')).catch(() => undefined);
+    await until(() => node.halted !== undefined, 'the node halts');
+  });
+
   it('a proposal without a quorum times out with ErrTimeout', async () => {
     // Check-quorum after 200 ticks of 2 ms: the leader stays a while after its followers are gone.
     const c = await cluster(3, { tickMs: 2, electionTick: 200, heartbeatTick: 5 });
