@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { distScript } from '../../support/dist.js';
-import { freePorts, until } from '../support/ports.js';
+import { freePorts, until } from '../../support/ports.js';
 import { checkKvHistory, type KvOperation } from '../../support/linearizability.js';
 import type { NodeConfig } from './node-main.js';
 

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isSealError } from '../../../src/errors/index.js';
 import { RaftNode, type ApplyHook, type RaftNodeOptions } from '../../../src/raft/index.js';
 import { KvStateMachine, kvPayload } from '../support/kv-state-machine.js';
-import { freePorts, until } from '../support/ports.js';
+import { freePorts, until } from '../../support/ports.js';
 
 const SECRET = Buffer.from('driver test secret, 32 bytes....');
 

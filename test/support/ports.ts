@@ -1,4 +1,5 @@
-// Free loopback ports for nodes that must keep their address across restarts.
+// Free loopback ports for nodes that must keep their address across
+// restarts, and a bounded wait for a condition.
 
 import net from 'node:net';
 
