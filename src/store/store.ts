@@ -345,7 +345,6 @@ export class Store {
     return write;
   }
 
-  /** Waits for every write enqueued so far. */
   /**
    * Makes every batch applied so far (and its applied index) survive a power
    * loss; batches queued later are not covered. The Raft log is compacted
@@ -356,6 +355,7 @@ export class Store {
     await this.#engine.persist();
   }
 
+  /** Waits for every write enqueued so far. */
   async drain(): Promise<void> {
     await this.#writeTail;
   }
