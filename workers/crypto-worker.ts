@@ -96,8 +96,7 @@ async function sealKey(keyId: number) {
   return keys.get(keyId)!;
 }
 
-function open(task: Extract<CryptoTask, { op: 'open' | 'reseal' }>) {
-  const envelopes = unpackValues(task.values);
+function open(task: Extract<CryptoTask, { op: 'open' | 'reseal' }>, envelopes: readonly Uint8Array[]) {
   const aads = unpackAads(task.aads);
   const results = backend.openBatch(
     keys,
@@ -119,8 +118,9 @@ async function handle(task: CryptoTask): Promise<CryptoTaskResult> {
       return { op: 'seal', envelopes: packContiguous(backend.sealBatch(dek, task.nonces, items)) };
     }
     case 'open': {
-      await fetchEnvelopeKeys(unpackValues(task.values));
-      const { results } = open(task);
+      const envelopes = unpackValues(task.values);
+      await fetchEnvelopeKeys(envelopes);
+      const { results } = open(task, envelopes);
       const flags = new Uint8Array(results.length);
       const keyIds = new Uint32Array(results.length);
       const failures: ItemFailure[] = [];
@@ -136,8 +136,9 @@ async function handle(task: CryptoTask): Promise<CryptoTaskResult> {
       return { op: 'open', values: packValues(plaintexts), flags, keyIds, failures };
     }
     case 'reseal': {
-      const [dek] = await Promise.all([sealKey(task.keyId), fetchEnvelopeKeys(unpackValues(task.values))]);
-      const { results, aads } = open(task);
+      const inputs = unpackValues(task.values);
+      const [dek] = await Promise.all([sealKey(task.keyId), fetchEnvelopeKeys(inputs)]);
+      const { results, aads } = open(task, inputs);
       const failures: ItemFailure[] = [];
       const opened: number[] = [];
       results.forEach((result, index) => {

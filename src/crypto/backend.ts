@@ -117,6 +117,7 @@ export function locate(keys: KeyLookup, item: OpenItem): { dek: Dek; parsed: Ret
   return { dek, parsed };
 }
 
-function checkPurpose(dek: Dek, aad: AadContext): void {
+/** A DEK seals only envelopes of its own purpose (raft or storage). */
+export function checkPurpose(dek: Dek, aad: AadContext): void {
   if (dek.purpose !== aad.kind) throw new RangeError(`cannot seal a ${aad.kind} envelope with ${dek.purpose} DEK ${dek.keyId}`);
 }

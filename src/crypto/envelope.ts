@@ -108,6 +108,13 @@ export function checkSealFlag(ctx: AadContext, flag: number): void {
   }
 }
 
+/** A storage AAD's value header must be VALUE_HEADER_BYTES long (the WASM core and the pool's packing rely on it). */
+export function checkValueHeader(aad: AadContext): void {
+  if (aad.kind === 'storage' && aad.valueHeader.length !== VALUE_HEADER_BYTES) {
+    throw new RangeError(`value header must be ${VALUE_HEADER_BYTES} bytes, got ${aad.valueHeader.length}`);
+  }
+}
+
 export function readU32BE(buf: Uint8Array, offset: number): number {
   return ((buf[offset]! << 24) | (buf[offset + 1]! << 16) | (buf[offset + 2]! << 8) | buf[offset + 3]!) >>> 0;
 }

@@ -27,7 +27,7 @@
 
 import { sealError, type ErrorCode, type SealError } from '../errors/index.js';
 import type { BackendName } from './backend.js';
-import { VALUE_HEADER_BYTES, type AadContext } from './envelope.js';
+import { VALUE_HEADER_BYTES, checkValueHeader, type AadContext } from './envelope.js';
 import type { Purpose } from './keystore.js';
 import type { NonceRange } from './nonce.js';
 
@@ -143,10 +143,8 @@ export function packAads(aads: readonly AadContext[]): PackedAads {
   let total = 0;
   for (let i = 0; i < aads.length; i++) {
     const aad = aads[i]!;
+    checkValueHeader(aad);
     if (aad.kind === 'storage') {
-      if (aad.valueHeader.length !== VALUE_HEADER_BYTES) {
-        throw new RangeError(`value header must be ${VALUE_HEADER_BYTES} bytes, got ${aad.valueHeader.length}`);
-      }
       kinds[i] = 1;
       total += VALUE_HEADER_BYTES + aad.storeKey.length;
     }

@@ -28,7 +28,7 @@ import { BroadcastChannel, type Worker } from 'node:worker_threads';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { Piscina } from 'piscina';
 import { isSealError, sealError, type SealError } from '../errors/index.js';
-import type { OpenItem, OpenResult, SealItem } from './backend.js';
+import { checkPurpose, type OpenItem, type OpenResult, type SealItem } from './backend.js';
 import type { BackendChoice } from './auto.js';
 import { checkSealFlag } from './envelope.js';
 import type { Dek, KeyLookup } from './keystore.js';
@@ -206,7 +206,7 @@ export class CryptoPool {
     if (nonces.count !== items.length) throw new RangeError(`${items.length} items but ${nonces.count} nonces`);
     for (const item of items) {
       if ('flag' in item) checkSealFlag(item.aad, item.flag);
-      if (dek.purpose !== item.aad.kind) throw new RangeError(`cannot seal a ${item.aad.kind} envelope with ${dek.purpose} DEK ${dek.keyId}`);
+      checkPurpose(dek, item.aad);
     }
     // Workers fetch the DEK by key_id from the pool's lookup: it must be this very key.
     const known = this.#keys.get(dek.keyId);

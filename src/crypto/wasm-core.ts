@@ -18,8 +18,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSealError, sealError, type SealError } from '../errors/index.js';
-import { checkAeadArgs, integrityError, locate, type BackendName, type CryptoBackend, type OpenItem, type OpenResult, type SealItem } from './backend.js';
-import { ENVELOPE_OVERHEAD, TAG_BYTES, VALUE_HEADER_BYTES, checkSealFlag, parseEnvelope, readU32BE, type AadContext } from './envelope.js';
+import { checkAeadArgs, checkPurpose, integrityError, locate, type BackendName, type CryptoBackend, type OpenItem, type OpenResult, type SealItem } from './backend.js';
+import { ENVELOPE_OVERHEAD, TAG_BYTES, VALUE_HEADER_BYTES, checkSealFlag, checkValueHeader, parseEnvelope, readU32BE, type AadContext } from './envelope.js';
 import type { Dek, KeyLookup } from './keystore.js';
 import type { NonceRange } from './nonce.js';
 
@@ -255,7 +255,7 @@ export class WasmCore {
     if (nonces.count !== items.length) throw new RangeError(`${items.length} items but ${nonces.count} nonces`);
     for (const item of items) {
       checkSealFlag(item.aad, item.flag);
-      if (dek.purpose !== item.aad.kind) throw new RangeError(`cannot seal a ${item.aad.kind} envelope with ${dek.purpose} DEK ${dek.keyId}`);
+      checkPurpose(dek, item.aad);
       checkValueHeader(item.aad);
     }
     const slot = this.slotFor(dek.key);
@@ -514,12 +514,6 @@ function failure(keys: KeyLookup, item: OpenItem, code: number): SealError {
     throw err;
   }
   throw sealError('ErrCryptoBackend', `WASM core reported status ${code} for an envelope the JavaScript side accepts`);
-}
-
-function checkValueHeader(aad: AadContext): void {
-  if (aad.kind === 'storage' && aad.valueHeader.length !== VALUE_HEADER_BYTES) {
-    throw new RangeError(`value header must be ${VALUE_HEADER_BYTES} bytes, got ${aad.valueHeader.length}`);
-  }
 }
 
 /** Keystream bytes for a value of `len` bytes: E(K, J0) and one block per 16 bytes. */
