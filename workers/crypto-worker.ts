@@ -11,13 +11,12 @@ import { BroadcastChannel } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import { isSealError, sealError } from '../src/errors/index.js';
 import {
-  ENVELOPE_OVERHEAD,
   Keystore,
   compressForSeal,
   createBackend,
+  envelopeKeyId,
   packContiguous,
   packValues,
-  readU32BE,
   toWire,
   unpackAads,
   unpackValues,
@@ -87,7 +86,10 @@ function fetchKey(keyId: number): Promise<void> {
 /** Installs every DEK the envelopes name; unknown ones are left to fail per item. */
 async function fetchEnvelopeKeys(envelopes: readonly Uint8Array[]): Promise<void> {
   const ids = new Set<number>();
-  for (const envelope of envelopes) if (envelope.length >= ENVELOPE_OVERHEAD) ids.add(readU32BE(envelope, 2));
+  for (const envelope of envelopes) {
+    const keyId = envelopeKeyId(envelope);
+    if (keyId !== undefined) ids.add(keyId);
+  }
   await Promise.allSettled([...ids].map(fetchKey));
 }
 

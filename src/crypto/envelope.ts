@@ -65,10 +65,15 @@ export function parseEnvelope(envelope: Uint8Array, kind: AadContext['kind']): P
   }
   return {
     flag,
-    keyId: readU32BE(envelope, 2),
+    keyId: envelopeKeyId(envelope)!,
     nonce: envelope.subarray(6, HEADER_BYTES),
     body: envelope.subarray(HEADER_BYTES),
   };
+}
+
+/** The key_id an envelope names, without the other framing checks; undefined when it is too short to be one. */
+export function envelopeKeyId(envelope: Uint8Array): number | undefined {
+  return envelope.length < ENVELOPE_OVERHEAD ? undefined : readU32BE(envelope, 2);
 }
 
 /** Writes the 18-byte envelope header into `out` at `offset`. */

@@ -11,6 +11,7 @@ export {
   FLAG_COMPRESSED,
   RAFT_AAD,
   buildAad,
+  envelopeKeyId,
   parseEnvelope,
   writeEnvelopeHeader,
   readU32BE,

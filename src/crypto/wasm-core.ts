@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSealError, sealError, type SealError } from '../errors/index.js';
 import { checkAeadArgs, checkPurpose, integrityError, locate, type BackendName, type CryptoBackend, type OpenItem, type OpenResult, type SealItem } from './backend.js';
-import { ENVELOPE_OVERHEAD, TAG_BYTES, VALUE_HEADER_BYTES, checkSealFlag, checkValueHeader, parseEnvelope, readU32BE, type AadContext } from './envelope.js';
+import { ENVELOPE_OVERHEAD, TAG_BYTES, VALUE_HEADER_BYTES, checkSealFlag, checkValueHeader, envelopeKeyId, parseEnvelope, type AadContext } from './envelope.js';
 import type { Dek, KeyLookup } from './keystore.js';
 import type { NonceRange } from './nonce.js';
 
@@ -359,9 +359,9 @@ export class WasmCore {
     const deks: (Dek | undefined)[] = new Array(items.length);
     for (let i = 0; i < items.length; i++) {
       const item = items[i]!;
-      const env = item.envelope;
-      if (env.length < ENVELOPE_OVERHEAD) continue;
-      const dek = keys.get(readU32BE(env, 2));
+      const keyId = envelopeKeyId(item.envelope);
+      if (keyId === undefined) continue;
+      const dek = keys.get(keyId);
       deks[i] = dek !== undefined && dek.purpose === item.aad.kind ? dek : undefined;
     }
     for (let start = 0; start < items.length; ) {
