@@ -26,7 +26,8 @@
 // the caller as SealErrors: ErrTimeout for no answer in time, an unreachable
 // or refusing peer (retryable), ErrRequestTooLarge for a request over the
 // limit, the handler's own code when it threw a SealError, ErrBadRequest for
-// an unknown method; any other handler error becomes a plain Error with the
+// an unknown method, ErrRaftStopped when the caller's transport stops
+// first; any other handler error becomes a plain Error with the
 // message only (never a stack).
 
 import crypto from 'node:crypto';
@@ -132,7 +133,7 @@ export class Transport {
   private readonly inbound = new Set<FrameConn>();
   private readonly rpcHandlers = new Map<string, RpcHandler>();
   /** Outbound RPC calls in flight (rejected by stop()). */
-  private readonly rpcCalls = new Set<(reason: string) => void>();
+  private readonly rpcCalls = new Set<(reason: string, code?: 'ErrTimeout' | 'ErrRaftStopped') => void>();
   private rpcServing = 0;
   private nextRpcId = 1;
   private stopped = false;
@@ -303,7 +304,7 @@ export class Transport {
     }
     const deadline = Date.now() + timeoutMs;
     let conn: FrameConn | undefined;
-    let cancel: (reason: string) => void = () => {};
+    let cancel: (reason: string, code?: 'ErrTimeout' | 'ErrRaftStopped') => void = () => {};
     const timer = setTimeout(() => cancel(`no reply within ${timeoutMs} ms`), timeoutMs);
     try {
       const reply = await new Promise<RpcReply>((resolve, reject) => {
@@ -314,7 +315,7 @@ export class Transport {
           this.rpcCalls.delete(cancel);
           f();
         };
-        cancel = (reason) => settle(() => reject(sealError('ErrTimeout', `${what}: ${reason}`)));
+        cancel = (reason, code = 'ErrTimeout') => settle(() => reject(sealError(code, `${what}: ${reason}`)));
         this.rpcCalls.add(cancel);
         this.dial(to, addr, { rpc: true, timeoutMs: Math.min(this.opts.handshakeTimeoutMs, timeoutMs) }).then(
           (c) => {
@@ -348,7 +349,7 @@ export class Transport {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const cancel of [...this.rpcCalls]) cancel('transport stopped');
+    for (const cancel of [...this.rpcCalls]) cancel('transport stopped', 'ErrRaftStopped');
     for (const id of [...this.peers.keys()]) this.removePeer(id);
     for (const c of this.inbound) c.close('transport stopped');
     const server = this.server;

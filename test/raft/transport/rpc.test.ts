@@ -7,9 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SealError, isSealError, sealError } from '../../../src/errors/index.js';
+import { SealError, sealError } from '../../../src/errors/index.js';
 import { RaftNode, type NodeId } from '../../../src/raft/index.js';
 import { Transport, type TransportOptions } from '../../../src/raft/transport/index.js';
+import { expectSealError } from '../../support/kek-fixtures.js';
 import { freePorts } from '../../support/ports.js';
 import { KvStateMachine } from '../support/kv-state-machine.js';
 
@@ -77,8 +78,7 @@ describe('Transport RPC', () => {
     b.serveRpc('Plain', async () => {
       throw new TypeError('boom inside the handler');
     });
-    const e1 = await failure(a.callRpc(2, addr(b), 'Sealed', null, 5000));
-    expect(isSealError(e1, 'ErrLocalEpochOutOfRange')).toBe(true);
+    const e1 = await expectSealError(a.callRpc(2, addr(b), 'Sealed', null, 5000), 'ErrLocalEpochOutOfRange');
     expect(e1.message).toContain('epoch 70000 above 0xFFFF');
     expect(e1.message.match(/ErrLocalEpochOutOfRange/g)?.length).toBe(1);
     const e2 = await failure(a.callRpc(2, addr(b), 'Plain', null, 5000));
@@ -90,8 +90,7 @@ describe('Transport RPC', () => {
   it('answers an unknown method with ErrBadRequest', async () => {
     const b = await transport(2);
     const a = await transport(1);
-    const e = await failure(a.callRpc(2, addr(b), 'NoSuchMethod', {}, 5000));
-    expect(isSealError(e, 'ErrBadRequest')).toBe(true);
+    const e = await expectSealError(a.callRpc(2, addr(b), 'NoSuchMethod', {}, 5000), 'ErrBadRequest');
     expect(e.message).toContain('NoSuchMethod');
   });
 
@@ -99,15 +98,13 @@ describe('Transport RPC', () => {
     const b = await transport(2);
     const a = await transport(1);
     b.serveRpc('Hang', () => new Promise(() => {}));
-    const e = await failure(a.callRpc(2, addr(b), 'Hang', {}, 200));
-    expect(isSealError(e, 'ErrTimeout')).toBe(true);
+    const e = await expectSealError(a.callRpc(2, addr(b), 'Hang', {}, 200), 'ErrTimeout');
     expect((e as SealError).retryable).toBe(true);
   });
 
   it('reports an unreachable port as a retryable ErrTimeout', async () => {
     const a = await transport(1);
-    const e = await failure(a.callRpc(2, `127.0.0.1:${(await freePorts(1))[0]}`, 'Echo', {}, 2000));
-    expect(isSealError(e, 'ErrTimeout')).toBe(true);
+    const e = await expectSealError(a.callRpc(2, `127.0.0.1:${(await freePorts(1))[0]}`, 'Echo', {}, 2000), 'ErrTimeout');
     expect(e.message).toMatch(/unreachable/);
   });
 
@@ -117,8 +114,7 @@ describe('Transport RPC', () => {
     learner.serveRpc('Who', async () => 'learner 7');
     expect(a.peerAddress(7)).toBeUndefined();
     expect(await a.callRpc(7, addr(learner), 'Who', null, 5000)).toBe('learner 7');
-    const e = await failure(a.callRpc(8, addr(learner), 'Who', null, 2000));
-    expect(isSealError(e, 'ErrTimeout')).toBe(true);
+    const e = await expectSealError(a.callRpc(8, addr(learner), 'Who', null, 2000), 'ErrTimeout');
   });
 
   it('refuses a caller with the wrong secret before any handler runs', async () => {
@@ -129,8 +125,7 @@ describe('Transport RPC', () => {
       ran++;
       return x;
     });
-    const e = await failure(bad.callRpc(2, addr(b), 'Echo', 'hello', 2000));
-    expect(isSealError(e, 'ErrTimeout')).toBe(true);
+    const e = await expectSealError(bad.callRpc(2, addr(b), 'Echo', 'hello', 2000), 'ErrTimeout');
     expect(ran).toBe(0);
     expect(b.stats.rejectedConnections).toBeGreaterThanOrEqual(1);
   });
@@ -145,11 +140,9 @@ describe('Transport RPC', () => {
     });
     b.serveRpc('Big', async () => Buffer.alloc(4096));
     // The caller's own limit: refused before it is sent.
-    const e1 = await failure(a.callRpc(2, addr(b), 'Echo', Buffer.alloc(128 * 1024), 2000));
-    expect(isSealError(e1, 'ErrRequestTooLarge')).toBe(true);
+    const e1 = await expectSealError(a.callRpc(2, addr(b), 'Echo', Buffer.alloc(128 * 1024), 2000), 'ErrRequestTooLarge');
     // Over the callee's limit: the callee cuts the connection, unprocessed.
-    const e2 = await failure(a.callRpc(2, addr(b), 'Echo', Buffer.alloc(8 * 1024), 2000));
-    expect(isSealError(e2, 'ErrTimeout')).toBe(true);
+    const e2 = await expectSealError(a.callRpc(2, addr(b), 'Echo', Buffer.alloc(8 * 1024), 2000), 'ErrTimeout');
     expect(ran).toBe(0);
     // A reply over the callee's limit becomes an error reply.
     const e3 = await failure(a.callRpc(2, addr(b), 'Big', null, 2000));
@@ -158,8 +151,7 @@ describe('Transport RPC', () => {
     const small = await transport(3, { rpcMaxFrameBytes: 1024 });
     const big = await transport(4);
     big.serveRpc('Big', async () => Buffer.alloc(4096));
-    const e4 = await failure(small.callRpc(4, addr(big), 'Big', null, 2000));
-    expect(isSealError(e4, 'ErrTimeout')).toBe(true);
+    const e4 = await expectSealError(small.callRpc(4, addr(big), 'Big', null, 2000), 'ErrTimeout');
     // Calls that fit still work.
     expect(await a.callRpc(2, addr(b), 'Echo', 'fits', 2000)).toBe('fits');
     expect(ran).toBe(1);
@@ -169,11 +161,11 @@ describe('Transport RPC', () => {
     const b = await transport(2);
     const a = await transport(1);
     b.serveRpc('Hang', () => new Promise(() => {}));
-    const p = failure(a.callRpc(2, addr(b), 'Hang', {}, 30_000));
+    const p = expectSealError(a.callRpc(2, addr(b), 'Hang', {}, 30_000), 'ErrRaftStopped');
     await new Promise((r) => setTimeout(r, 50));
     await a.stop();
-    const e = await p;
-    expect(isSealError(e)).toBe(true);
+    await p;
+    await expectSealError(a.callRpc(2, addr(b), 'Hang', {}, 1000), 'ErrRaftStopped');
   });
 });
 
@@ -211,8 +203,7 @@ describe('RaftNode RPC', () => {
     expect(await n1.callRpc(2, 'Who', 'x', { timeoutMs: 5000 })).toEqual({ id: 2, from: 1, body: 'x' });
     expect(await n1.callRpc(1, 'Who', 'self', { timeoutMs: 5000 })).toEqual({ id: 1, from: 1, body: 'self' });
     expect(await n1.callRpc(3, 'Who', null, { addr: `127.0.0.1:${ports[2]}`, timeoutMs: 5000 })).toEqual({ id: 3, from: 1, body: null });
-    const e = await failure(n1.callRpc(3, 'Who', null, { timeoutMs: 5000 }));
-    expect(isSealError(e, 'ErrTimeout')).toBe(true);
+    const e = await expectSealError(n1.callRpc(3, 'Who', null, { timeoutMs: 5000 }), 'ErrTimeout');
     expect(e.message).toMatch(/no address/);
   });
 });
