@@ -4,35 +4,21 @@
 // `disable` is always refused, and an engine without encryption has no routes.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sealError, type SealError } from '../../src/errors/index.js';
+import { sealError } from '../../src/errors/index.js';
 import { silentLogger } from '../../src/log/index.js';
-import { MemoryEngine, serve, type EngineEncryption, type RunningServer } from '../../src/server/index.js';
+import { MemoryEngine, serve, type Engine, type RunningServer } from '../../src/server/index.js';
+import { encryptingMemoryEngine, fakeEncryption } from '../support/fake-encryption.js';
 
 const TOKEN = 'admin-token-encryption-0123456789';
-const calls: unknown[] = [];
-let refusal: SealError | null = null;
-const encryption: EngineEncryption = {
-  run: async (op) => {
-    calls.push(op);
-    if (refusal !== null) throw refusal;
-    return { op, applied_index: 42 };
-  },
-  status: async ({ verify }) => {
-    calls.push({ verify });
-    return { phases: { storage_envelope: true, raft_envelope: false }, verified: verify };
-  },
-};
-
-class EncryptingMemoryEngine extends MemoryEngine {
-  readonly encryption = encryption;
-}
+const encryption = fakeEncryption({ applied_index: 42 }, (verify) => ({ phases: { storage_envelope: true, raft_envelope: false }, verified: verify }));
+const calls = encryption.calls;
 
 const running: RunningServer[] = [];
 let withEncryption = '';
 let without = '';
 
 beforeAll(async () => {
-  for (const engine of [new EncryptingMemoryEngine(), new MemoryEngine()]) {
+  for (const engine of [encryptingMemoryEngine(encryption), new MemoryEngine()] as Engine[]) {
     const server = await serve({
       listen: { host: '127.0.0.1', port: 0 },
       admin: { host: '127.0.0.1', port: 0, token: TOKEN },
@@ -41,7 +27,7 @@ beforeAll(async () => {
     });
     running.push(server);
     const base = `http://127.0.0.1:${server.admin!.port}`;
-    if (engine instanceof EncryptingMemoryEngine) withEncryption = base;
+    if (engine.encryption !== undefined) withEncryption = base;
     else without = base;
   }
 });
@@ -62,7 +48,7 @@ describe('AdminServer encryption routes', () => {
 
   it('runs each operation and answers its result', async () => {
     calls.length = 0;
-    refusal = null;
+    encryption.refusal = null;
     for (const op of ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope']) {
       const res = await request(withEncryption, 'POST', `/encryption/${op}`);
       expect(res.status).toBe(200);
@@ -86,15 +72,15 @@ describe('AdminServer encryption routes', () => {
   });
 
   it('maps refusals to 409 (final) and 503 (retryable) with the code', async () => {
-    refusal = sealError('ErrEncryptionNotBootstrapped', 'run bootstrap first');
+    encryption.refusal = sealError('ErrEncryptionNotBootstrapped', 'run bootstrap first');
     const final = await request(withEncryption, 'POST', '/encryption/enable-raft-envelope');
     expect(final.status).toBe(409);
     expect(await final.json()).toEqual({ error: 'run bootstrap first', code: 'ErrEncryptionNotBootstrapped', retryable: false });
-    refusal = sealError('ErrCapabilityCheckFailed', 'n3 unreachable');
+    encryption.refusal = sealError('ErrCapabilityCheckFailed', 'n3 unreachable');
     const retry = await request(withEncryption, 'POST', '/encryption/enable-storage-envelope');
     expect(retry.status).toBe(503);
     expect(await retry.json()).toMatchObject({ code: 'ErrCapabilityCheckFailed', retryable: true });
-    refusal = null;
+    encryption.refusal = null;
   });
 
   it('refuses disable with the dump-and-reload explanation', async () => {
