@@ -126,6 +126,7 @@ describe('Transport RPC', () => {
       return x;
     });
     const e = await expectSealError(bad.callRpc(2, addr(b), 'Echo', 'hello', 2000), 'ErrTimeout');
+    expect(e.message).toMatch(/refused/);
     expect(ran).toBe(0);
     expect(b.stats.rejectedConnections).toBeGreaterThanOrEqual(1);
   });
