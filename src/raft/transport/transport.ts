@@ -599,7 +599,12 @@ export class Transport {
       }
     }
     if (conn.isClosed) return;
-    let out = encodeFrame(reply);
+    let out: Buffer;
+    try {
+      out = encodeFrame(reply);
+    } catch (e) {
+      out = encodeFrame(errorReply(id, new Error(`reply does not encode: ${(e as Error).message}`)));
+    }
     if (out.length - 4 > this.opts.rpcMaxFrameBytes) {
       out = encodeFrame(errorReply(id, new Error(`reply of ${out.length - 4} bytes over the limit of ${this.opts.rpcMaxFrameBytes}`)));
     }
