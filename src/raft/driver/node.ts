@@ -23,6 +23,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileDurablySync } from '../../durable/index.js';
 import { isSealError, sealError, type SealError } from '../../errors/index.js';
 import { decodeConfChange } from '../core/confchange.js';
 import { decodeProposal, encodeProposal } from '../core/proposal.js';
@@ -742,21 +743,6 @@ export class RaftNode {
 
   /** Written with fsync and an atomic rename: a restart must find every member it applied. */
   private savePeers(): void {
-    const file = path.join(this.opts.dir, 'peers.json');
-    const tmp = `${file}.tmp`;
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      fs.writeSync(fd, JSON.stringify(this.peers));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-    const dfd = fs.openSync(this.opts.dir, 'r');
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
+    writeFileDurablySync(path.join(this.opts.dir, 'peers.json'), JSON.stringify(this.peers));
   }
 }
