@@ -198,6 +198,27 @@ describe('RaftNode hooks', () => {
     expect(empty[0]).toEqual([]);
   });
 
+  it('onLogEntries at start includes entries that never committed', async () => {
+    const c = await clusters.cluster(3);
+    const lead = await c.leader();
+    await lead.node.propose(kvPayload('committed', '1'));
+    for (const f of others(c, lead)) await c.stop(f.id);
+    const err = await lead.node.propose(kvPayload('lonely', '1'), { timeoutMs: 300 }).catch((e: unknown) => e);
+    expect(isSealError(err, 'ErrTimeout')).toBe(true);
+    await c.stop(lead.id);
+    const held = (await readLogEntries(lead.dir)).map(asReported);
+    const lonely = held.find(([, p]) => p === kv('lonely', '1'));
+    expect(lonely).toBeDefined();
+    expect(lonely![0]).toBeGreaterThan(lead.sm.appliedIndex());
+
+    const calls: [number, string | null][][] = [];
+    await c.start(lead.id, {
+      onLogEntries: (entries) => calls.push(entries.map((e) => [e.index, e.payload === null ? null : txt(e.payload)])),
+    });
+    expect(calls[0]).toEqual(held.filter(([i]) => i > lead.sm.appliedIndex()));
+    expect(calls[0]).toContainEqual(lonely);
+  });
+
   it('the tamper tool alters a payload behind a valid checksum: the log opens, the apply hook sees the new bytes', async () => {
     const c = await clusters.cluster(1);
     const n = await c.leader();
