@@ -94,8 +94,15 @@ export class EncryptionRuntime {
   #rollout: Rollout;
   /** Registry rows under this node's node_id16 (any full id), by key_id. */
   #myRows = new Map<number, WriterRow>();
-  /** DEKs under which this process's own local_epoch is registered. */
+  /**
+   * DEKs under which this process's own local_epoch is registered: its own
+   * registration entry applied, or the DEK arrived in this process (its
+   * epoch is then the one the entry registered). A row loaded from the
+   * store never counts: it may be a restored copy's own old epoch.
+   */
   readonly #lifetimeRegistered = new Set<number>();
+  /** DEKs this process added to the sidecar by applying their entry. */
+  readonly #addedThisProcess = new Set<number>();
   /** Cutover seen in apply order before its entry applied (same driver batch). */
   #seenCutover: number | null = null;
   /** Cutover entry present in this node's log (leader's appends or received). */
@@ -411,7 +418,15 @@ export class EncryptionRuntime {
     }
     this.#myRows.set(keyId, row);
     const epoch = this.sidecar?.state.keys.get(keyId)?.localEpoch;
-    if (row.fullNodeId === this.fullNodeId && epoch !== undefined && row.lastSeenLocalEpoch === epoch) this.#lifetimeRegistered.add(keyId);
+    if (this.#addedThisProcess.has(keyId) && row.fullNodeId === this.fullNodeId && row.lastSeenLocalEpoch === epoch) this.#lifetimeRegistered.add(keyId);
+  }
+
+  /** This process's own registration entry applied for these DEKs (the controller saw it succeed). */
+  markRegistered(keyIds: readonly number[]): void {
+    for (const keyId of keyIds) {
+      const row = this.#myRows.get(keyId);
+      if (row !== undefined && row.fullNodeId === this.fullNodeId && row.lastSeenLocalEpoch === this.sidecar?.state.keys.get(keyId)?.localEpoch) this.#lifetimeRegistered.add(keyId);
+    }
   }
 
   /** Store sealing follows the replicated flag and the active storage DEK. */
@@ -547,6 +562,7 @@ export class EncryptionRuntime {
     const changes: SidecarChange[] = [];
     for (const key of keys) {
       if (!sidecar.state.keys.has(key.keyId)) {
+        this.#addedThisProcess.add(key.keyId);
         changes.push({ type: 'add-key', keyId: key.keyId, purpose: key.purpose, wrapped: key.wrapped, kek: key.kek, created: key.created });
       }
     }
