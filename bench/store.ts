@@ -35,7 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import snappy from 'snappy';
 import * as cryptoApi from '../src/crypto/index.js';
-import { AesniBackend, CryptoPool, Keystore, NonceFactory, Sealer, type BackendChoice, type CryptoBackend } from '../src/crypto/index.js';
+import { AesniBackend, CryptoPool, Keystore, NonceFactory, Sealer, type BackendName, type CryptoBackend } from '../src/crypto/index.js';
 import { RocksEngine, Store, type WriteOp } from '../src/store/index.js';
 import { medianFields } from './lib/measure.js';
 import { writeResults } from './lib/results.js';
@@ -164,7 +164,7 @@ async function runPair(values: Buffer[], gets: number): Promise<Record<Side, Run
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-bench-store-'));
       const engine = await RocksEngine.open(dir);
       const keyed = name === 'clear' ? undefined : sealer();
-      const pool = name === 'pool' ? new CryptoPool({ keys: keyed!.keystore, backend: backendName as BackendChoice, threads: poolThreads }) : undefined;
+      const pool = name === 'pool' ? new CryptoPool({ keys: keyed!.keystore, backend: backendName as BackendName, threads: poolThreads }) : undefined;
       const store = new Store(engine, keyed === undefined ? undefined : { sealer: keyed.sealer, active: true, ...(pool === undefined ? {} : { pool }) });
       return { sealed: name !== 'clear', pool, dir, engine, store, us: 0, cpuUs: 0, mainUs: 0, lat: [] as number[] };
     }),
