@@ -3,6 +3,7 @@
 
 import { Command } from 'commander';
 import { runDemo } from './demo.js';
+import { encryptionCommand } from './encryption.js';
 import { runServeMemory, SERVE_MEMORY_DEFAULTS } from './serve-memory.js';
 import { runStart } from './start.js';
 
@@ -43,5 +44,7 @@ program
   .option('--compression <on|off>', 'Snappy before sealing')
   .option('--snapshot-entries <n>', 'snapshot and compact the Raft log every n applied entries (default 10000)')
   .action((options) => runStart(options));
+
+program.addCommand(encryptionCommand());
 
 await program.parseAsync(process.argv);

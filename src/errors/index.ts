@@ -68,6 +68,7 @@ export const ERROR_CODES = {
   // Requests (SPEC §12)
   ErrRequestTooLarge: { retryable: false },
   ErrBadRequest: { retryable: false },
+  ErrAdminRequest: { retryable: false },
 } as const satisfies Record<string, { retryable: boolean }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

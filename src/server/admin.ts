@@ -9,17 +9,33 @@
 // Membership routes answer 200 with the new membership, 400 on a bad body,
 // 409 with the error code when this node cannot make the change (not the
 // leader: ask the leader's admin API), 404 when the engine has no membership.
+//   POST /encryption/bootstrap                 } run cluster-wide (SPEC §8),    } replicated
+//   POST /encryption/enable-storage-envelope   } 200 with the operation's result } engines
+//   POST /encryption/enable-raft-envelope      }                                 } only
+//   GET  /encryption/status[?verify=1]         this node's encryption status
+//   POST /encryption/disable                   always refused: encryption is one-way
+// Encryption refusals are `{error, code, retryable}`: 409 when retrying cannot
+// help, 503 when it can (capability poll failed, cutover barrier, no leader);
+// 404 when the engine has no encryption.
 // Other paths are 404, other methods 405; all errors are JSON.
 
 import http from 'node:http';
-import { isSealError } from '../errors/index.js';
+import { isSealError, sealError, type SealError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
-import type { EngineMembership } from './engine.js';
+import type { EncryptionOp, EngineEncryption, EngineMembership } from './engine.js';
+import { sealErrorDetail } from './errors.js';
 import type { SealkvMetrics } from '../metrics/index.js';
 import { boundAddress, listen } from './listen.js';
 import { matchesSecret, secretDigest } from './secrets.js';
 
 export const DEFAULT_ADMIN_PORT = 8380;
+
+/** Why `encryption disable` is refused, and what to do instead (the admin route and the CLI say the same). */
+export const ENCRYPTION_DISABLE_EXPLANATION =
+  'encryption is one-way and there is no in-place disable: to get a cleartext store, dump the data with a client ' +
+  '(e.g. SCAN + GET) and load it into a new cluster started without --encryption-enabled';
+
+const ENCRYPTION_OPS: readonly EncryptionOp[] = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope'];
 
 export interface AdminServerOptions {
   token: string;
@@ -28,6 +44,8 @@ export interface AdminServerOptions {
   status: () => Record<string, unknown> | Promise<Record<string, unknown>>;
   /** Membership changes (replicated engines); the /cluster routes are 404 without. */
   membership?: EngineMembership;
+  /** The encryption rollout (replicated engines); the /encryption routes are 404 without. */
+  encryption?: EngineEncryption;
   host?: string;
   port?: number;
   logger?: Logger;
@@ -40,6 +58,7 @@ export class AdminServer {
   readonly #metrics: SealkvMetrics;
   readonly #status: AdminServerOptions['status'];
   readonly #membership: EngineMembership | undefined;
+  readonly #encryption: EngineEncryption | undefined;
   readonly #host: string;
   readonly #port: number;
   readonly #log: Logger;
@@ -53,6 +72,7 @@ export class AdminServer {
     this.#metrics = options.metrics;
     this.#status = options.status;
     this.#membership = options.membership;
+    this.#encryption = options.encryption;
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? DEFAULT_ADMIN_PORT;
     this.#log = options.logger ?? silentLogger();
@@ -97,7 +117,8 @@ export class AdminServer {
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
     if (!this.#authorized(req)) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="sealkv"');
       send(res, 401, { error: 'a bearer token is required' });
@@ -115,6 +136,11 @@ export class AdminServer {
     const membership = this.#membership;
     if (path.startsWith('/cluster/') && membership !== undefined) {
       await this.#cluster(req, res, path, membership);
+      return;
+    }
+    const encryption = this.#encryption;
+    if (path.startsWith('/encryption/') && encryption !== undefined) {
+      await this.#encryptionRoute(req, res, url, encryption);
       return;
     }
     const route = routes[path];
@@ -165,6 +191,46 @@ export class AdminServer {
     this.#log.info({ path, id: body.id }, 'membership changed');
     send(res, 200, result);
   }
+
+  async #encryptionRoute(req: http.IncomingMessage, res: http.ServerResponse, url: URL, encryption: EngineEncryption): Promise<void> {
+    const verify = ['1', 'true'].includes(url.searchParams.get('verify') ?? '');
+    const routes: Record<string, { method: 'GET' | 'POST'; op?: EncryptionOp; run: () => Promise<Record<string, unknown>> }> = {
+      '/encryption/status': { method: 'GET', run: () => encryption.status({ verify }) },
+      '/encryption/disable': {
+        method: 'POST',
+        run: () => Promise.reject(sealError('ErrEncryptionDisableUnsupported', ENCRYPTION_DISABLE_EXPLANATION)),
+      },
+    };
+    for (const op of ENCRYPTION_OPS) routes[`/encryption/${op}`] = { method: 'POST', op, run: () => encryption.run(op) };
+    const path = url.pathname;
+    const route = routes[path];
+    if (route === undefined) {
+      send(res, 404, { error: `no route ${path}` });
+      return;
+    }
+    if (req.method !== route.method && !(route.method === 'GET' && req.method === 'HEAD')) {
+      res.setHeader('Allow', route.method === 'GET' ? 'GET, HEAD' : 'POST');
+      send(res, 405, { error: `${req.method} is not allowed on ${path}` });
+      return;
+    }
+    let result: Record<string, unknown>;
+    try {
+      if (route.op !== undefined) this.#log.info({ op: route.op }, 'encryption operation requested');
+      result = await route.run();
+    } catch (err) {
+      if (!isSealError(err)) throw err;
+      if (route.op !== undefined) this.#log.warn({ op: route.op, code: err.code }, 'encryption operation refused');
+      sendSealError(res, err);
+      return;
+    }
+    if (route.op !== undefined) this.#log.info({ op: route.op }, 'encryption operation done');
+    send(res, 200, result);
+  }
+}
+
+/** A typed refusal: 503 when the same request may succeed later, 409 when it cannot. */
+function sendSealError(res: http.ServerResponse, err: SealError): void {
+  send(res, err.retryable ? 503 : 409, { error: sealErrorDetail(err), code: err.code, retryable: err.retryable });
 }
 
 function field(body: Record<string, unknown>, name: string): string {

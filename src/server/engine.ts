@@ -31,6 +31,16 @@ export interface EngineMembership {
   remove(id: string): Promise<Record<string, unknown>>;
 }
 
+export type EncryptionOp = 'bootstrap' | 'enable-storage-envelope' | 'enable-raft-envelope';
+
+/** The encryption rollout as the admin API drives it (replicated engines). */
+export interface EngineEncryption {
+  /** Runs an operation cluster-wide (a follower forwards it to the leader); resolves with a JSON-able result. Typed SealErrors on refusal. */
+  run(op: EncryptionOp): Promise<Record<string, unknown>>;
+  /** This node's encryption status (SPEC §12 `encryption status`); `verify` counts versions per key_id by a scan. JSON-able. */
+  status(options: { verify: boolean }): Promise<Record<string, unknown>>;
+}
+
 export interface Engine {
   /** Replicates and applies `requests` as one atomic batch; resolves with one reply per request. */
   execute(requests: readonly KvRequest[]): Promise<KvReply[]>;
@@ -40,4 +50,6 @@ export interface Engine {
   close(): Promise<void>;
   /** Present on replicated engines: membership changes for the admin API. */
   readonly membership?: EngineMembership;
+  /** Present on replicated engines: the encryption rollout for the admin API. */
+  readonly encryption?: EngineEncryption;
 }

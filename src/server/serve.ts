@@ -47,6 +47,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       metrics,
       logger: log,
       ...(engine.membership === undefined ? {} : { membership: engine.membership }),
+      ...(engine.encryption === undefined ? {} : { encryption: engine.encryption }),
       status: async () => ({ engine: engine.status(), resp: { ...respAddress, ...resp.stats() }, ...(await options.status?.()) }),
     });
     try {

@@ -31,7 +31,7 @@ import { BOOTSTRAP_INDEX } from '../core/storage.js';
 import { RawNode } from '../core/rawnode.js';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, SnapshotMeta, StateRole } from '../core/types.js';
 import { SegmentLog } from '../log/index.js';
-import { Transport } from '../transport/index.js';
+import { Transport, type RpcHandler } from '../transport/index.js';
 import type { ApplyEntry, RaftNodeOptions, StateMachine } from './types.js';
 
 interface Pending {
@@ -170,6 +170,7 @@ export class RaftNode {
         onSnapshot: (m, file) => this.onSnapshot(m, file),
       },
     });
+    for (const [method, handler] of Object.entries(o.rpcHandlers ?? {})) this.transport.serveRpc(method, handler);
     await fsp.rm(path.join(o.dir, 'snap'), { recursive: true, force: true });
     try {
       await this.transport.start();
@@ -208,6 +209,43 @@ export class RaftNode {
   /** Membership as this node has applied it. */
   confState(): ConfState {
     return this.node.confState();
+  }
+
+  /** Voters and learners of the membership this node has applied (copies). */
+  members(): { voters: NodeId[]; learners: NodeId[] } {
+    const cs = this.node.confState();
+    return { voters: [...cs.voters], learners: [...cs.learners] };
+  }
+
+  /** One election timeout in milliseconds (electionTick × tickMs). */
+  electionTimeoutMs(): number {
+    return (this.opts.electionTick ?? 10) * (this.opts.tickMs ?? 100);
+  }
+
+  /** Where this node reaches `id` ("host:port"); its own listening address for itself; undefined when unknown. */
+  peerAddress(id: NodeId): string | undefined {
+    if (id === this.id) return `${this.opts.host ?? '127.0.0.1'}:${this.transport.port}`;
+    return this.peers[id];
+  }
+
+  /** Serves RPC `method` to authenticated peers (replacing an earlier handler). See Transport.callRpc for the errors. */
+  serveRpc(method: string, handler: RpcHandler): void {
+    this.transport.serveRpc(method, handler);
+  }
+
+  /**
+   * Calls `method` on node `to` at `opts.addr`, or at its known peer address,
+   * on a connection of its own, within `opts.timeoutMs`. `to` need not be a
+   * member (a joining node is called by explicit address). Rejects with
+   * ErrTimeout (no reply in time, unreachable, refused, or no address known),
+   * the handler's SealError code, ErrBadRequest (unknown method), or a plain
+   * Error for any other handler failure.
+   */
+  async callRpc(to: NodeId, method: string, body: unknown, opts: { addr?: string; timeoutMs: number }): Promise<unknown> {
+    this.assertRunning();
+    const addr = opts.addr ?? this.peerAddress(to);
+    if (addr === undefined) throw sealError('ErrTimeout', `rpc ${method} to node ${to}: no address known for it (unreachable)`);
+    return this.transport.callRpc(to, addr, method, body, opts.timeoutMs);
   }
 
   /**

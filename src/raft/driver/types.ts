@@ -95,4 +95,6 @@ export interface RaftNodeOptions {
   maxInflightMsgs?: number;
   /** Seed of the election-timeout generator (default: random). */
   seed?: number;
+  /** RPC methods served from the moment the transport listens (more can be added with serveRpc). */
+  rpcHandlers?: Record<string, (body: unknown, from: NodeId) => Promise<unknown>>;
 }

@@ -15,7 +15,7 @@ export type Frame =
   /** listener → dialer, first frame: a fresh challenge. */
   | { k: 'hello'; id: NodeId; nonce: Uint8Array }
   /** dialer → listener: proof of the cluster secret over both nonces and both ids. */
-  | { k: 'auth'; from: NodeId; to: NodeId; nonce: Uint8Array; mac: Uint8Array }
+  | { k: 'auth'; from: NodeId; to: NodeId; nonce: Uint8Array; mac: Uint8Array; rpc?: boolean }
   /** listener → dialer: the listener's proof (mutual authentication). */
   | { k: 'ok'; mac: Uint8Array }
   /** A batch of Raft messages. */
@@ -24,7 +24,15 @@ export type Frame =
   | { k: 'snapBegin'; m: Message }
   | { k: 'snapChunk'; d: Uint8Array }
   | { k: 'snapEnd'; bytes: number }
-  | { k: 'snapAck'; ok: boolean };
+  | { k: 'snapAck'; ok: boolean }
+  /** Request/response connection (the dialer's `auth` said `rpc`): one call, one reply. */
+  | { k: 'rpc'; id: number; method: string; body: unknown }
+  | RpcReply;
+
+/** The answer to an `rpc` frame; an error carries a SealError code when the handler threw one. */
+export type RpcReply =
+  | { k: 'rpcReply'; id: number; ok: true; body: unknown }
+  | { k: 'rpcReply'; id: number; ok: false; error: { code?: string; message: string } };
 
 // Records (msgpackr's extension for objects of one shape, ~30% cheaper for a
 // batch of messages than plain maps) are defined inside each frame: no

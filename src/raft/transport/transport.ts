@@ -1,7 +1,8 @@
 // TCP transport between Raft peers (SPEC §6): length-prefixed msgpackr
 // frames, peers authenticated by the shared cluster secret, one outbound
 // connection per peer with reconnection and backoff, bounded send queues,
-// and snapshots streamed in chunks on a connection of their own.
+// snapshots streamed in chunks on a connection of their own, and small
+// request/response calls (RPC), also on a connection of their own.
 //
 // Authentication is a mutual HMAC-SHA256 challenge-response: the listener
 // sends a fresh nonce, the dialer answers with its own nonce and a MAC over
@@ -14,14 +15,32 @@
 // is capped in messages and bytes, messages past the cap are dropped and the
 // peer is reported unreachable (Raft retransmits from the log, which is on
 // disk), and nothing is written to a socket whose buffer is full.
+//
+// RPC: the caller dials the callee by id and address (the callee need not be
+// a member: a joining learner is polled before it is added), authenticates
+// with the same handshake, its `auth` frame marked `rpc`, sends one `rpc`
+// frame and waits for one `rpcReply`, then closes. Such a connection carries
+// nothing else, and its frames are held to `rpcMaxFrameBytes` both ways. The
+// mark is not covered by the MAC: it only narrows what the connection may
+// carry, and an authenticated peer may send any frame anyway. Failures reach
+// the caller as SealErrors: ErrTimeout for no answer in time, an unreachable
+// or refusing peer (retryable), ErrRequestTooLarge for a request over the
+// limit, the handler's own code when it threw a SealError, ErrBadRequest for
+// an unknown method, ErrRaftStopped when the caller's transport stops
+// first; any other handler error becomes a plain Error with the
+// message only (never a stack).
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { ERROR_CODES, isSealError, sealError, type ErrorCode } from '../../errors/index.js';
 import type { Message, NodeId } from '../core/types.js';
-import { FrameConn, type Frame } from './frame.js';
+import { FrameConn, encodeFrame, type Frame, type RpcReply } from './frame.js';
+
+/** Serves one RPC method: `from` is the authenticated caller. A throw becomes an error reply. */
+export type RpcHandler = (body: unknown, from: NodeId) => Promise<unknown>;
 
 export interface TransportHandler {
   /** A message from an authenticated peer. */
@@ -56,6 +75,10 @@ export interface TransportOptions {
   snapshotAckTimeoutMs?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /** Largest RPC request or reply frame, either way (default 1 MiB). */
+  rpcMaxFrameBytes?: number;
+  /** RPC calls served at once; past it a call is answered ErrTimeout (retry). Default 64. */
+  rpcMaxConcurrent?: number;
 }
 
 const AUTH_LABEL = Buffer.from('sealkv raft peer auth v1');
@@ -63,6 +86,9 @@ const AUTH_LABEL = Buffer.from('sealkv raft peer auth v1');
 const PRE_AUTH_MAX_FRAME = 512;
 const BATCH_MESSAGES = 256;
 const BATCH_BYTES = 1024 * 1024;
+const RPC_MAX_METHOD = 128;
+/** Error messages travelling back to a caller are cut to this length. */
+const RPC_MAX_ERROR_MESSAGE = 1024;
 
 export function parseAddress(addr: string): { host: string; port: number } {
   const i = addr.lastIndexOf(':');
@@ -105,9 +131,14 @@ export class Transport {
   private server: net.Server | undefined;
   private readonly peers = new Map<NodeId, Peer>();
   private readonly inbound = new Set<FrameConn>();
+  private readonly rpcHandlers = new Map<string, RpcHandler>();
+  /** Outbound RPC calls in flight (rejected by stop()). */
+  private readonly rpcCalls = new Set<(reason: string, code?: 'ErrTimeout' | 'ErrRaftStopped') => void>();
+  private rpcServing = 0;
+  private nextRpcId = 1;
   private stopped = false;
   /** Counters for tests and metrics. */
-  readonly stats = { dropped: 0, rejectedConnections: 0, sentFrames: 0 };
+  readonly stats = { dropped: 0, rejectedConnections: 0, sentFrames: 0, rpcServed: 0 };
 
   constructor(opts: TransportOptions) {
     if (opts.secret.length < 16) throw new RangeError('transport: the cluster secret must be at least 16 bytes');
@@ -123,6 +154,8 @@ export class Transport {
       snapshotAckTimeoutMs: 120_000,
       backoffInitialMs: 50,
       backoffMaxMs: 2000,
+      rpcMaxFrameBytes: 1024 * 1024,
+      rpcMaxConcurrent: 64,
       ...opts,
     };
   }
@@ -249,9 +282,74 @@ export class Transport {
     }
   }
 
+  /** Serves RPC `method` (replacing any earlier handler of it). */
+  serveRpc(method: string, handler: RpcHandler): void {
+    if (method.length === 0 || method.length > RPC_MAX_METHOD) throw new RangeError(`rpc method name "${method}" is empty or too long`);
+    this.rpcHandlers.set(method, handler);
+  }
+
+  /**
+   * Calls `method` on node `to` at `addr` (a member or not) on a connection
+   * of its own, and resolves with the reply body. Everything — connecting,
+   * authenticating, the handler — happens within `timeoutMs`.
+   */
+  async callRpc(to: NodeId, addr: string, method: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    if (!(timeoutMs > 0)) throw new RangeError(`rpc timeout must be positive, got ${timeoutMs}`);
+    const what = `rpc ${method} to node ${to} at ${addr}`;
+    if (this.stopped) throw sealError('ErrRaftStopped', `${what}: transport stopped`);
+    const id = this.nextRpcId++;
+    const request = encodeFrame({ k: 'rpc', id, method, body });
+    if (request.length - 4 > this.opts.rpcMaxFrameBytes) {
+      throw sealError('ErrRequestTooLarge', `${what}: request of ${request.length - 4} bytes over the limit of ${this.opts.rpcMaxFrameBytes}`);
+    }
+    const deadline = Date.now() + timeoutMs;
+    let conn: FrameConn | undefined;
+    let cancel: (reason: string, code?: 'ErrTimeout' | 'ErrRaftStopped') => void = () => {};
+    const timer = setTimeout(() => cancel(`no reply within ${timeoutMs} ms`), timeoutMs);
+    try {
+      const reply = await new Promise<RpcReply>((resolve, reject) => {
+        let settled = false;
+        const settle = (f: () => void): void => {
+          if (settled) return;
+          settled = true;
+          this.rpcCalls.delete(cancel);
+          f();
+        };
+        cancel = (reason, code = 'ErrTimeout') => settle(() => reject(sealError(code, `${what}: ${reason}`)));
+        this.rpcCalls.add(cancel);
+        this.dial(to, addr, { rpc: true, timeoutMs: Math.min(this.opts.handshakeTimeoutMs, timeoutMs) }).then(
+          (c) => {
+            if (settled) {
+              c.close('rpc abandoned');
+              return;
+            }
+            conn = c;
+            c.maxFrameBytes = this.opts.rpcMaxFrameBytes;
+            c.onFrame = (f) => {
+              if (f.k === 'rpcReply' && f.id === id && typeof f.ok === 'boolean') settle(() => resolve(f));
+              else cancel(`unexpected ${String(f.k)} frame in reply`);
+            };
+            c.socket.once('close', () => cancel('connection closed before the reply'));
+            c.socket.write(request);
+          },
+          (e: Error) => {
+            const left = deadline - Date.now();
+            cancel(left <= 0 ? `no reply within ${timeoutMs} ms` : `unreachable (${e.message})`);
+          },
+        );
+      });
+      if (reply.ok) return reply.body;
+      throw replyError(what, reply.error);
+    } finally {
+      clearTimeout(timer);
+      conn?.close('rpc done');
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    for (const cancel of [...this.rpcCalls]) cancel('transport stopped', 'ErrRaftStopped');
     for (const id of [...this.peers.keys()]) this.removePeer(id);
     for (const c of this.inbound) c.close('transport stopped');
     const server = this.server;
@@ -331,7 +429,7 @@ export class Transport {
   }
 
   /** Connects to `addr` and authenticates both ways; rejects on any failure. */
-  private dial(peerId: NodeId, addr: string): Promise<FrameConn> {
+  private dial(peerId: NodeId, addr: string, how: { rpc?: boolean; timeoutMs?: number } = {}): Promise<FrameConn> {
     const { host, port } = parseAddress(addr);
     return new Promise<FrameConn>((resolve, reject) => {
       const socket = net.connect({ host, port });
@@ -343,7 +441,7 @@ export class Transport {
         conn.close(reason);
         reject(new Error(`dial ${peerId} at ${addr}: ${reason}`));
       };
-      const timer = setTimeout(() => fail('handshake timeout'), this.opts.handshakeTimeoutMs);
+      const timer = setTimeout(() => fail('handshake timeout'), how.timeoutMs ?? this.opts.handshakeTimeoutMs);
       const myNonce = crypto.randomBytes(32);
       let theirNonce: Uint8Array | undefined;
       const conn = new FrameConn(
@@ -356,7 +454,8 @@ export class Transport {
               return;
             }
             theirNonce = f.nonce;
-            conn.send({ k: 'auth', from: this.id, to: peerId, nonce: myNonce, mac: this.mac('dialer', theirNonce, myNonce, this.id, peerId) });
+            const mac = this.mac('dialer', theirNonce, myNonce, this.id, peerId);
+            conn.send({ k: 'auth', from: this.id, to: peerId, nonce: myNonce, mac, ...(how.rpc === true ? { rpc: true } : {}) });
             return;
           }
           const expected = this.mac('listener', theirNonce, myNonce, this.id, peerId);
@@ -385,6 +484,7 @@ export class Transport {
     const nonce = crypto.randomBytes(32);
     let peer: NodeId | undefined;
     let snap: SnapshotSpill | undefined;
+    let rpc: RpcServe | undefined;
     const conn = new FrameConn(
       socket,
       PRE_AUTH_MAX_FRAME,
@@ -396,10 +496,26 @@ export class Transport {
             conn.close('authentication failed');
             return;
           }
-          clearTimeout(timer);
-          conn.maxFrameBytes = this.opts.maxFrameBytes;
           const auth = f as Extract<Frame, { k: 'auth' }>;
+          if (auth.rpc === true) {
+            // The handshake timer keeps running until the call arrives.
+            rpc = { served: false };
+            conn.maxFrameBytes = this.opts.rpcMaxFrameBytes;
+          } else {
+            clearTimeout(timer);
+            conn.maxFrameBytes = this.opts.maxFrameBytes;
+          }
           conn.send({ k: 'ok', mac: this.mac('listener', nonce, auth.nonce, auth.from, this.id) });
+          return;
+        }
+        if (rpc !== undefined) {
+          if (rpc.served || f.k !== 'rpc') {
+            conn.close(`unexpected ${String(f.k)} frame on an rpc connection`);
+            return;
+          }
+          rpc.served = true;
+          clearTimeout(timer);
+          void this.serveCall(conn, peer, f);
           return;
         }
         snap = this.onPeerFrame(conn, peer, f, snap);
@@ -412,7 +528,7 @@ export class Transport {
     );
     this.inbound.add(conn);
     const timer = setTimeout(() => {
-      if (peer === undefined) conn.close('handshake timeout');
+      if (peer === undefined || rpc?.served === false) conn.close('handshake timeout');
     }, this.opts.handshakeTimeoutMs);
     conn.send({ k: 'hello', id: this.id, nonce });
   }
@@ -455,6 +571,39 @@ export class Transport {
     return snap;
   }
 
+  /** Runs one call and answers it; the caller closes the connection once it has the reply. */
+  private async serveCall(conn: FrameConn, from: NodeId, f: Extract<Frame, { k: 'rpc' }>): Promise<void> {
+    const id = f.id;
+    let reply: RpcReply;
+    if (!Number.isSafeInteger(id) || typeof f.method !== 'string') {
+      conn.close('malformed rpc frame');
+      return;
+    }
+    const handler = this.rpcHandlers.get(f.method);
+    if (handler === undefined) {
+      reply = errorReply(id, sealError('ErrBadRequest', `unknown rpc method "${f.method.slice(0, RPC_MAX_METHOD)}"`));
+    } else if (this.rpcServing >= this.opts.rpcMaxConcurrent) {
+      reply = errorReply(id, sealError('ErrTimeout', `node ${this.id} is serving ${this.rpcServing} rpc calls already; retry`));
+    } else {
+      this.rpcServing++;
+      this.stats.rpcServed++;
+      try {
+        reply = { k: 'rpcReply', id, ok: true, body: await handler(f.body, from) };
+      } catch (e) {
+        reply = errorReply(id, e);
+      } finally {
+        this.rpcServing--;
+      }
+    }
+    if (conn.isClosed) return;
+    let out = encodeFrame(reply);
+    if (out.length - 4 > this.opts.rpcMaxFrameBytes) {
+      out = encodeFrame(errorReply(id, new Error(`reply of ${out.length - 4} bytes over the limit of ${this.opts.rpcMaxFrameBytes}`)));
+    }
+    // Half-close once the reply is out: the caller's side closes, so no call holds a connection open.
+    conn.socket.end(out);
+  }
+
   private mac(role: 'dialer' | 'listener', listenerNonce: Uint8Array, dialerNonce: Uint8Array, dialer: NodeId, listener: NodeId): Buffer {
     const ids = Buffer.allocUnsafe(16);
     ids.writeBigUInt64BE(BigInt(dialer), 0);
@@ -468,6 +617,30 @@ export class Transport {
       .update(ids)
       .digest();
   }
+}
+
+interface RpcServe {
+  /** The connection's one call has arrived. */
+  served: boolean;
+}
+
+/** A handler's failure as it travels back: the code of a SealError, the message only otherwise. */
+function errorReply(id: number, e: unknown): RpcReply {
+  if (isSealError(e)) {
+    const prefix = `${e.code}: `;
+    const message = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
+    return { k: 'rpcReply', id, ok: false, error: { code: e.code, message: message.slice(0, RPC_MAX_ERROR_MESSAGE) } };
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  return { k: 'rpcReply', id, ok: false, error: { message: message.slice(0, RPC_MAX_ERROR_MESSAGE) } };
+}
+
+/** The caller's side of an error reply: a SealError of the same code when it names a known one. */
+function replyError(what: string, error: unknown): Error {
+  const e = (error ?? {}) as { code?: unknown; message?: unknown };
+  const message = typeof e.message === 'string' ? e.message.slice(0, RPC_MAX_ERROR_MESSAGE) : 'malformed error reply';
+  if (typeof e.code === 'string' && Object.hasOwn(ERROR_CODES, e.code)) return sealError(e.code as ErrorCode, `${what}: ${message}`);
+  return new Error(`${what}: ${message}`);
 }
 
 function macEqual(a: Uint8Array, b: Uint8Array): boolean {

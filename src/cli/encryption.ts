@@ -1,0 +1,184 @@
+// `sealkv encryption <verb>` (SPEC §12): the operator's side of the rollout,
+// over a node's admin API (`/encryption/...`, bearer token).
+//
+// Output: the JSON result with `--json`, else one `key: value` line per field
+// (nested fields dotted). Exit 0 on success; 1 with one stderr line
+// `sealkv: <Code>: <message>` when the node refuses or cannot be asked; 2 for
+// usage errors (bad options, no admin token). `disable` needs no node: it
+// always refuses with the dump-and-reload explanation.
+
+import { Command, type CommanderError } from 'commander';
+import { isSealError, type ErrorCode } from '../errors/index.js';
+import { DEFAULT_ADMIN_LISTEN, parseHostPort, type HostPort } from '../node/index.js';
+import { ENCRYPTION_DISABLE_EXPLANATION, loadSecret } from '../server/index.js';
+
+export interface EncryptionCliOptions {
+  admin: string;
+  adminTokenFile?: string;
+  json?: boolean;
+  timeout: string;
+  verify?: boolean;
+}
+
+interface Verb {
+  name: string;
+  description: string;
+  method: 'GET' | 'POST';
+}
+
+const VERBS: readonly Verb[] = [
+  { name: 'status', description: 'this node\'s encryption status: active key_ids, phases, cutover index, epochs (--verify counts versions per key_id)', method: 'GET' },
+  { name: 'bootstrap', description: 'generate the storage and raft DEKs on the leader, wrapped with the KEK, and register every member as a writer', method: 'POST' },
+  { name: 'enable-storage-envelope', description: 'Phase 1: bootstrap if needed, then seal every new value at apply from the flag entry on', method: 'POST' },
+  { name: 'enable-raft-envelope', description: 'Phase 2: wrap every Raft payload after the cutover entry (one-way)', method: 'POST' },
+];
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+/**
+ * Why a verb failed: a code (from this CLI, or as the node sent it — a newer
+ * node may know codes this CLI does not) and the exit status, 2 for usage.
+ */
+class CliFailure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly exitCode: 1 | 2 = 1,
+  ) {
+    super(message);
+  }
+}
+
+function failure(code: ErrorCode, message: string, exitCode: 1 | 2 = 1): CliFailure {
+  return new CliFailure(code, message, exitCode);
+}
+
+/** The `encryption` command with its verbs, for the program in main.ts. */
+export function encryptionCommand(): Command {
+  const command = new Command('encryption')
+    .description('drive and inspect the encryption rollout through a node\'s admin API')
+    // Set before the verbs are added so that they inherit it: usage errors exit 2.
+    .exitOverride((err: CommanderError) => process.exit(err.exitCode === 0 ? 0 : 2));
+  for (const verb of VERBS) {
+    const sub = withCommonOptions(command.command(verb.name).description(verb.description));
+    if (verb.name === 'status') sub.option('--verify', 'count versions per key_id by scanning the store (slow on a large store)');
+    sub.action(async (options: EncryptionCliOptions) => {
+      process.exitCode = await runVerb(verb, options);
+    });
+  }
+  withCommonOptions(command.command('disable').description('refused: encryption is one-way (prints the dump-and-reload way out)')).action(() => {
+    process.exitCode = fail(failure('ErrEncryptionDisableUnsupported', ENCRYPTION_DISABLE_EXPLANATION));
+  });
+  return command;
+}
+
+function withCommonOptions(command: Command): Command {
+  return command
+    .option('--admin <host:port>', 'the node\'s admin HTTP address', DEFAULT_ADMIN_LISTEN)
+    .option('--admin-token-file <path>', 'file holding the admin bearer token (or env SEALKV_ADMIN_TOKEN)')
+    .option('--json', 'print the raw JSON result')
+    .option('--timeout <ms>', 'how long to wait for the node\'s answer', String(DEFAULT_TIMEOUT_MS));
+}
+
+async function runVerb(verb: Verb, options: EncryptionCliOptions): Promise<number> {
+  const query = verb.name === 'status' && options.verify === true ? '?verify=1' : '';
+  try {
+    const result = await callAdmin(requestOptions(options), verb.method, `/encryption/${verb.name}${query}`);
+    process.stdout.write(options.json === true ? `${JSON.stringify(result, null, 2)}\n` : summary(result));
+    return 0;
+  } catch (err) {
+    if (err instanceof CliFailure) return fail(err);
+    throw err;
+  }
+}
+
+/** The address, token and timeout from the options; a usage failure (exit 2) when they do not make a request. */
+function requestOptions(options: EncryptionCliOptions): { address: HostPort; token: string; timeoutMs: number } {
+  let address: HostPort;
+  let token: string | undefined;
+  try {
+    address = parseHostPort(options.admin, '--admin');
+    token = loadSecret({ file: options.adminTokenFile, env: 'SEALKV_ADMIN_TOKEN' }, 'admin token');
+  } catch (err) {
+    if (err instanceof RangeError || isSealError(err, 'ErrBadRequest')) throw failure('ErrBadRequest', err.message, 2);
+    throw err;
+  }
+  if (token === undefined) throw failure('ErrBadRequest', 'no admin token: give --admin-token-file <path> or set SEALKV_ADMIN_TOKEN', 2);
+  if (!/^\d+$/.test(options.timeout) || Number(options.timeout) <= 0) {
+    throw failure('ErrBadRequest', `--timeout: "${options.timeout}" is not a positive number of milliseconds`, 2);
+  }
+  return { address, token, timeoutMs: Number(options.timeout) };
+}
+
+/** One admin API call; the JSON object on 2xx, else a CliFailure saying why. */
+async function callAdmin(
+  request: { address: HostPort; token: string; timeoutMs: number },
+  method: 'GET' | 'POST',
+  path: string,
+): Promise<Record<string, unknown>> {
+  const { host, port } = request.address;
+  const where = `${host}:${port}`;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`;
+  let status: number;
+  let text: string;
+  try {
+    const res = await fetch(url, { method, headers: { authorization: `Bearer ${request.token}` }, signal: AbortSignal.timeout(request.timeoutMs) });
+    status = res.status;
+    text = await res.text();
+  } catch (err) {
+    if (err instanceof Error && err.name === 'TimeoutError') {
+      throw failure('ErrTimeout', `no answer from the admin API at ${where} within ${request.timeoutMs} ms (an operation may still complete: check \`sealkv encryption status\`)`);
+    }
+    const cause = err instanceof Error ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
+    throw failure('ErrAdminRequest', `cannot reach the admin API at ${where}: ${cause?.code ?? cause?.message ?? String(err)}`);
+  }
+  const body = parseObject(text);
+  if (status >= 200 && status < 300 && body !== undefined) return body;
+  const message = typeof body?.error === 'string' ? body.error : text.slice(0, 200);
+  if (typeof body?.code === 'string') throw new CliFailure(body.code, message);
+  if (status === 401) throw failure('ErrAdminRequest', `the admin API at ${where} refused the token (HTTP 401)`);
+  if (status === 404) throw failure('ErrAdminRequest', `the node at ${where} has no encryption admin routes (HTTP 404: ${message})`);
+  throw failure('ErrAdminRequest', `the admin API at ${where} answered HTTP ${status}: ${message}`);
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `key: value` lines, nested objects dotted, arrays of scalars joined. */
+function summary(result: Record<string, unknown>): string {
+  const lines: string[] = [];
+  const walk = (value: unknown, key: string): void => {
+    if (Array.isArray(value) && value.every((v) => v === null || typeof v !== 'object')) {
+      lines.push(`${key}: ${value.map(String).join(', ')}`);
+    } else if (typeof value === 'object' && value !== null) {
+      const entries = Object.entries(value);
+      if (entries.length === 0) lines.push(`${key}: {}`);
+      for (const [k, v] of entries) walk(v, key === '' ? k : `${key}.${k}`);
+    } else {
+      lines.push(`${key}: ${String(value)}`);
+    }
+  };
+  for (const [k, v] of Object.entries(result)) walk(v, k);
+  return lines.map((line) => `${line}\n`).join('');
+}
+
+/** Writes the one failure line on stderr; the exit status. */
+function fail(err: CliFailure): number {
+  process.stderr.write(`sealkv: ${err.code}: ${oneLine(detail(err.code, err.message))}\n`);
+  return err.exitCode;
+}
+
+/** A message without the `Code: ` prefix SealError puts on it. */
+function detail(code: string, message: string): string {
+  return message.startsWith(`${code}: `) ? message.slice(code.length + 2) : message;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
+}
