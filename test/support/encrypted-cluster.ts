@@ -48,6 +48,8 @@ export interface Member {
   /** Started with `--encryption-enabled --kek-uri ...`. */
   readonly capable: boolean;
   readonly learner: boolean;
+  /** The leader's Raft address it was started with --join to (learners). */
+  readonly join: string | undefined;
   readonly process: NodeProcess;
 }
 
@@ -148,7 +150,20 @@ export class EncryptedCluster {
       ...(capable ? ['--encryption-enabled', '--kek-uri', this.kekUri] : []),
       ...this.#extraArgs,
     ];
-    return { id, resp: resp!, raft: raft!, admin: admin!, dataDir, capable, learner, process: new NodeProcess(args, this.dir, KMS_ENV) };
+    return { id, resp: resp!, raft: raft!, admin: admin!, dataDir, capable, learner, join, process: new NodeProcess(args, this.dir, KMS_ENV) };
+  }
+
+  /**
+   * The same node (id, ports, data dir) with other start flags, in place of
+   * `m` (which must be stopped); not started.
+   */
+  replaceMember(m: Member, change: { capable: boolean }): Member {
+    if (m.process.running) throw new Error(`${m.id} is running`);
+    const i = this.members.indexOf(m);
+    if (i < 0) throw new Error(`${m.id} is not a current member`);
+    const replacement = this.#member(m.id, [m.resp, m.raft, m.admin], change.capable, m.learner, m.join);
+    this.members[i] = replacement;
+    return replacement;
   }
 
   /**
@@ -381,6 +396,41 @@ export class Traffic {
     return out;
   }
 
+  /**
+   * `n` SETs pipelined through one member (e.g. to make the log long enough
+   * for a compaction). Each must be acknowledged; a retryable error is sent
+   * again, up to a bounded time.
+   */
+  async burst(n: number, via: Member): Promise<WriteRecord[]> {
+    const records: WriteRecord[] = [];
+    for (let i = 0; i < n; i++) {
+      const keyRandom = crypto.randomBytes(12).toString('base64url');
+      const { value, needle } = secretValue(this.#options.valueBytes);
+      records.push({ key: `b-${this.#seq++}-${keyRandom}`, value, needle, keyNeedle: keyRandom, phase: this.phase, acked: false });
+    }
+    this.writes.push(...records);
+    const call = performance.now();
+    const end = Date.now() + RETRY_LIMIT_MS;
+    let pending = records;
+    while (pending.length > 0) {
+      const pipeline = this.#cluster.client(via).pipeline();
+      for (const r of pending) pipeline.set(r.key, r.value);
+      const results = (await pipeline.exec()) ?? [];
+      const again: WriteRecord[] = [];
+      pending.forEach((r, i) => {
+        const [err] = results[i] ?? [new Error('no reply')];
+        if (err === null) r.acked = true;
+        else if (retryable(err) && Date.now() < end) again.push(r);
+        else throw new Error(`burst SET ${r.key} through ${via.id}: ${String(err)}`);
+      });
+      pending = again;
+      if (pending.length > 0) await sleep(50);
+    }
+    const ret = performance.now();
+    for (const r of records) this.history.push({ input: { kind: 'put', key: r.key, value: r.value }, output: null, call, ret, client: -2 });
+    return records;
+  }
+
   #pickMember(turn: number): ReturnType<EncryptedCluster['client']> | undefined {
     const live = this.#cluster.running;
     if (live.length === 0) return undefined;
@@ -505,4 +555,30 @@ export function describeHits(result: ScanResult, labels: string[]): string {
     .slice(0, 10)
     .map(([i, files]) => `${labels[i]} in ${files.join(', ')}`)
     .join('\n');
+}
+
+// ---- reading `encryption status --json` ------------------------------------------------
+
+/** The first value of `field` found anywhere in a JSON object (depth first), or undefined. */
+export function findField(json: unknown, field: string): unknown {
+  if (typeof json !== 'object' || json === null) return undefined;
+  if (!Array.isArray(json) && field in json) return (json as Record<string, unknown>)[field];
+  for (const v of Object.values(json)) {
+    const found = findField(v, field);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+export interface Phases {
+  storage: boolean;
+  /** The Raft envelope cutover index, 0 (or absent) before Phase 2. */
+  cutover: number;
+}
+
+/** The phases an `encryption status --json` answer reports. */
+export function phasesOf(statusJson: string): Phases {
+  const json: unknown = JSON.parse(statusJson);
+  const cutover = Number(findField(json, 'raft_envelope_cutover_index') ?? 0);
+  return { storage: findField(json, 'storage_envelope_active') === true, cutover: Number.isFinite(cutover) ? cutover : 0 };
 }
