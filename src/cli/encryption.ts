@@ -7,6 +7,7 @@
 // usage errors (bad options, no admin token). `disable` needs no node: it
 // always refuses with the dump-and-reload explanation.
 
+import http from 'node:http';
 import { Command, type CommanderError } from 'commander';
 import { isSealError, type ErrorCode } from '../errors/index.js';
 import { DEFAULT_ADMIN_LISTEN, parseHostPort, type HostPort } from '../node/index.js';
@@ -34,6 +35,8 @@ const VERBS: readonly Verb[] = [
 ];
 
 const DEFAULT_TIMEOUT_MS = 60_000;
+/** The longest delay a timer takes (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
  * Why a verb failed: a code (from this CLI, or as the node sent it — a newer
@@ -93,7 +96,7 @@ async function runVerb(verb: Verb, options: EncryptionCliOptions): Promise<numbe
 }
 
 /** The address, token and timeout from the options; a usage failure (exit 2) when they do not make a request. */
-function requestOptions(options: EncryptionCliOptions): { address: HostPort; token: string; timeoutMs: number } {
+function requestOptions(options: EncryptionCliOptions): AdminRequest {
   let address: HostPort;
   let token: string | undefined;
   try {
@@ -104,34 +107,23 @@ function requestOptions(options: EncryptionCliOptions): { address: HostPort; tok
     throw err;
   }
   if (token === undefined) throw failure('ErrBadRequest', 'no admin token: give --admin-token-file <path> or set SEALKV_ADMIN_TOKEN', 2);
-  if (!/^\d+$/.test(options.timeout) || Number(options.timeout) <= 0) {
-    throw failure('ErrBadRequest', `--timeout: "${options.timeout}" is not a positive number of milliseconds`, 2);
+  if (!/^\d+$/.test(options.timeout) || Number(options.timeout) <= 0 || Number(options.timeout) > MAX_TIMEOUT_MS) {
+    throw failure('ErrBadRequest', `--timeout: "${options.timeout}" is not a number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`, 2);
   }
   return { address, token, timeoutMs: Number(options.timeout) };
 }
 
+interface AdminRequest {
+  address: HostPort;
+  token: string;
+  timeoutMs: number;
+}
+
 /** One admin API call; the JSON object on 2xx, else a CliFailure saying why. */
-async function callAdmin(
-  request: { address: HostPort; token: string; timeoutMs: number },
-  method: 'GET' | 'POST',
-  path: string,
-): Promise<Record<string, unknown>> {
+async function callAdmin(request: AdminRequest, method: 'GET' | 'POST', path: string): Promise<Record<string, unknown>> {
   const { host, port } = request.address;
-  const where = `${host}:${port}`;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`;
-  let status: number;
-  let text: string;
-  try {
-    const res = await fetch(url, { method, headers: { authorization: `Bearer ${request.token}` }, signal: AbortSignal.timeout(request.timeoutMs) });
-    status = res.status;
-    text = await res.text();
-  } catch (err) {
-    if (err instanceof Error && err.name === 'TimeoutError') {
-      throw failure('ErrTimeout', `no answer from the admin API at ${where} within ${request.timeoutMs} ms (an operation may still complete: check \`sealkv encryption status\`)`);
-    }
-    const cause = err instanceof Error ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
-    throw failure('ErrAdminRequest', `cannot reach the admin API at ${where}: ${cause?.code ?? cause?.message ?? String(err)}`);
-  }
+  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const { status, text } = await exchange(request, method, path, where);
   const body = parseObject(text);
   if (status >= 200 && status < 300 && body !== undefined) return body;
   const message = typeof body?.error === 'string' ? body.error : text.slice(0, 200);
@@ -139,6 +131,37 @@ async function callAdmin(
   if (status === 401) throw failure('ErrAdminRequest', `the admin API at ${where} refused the token (HTTP 401)`);
   if (status === 404) throw failure('ErrAdminRequest', `the node at ${where} has no encryption admin routes (HTTP 404: ${message})`);
   throw failure('ErrAdminRequest', `the admin API at ${where} answered HTTP ${status}: ${message}`);
+}
+
+/**
+ * The HTTP round trip on its own connection (no keep-alive, so the process
+ * exits as soon as the answer is in), bounded by `timeoutMs` as a whole.
+ */
+function exchange(request: AdminRequest, method: string, path: string, where: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: request.address.host, port: request.address.port, method, path, agent: false, headers: { authorization: `Bearer ${request.token}` } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        });
+        res.on('error', () => undefined); // the request's 'error' reports it
+      },
+    );
+    const timer = setTimeout(() => {
+      req.destroy(
+        failure('ErrTimeout', `no answer from the admin API at ${where} within ${request.timeoutMs} ms (an operation may still complete: check \`sealkv encryption status\`)`),
+      );
+    }, request.timeoutMs);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(err instanceof CliFailure ? err : failure('ErrAdminRequest', `cannot reach the admin API at ${where}: ${err.code ?? err.message}`));
+    });
+    req.end();
+  });
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

@@ -13,6 +13,7 @@
 // Expiry: a value is visible while `expireAt === 0 || nowMs < expireAt`.
 
 import { encodeCursor, CURSOR_START } from './cursor.js';
+import { INT64_MAX, INT64_MIN, NOT_AN_INTEGER, parseInt64 } from './int64.js';
 import { globMatcher } from './match.js';
 import type { Expiry, KvRangeReader, KvReader, KvReply, KvRequest, KvWrite, VisibleValue } from './types.js';
 
@@ -23,8 +24,6 @@ export const MAX_SCAN_COUNT = 100_000;
 /** Largest absolute expiry accepted (ms): beyond it arithmetic would lose precision. */
 export const MAX_EXPIRE_AT_MS = Number.MAX_SAFE_INTEGER;
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
 const DBSIZE_PAGE = 1024;
 
 const OK: KvReply = { kind: 'ok' };
@@ -75,12 +74,8 @@ function resolveExpiry(expire: Expiry, nowMs: number, command: string): number {
 }
 
 /** Parses a stored value as Redis does for INCR: a canonical base-10 int64. */
-function parseInt64(value: Buffer): bigint {
-  const text = value.length <= 20 ? value.toString('latin1') : '';
-  if (!/^(0|-?[1-9][0-9]*)$/.test(text)) fail('ErrBadRequest', 'value is not an integer or out of range');
-  const n = BigInt(text);
-  if (n < INT64_MIN || n > INT64_MAX) fail('ErrBadRequest', 'value is not an integer or out of range');
-  return n;
+function storedInt64(value: Buffer): bigint {
+  return parseInt64(value) ?? fail('ErrBadRequest', NOT_AN_INTEGER);
 }
 
 /** One apply: the overlay of this call's writes above the reader. */
@@ -179,7 +174,7 @@ async function applyOne(ctx: ApplyContext, reader: KvReader, request: KvRequest,
     }
     case 'incrby': {
       const old = await ctx.get(request.key);
-      const current = old === undefined ? 0n : parseInt64(old.value);
+      const current = old === undefined ? 0n : storedInt64(old.value);
       const next = current + request.delta;
       if (next < INT64_MIN || next > INT64_MAX) fail('ErrBadRequest', 'increment or decrement would overflow');
       return { reply: int(next), staged: { put: [[request.key, Buffer.from(next.toString()), old?.expireAt ?? 0]] } };

@@ -13,6 +13,7 @@ export {
   type VisibleValue,
 } from './types.js';
 export { applyRequests, MAX_EXPIRE_AT_MS, MAX_SCAN_COUNT, RESERVED_KEY_PREFIX, type ApplyOutcome } from './apply.js';
+export { INT64_MAX, INT64_MIN, NOT_AN_INTEGER, parseInt64 } from './int64.js';
 export { CURSOR_START, decodeCursor, encodeCursor } from './cursor.js';
 export { globMatcher } from './match.js';
 export { validateRequest } from './validate.js';

@@ -36,4 +36,4 @@ export {
 // Driver side: durable log, peer transport, running node.
 export { SegmentLog, type SegmentLogOptions } from './log/index.js';
 export { Transport, type TransportHandler, type TransportOptions } from './transport/index.js';
-export { RaftNode, type ApplyEntry, type ApplyHook, type RaftNodeOptions, type StateMachine } from './driver/index.js';
+export { RaftNode, type ApplyEntry, type ApplyHook, type LogEntryInfo, type RaftNodeOptions, type StateMachine } from './driver/index.js';

@@ -9,14 +9,15 @@
 // Membership routes answer 200 with the new membership, 400 on a bad body,
 // 409 with the error code when this node cannot make the change (not the
 // leader: ask the leader's admin API), 404 when the engine has no membership.
-//   POST /encryption/bootstrap                 } run cluster-wide (SPEC §8),    } replicated
-//   POST /encryption/enable-storage-envelope   } 200 with the operation's result } engines
-//   POST /encryption/enable-raft-envelope      }                                 } only
+//   POST /encryption/bootstrap                 } run cluster-wide (SPEC §8; a follower
+//   POST /encryption/enable-storage-envelope   } forwards to the leader), 200 with
+//   POST /encryption/enable-raft-envelope      } the operation's result
 //   GET  /encryption/status[?verify=1]         this node's encryption status
 //   POST /encryption/disable                   always refused: encryption is one-way
-// Encryption refusals are `{error, code, retryable}`: 409 when retrying cannot
-// help, 503 when it can (capability poll failed, cutover barrier, no leader);
-// 404 when the engine has no encryption.
+// The encryption routes exist on replicated engines only (404 without).
+// Their refusals are `{error, code, retryable}`: 409 when retrying cannot
+// help, 503 when it can (capability poll failed, cutover barrier, no leader).
+// An operation may run long (polls, barrier): no server-side deadline.
 // Other paths are 404, other methods 405; all errors are JSON.
 
 import http from 'node:http';

@@ -6,7 +6,7 @@
 // and tools match on it.
 
 import { sealError } from '../errors/index.js';
-import { decodeCursor, MAX_SCAN_COUNT, type KvRequest } from '../kv/index.js';
+import { decodeCursor, INT64_MIN, MAX_SCAN_COUNT, NOT_AN_INTEGER, parseInt64, type KvRequest } from '../kv/index.js';
 
 export type CommandKind = 'read' | 'write' | 'connection';
 
@@ -23,27 +23,20 @@ export interface CommandSpec {
   parse?: (args: Buffer[]) => KvRequest;
 }
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-
 function badRequest(message: string): never {
   throw sealError('ErrBadRequest', message);
 }
 
 /** A strict base-10 int64, as Redis' string2ll. */
 export function parseInt64Arg(arg: Buffer): bigint {
-  const text = arg.length <= 20 ? arg.toString('latin1') : '';
-  if (!/^(0|-?[1-9][0-9]*)$/.test(text)) badRequest('value is not an integer or out of range');
-  const n = BigInt(text);
-  if (n < INT64_MIN || n > INT64_MAX) badRequest('value is not an integer or out of range');
-  return n;
+  return parseInt64(arg) ?? badRequest(NOT_AN_INTEGER);
 }
 
 /** An integer argument that must also fit a safe JS number (times, counts). */
 function parseSafeInt(arg: Buffer, command: string, what: 'expire' | 'count'): number {
   const n = parseInt64Arg(arg);
   if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < -BigInt(Number.MAX_SAFE_INTEGER)) {
-    badRequest(what === 'expire' ? `invalid expire time in '${command}' command` : 'value is not an integer or out of range');
+    badRequest(what === 'expire' ? `invalid expire time in '${command}' command` : NOT_AN_INTEGER);
   }
   return Number(n);
 }

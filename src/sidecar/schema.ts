@@ -7,7 +7,7 @@
 // never a best-effort read — the node refuses to start rather than guess
 // (SPEC §9). There is no checksum field: SPEC's format has none, and a
 // half-written file cannot appear because every write is tmp + fsync +
-// rename (durable.ts); strict validation catches anything else.
+// rename (src/durable); strict validation catches anything else.
 
 import { MAX_LOCAL_EPOCH, PURPOSES, type Purpose } from '../crypto/index.js';
 import { sealError } from '../errors/index.js';

@@ -21,7 +21,7 @@
 // for applies; rewrites and GC never touch head rows.
 
 import snappy from 'snappy';
-import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, compressForSeal, readU32BE, type Dek, type NonceRange, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
+import { FLAG_COMPRESSED, VALUE_HEADER_BYTES, compressForSeal, envelopeKeyId, type Dek, type NonceRange, type OpenItem, type SealItem, type Sealer } from '../crypto/index.js';
 import { sealError, type SealError } from '../errors/index.js';
 import type { Engine, EngineOp, EngineReader } from './engine.js';
 import {
@@ -114,7 +114,7 @@ export interface StoredVersion {
   readonly key: Buffer;
   readonly commitTs: bigint;
   readonly header: ValueHeader;
-  /** key_id of the envelope; 0 for cleartext bodies. */
+  /** key_id of the envelope; 0 for cleartext bodies (and envelopes too short to name one). */
   readonly keyId: number;
   /** The raw row (header ‖ body), for openVersions() and a rewrite's `ifRow`. */
   readonly row: Buffer;
@@ -505,7 +505,7 @@ export class Store {
       const { header, body } = decodeValue(value);
       const userKey = key.subarray(1, key.length - TS_BYTES);
       const commitTs = (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES);
-      const keyId = header.encryptionState === STATE_ENVELOPE && body.length >= 6 ? readU32BE(body, 2) : 0;
+      const keyId = header.encryptionState === STATE_ENVELOPE ? (envelopeKeyId(body) ?? 0) : 0;
       yield { key: userKey, commitTs, header, keyId, row: value };
     }
   }

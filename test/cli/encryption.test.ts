@@ -114,6 +114,15 @@ describe('sealkv encryption', () => {
     expect(wrongToken.code).toBe(1);
     expect(wrongToken.stderr).toMatch(/^sealkv: ErrAdminRequest: .*401\)\n$/);
 
+    const plain = await serve({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0, token: TOKEN }, logger: silentLogger() });
+    try {
+      const noRoutes = await sealkv(['status', '--admin', `127.0.0.1:${plain.admin!.port}`, '--admin-token-file', tokenFile]);
+      expect(noRoutes.code).toBe(1);
+      expect(noRoutes.stderr).toMatch(/^sealkv: ErrAdminRequest: the node at .* has no encryption admin routes \(HTTP 404/);
+    } finally {
+      await plain.close();
+    }
+
     const port = await closedPort();
     const unreachable = await sealkv(['bootstrap', '--admin', `127.0.0.1:${port}`, '--admin-token-file', tokenFile]);
     expect(unreachable.code).toBe(1);
@@ -145,14 +154,17 @@ describe('sealkv encryption', () => {
   });
 
   it('exits 2 with a clear line on usage errors', async () => {
-    const noToken = await sealkv(['status', '--admin', admin]);
+    const [noToken, missingFile, ...others] = await Promise.all([
+      sealkv(['status', '--admin', admin]),
+      sealkv(['status', '--admin', admin, '--admin-token-file', path.join(tmp, 'absent')]),
+      sealkv(['status', '--admin', 'nowhere', '--admin-token-file', tokenFile]),
+      sealkv(['status', '--timeout', '0', '--admin-token-file', tokenFile]),
+      sealkv(['rotate-everything']),
+      sealkv(['status', '--no-such-option']),
+    ]);
     expect(noToken).toEqual({ code: 2, stdout: '', stderr: 'sealkv: ErrBadRequest: no admin token: give --admin-token-file <path> or set SEALKV_ADMIN_TOKEN\n' });
-    const missingFile = await sealkv(['status', '--admin', admin, '--admin-token-file', path.join(tmp, 'absent')]);
     expect(missingFile.code).toBe(2);
     expect(missingFile.stderr).toMatch(/^sealkv: ErrBadRequest: cannot read the admin token file .*ENOENT\n$/);
-    expect((await sealkv(['status', '--admin', 'nowhere', '--admin-token-file', tokenFile])).code).toBe(2);
-    expect((await sealkv(['status', '--timeout', '0', '--admin-token-file', tokenFile])).code).toBe(2);
-    expect((await sealkv(['rotate-everything'])).code).toBe(2);
-    expect((await sealkv(['status', '--no-such-option'])).code).toBe(2);
+    expect(others.map((run) => run.code)).toEqual([2, 2, 2, 2]);
   });
 });

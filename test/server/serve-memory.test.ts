@@ -7,12 +7,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { distScript } from '../support/dist.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const main = path.join(root, 'dist/src/cli/main.js');
 
 let tmp: string;
 beforeAll(() => {
@@ -24,7 +22,7 @@ describe('sealkv serve-memory', () => {
   it('serves RESP and admin, then stops on SIGTERM', async () => {
     const tokenFile = path.join(tmp, 'admin-token');
     fs.writeFileSync(tokenFile, 'admin-token-for-tests-0123456789\n', { mode: 0o600 });
-    const child = spawn(process.execPath, [main, 'serve-memory', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--admin-token-file', tokenFile], {
+    const child = spawn(process.execPath, [distScript('src/cli/main.js'), 'serve-memory', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--admin-token-file', tokenFile], {
       env: { ...process.env, SEALKV_REQUIREPASS: 'pw-from-env-123' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

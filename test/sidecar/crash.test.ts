@@ -14,16 +14,15 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseSidecar, sidecarPath } from '../../src/sidecar/index.js';
+import { distScript } from '../support/dist.js';
 import { tempDir } from '../support/kek-fixtures.js';
 import { CRASH_KEYS, crashKeyIds, generationBytes } from './crash-child.js';
 
 const ITERATIONS = Number(process.env.SEALKV_CRASH_ITERATIONS ?? 120);
 const SECONDS = Number(process.env.SEALKV_CRASH_SECONDS ?? 90);
-const CHILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/test/sidecar/crash-child.js');
+const CHILD = 'test/sidecar/crash-child.js';
 
 const dataDir = tempDir('crash');
 afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
@@ -36,7 +35,7 @@ interface KillResult {
 /** Runs the child, kills it after its `waitAcks`-th ack plus `delayMs` (or `delayMs` after spawn). */
 function runAndKill(waitAcks: number, delayMs: number): Promise<KillResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD, dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [distScript(CHILD), dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let lastAck = 0;
@@ -71,7 +70,6 @@ function runAndKill(waitAcks: number, delayMs: number): Promise<KillResult> {
 
 describe('sidecar under SIGKILL', () => {
   it(`always holds one complete, acknowledged-or-newer generation (${ITERATIONS} kills)`, async () => {
-    expect(fs.existsSync(CHILD), `${CHILD} is missing: run npm run build (npm test does)`).toBe(true);
     const deadline = Date.now() + SECONDS * 1000;
     let acknowledged = 0;
     let kills = 0;

@@ -9,22 +9,20 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isSealError } from '../../src/errors/index.js';
 import { openStore } from '../../src/store/index.js';
 import { KILL_TEST_BATCH, killTestKey, killTestSealer, killTestValue } from '../support/store-kill-child.js';
+import { distScript } from '../support/dist.js';
 import { tempDir } from '../support/store-engines.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const CHILD = path.resolve(here, '../../dist/test/support/store-kill-child.js');
+const CHILD = 'test/support/store-kill-child.js';
 const ROUNDS = Number(process.env.SEALKV_KILL_ROUNDS ?? 3);
 
 /** Runs the child until it acknowledged `minAcks` batches (or 10 s), then SIGKILLs it; returns the last ack. */
 function runAndKill(dir: string, mode: string, dekHex: string, minAcks: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD, dir, mode], { env: { ...process.env, SEALKV_TEST_DEK_HEX: dekHex }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [distScript(CHILD), dir, mode], { env: { ...process.env, SEALKV_TEST_DEK_HEX: dekHex }, stdio: ['ignore', 'pipe', 'pipe'] });
     let lastAck = 0;
     let acks = 0;
     let partial = '';
@@ -83,7 +81,6 @@ describe('store persist()', () => {
 
 describe('store durability under SIGKILL', () => {
   it.each(['clear', 'sealed'])('keeps every acknowledged %s batch, atomically, across kills', async (mode) => {
-    expect(fs.existsSync(CHILD), `${CHILD} is missing: run "npm run build" first`).toBe(true);
     const dir = tempDir('sealkv-kill-');
     const dekHex = crypto.randomBytes(32).toString('hex');
     try {

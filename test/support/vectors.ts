@@ -10,7 +10,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from './dist.js';
 
 export interface GcmVector {
   /** Where the case came from, e.g. `wycheproof/aes_gcm/tcId 17`. */
@@ -27,10 +27,7 @@ export interface GcmVector {
 
 export function vectorsDir(): string {
   if (process.env.SEALKV_VECTORS_DIR) return process.env.SEALKV_VECTORS_DIR;
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  // test/support → repo root, also from dist/test/support.
-  const root = here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(here, '../../..') : path.resolve(here, '../..');
-  return path.resolve(root, '../shared/vectors');
+  return path.resolve(packageRoot(), '../shared/vectors');
 }
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));

@@ -23,6 +23,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileDurablySync } from '../../durable/index.js';
 import { isSealError, sealError, type SealError } from '../../errors/index.js';
 import { decodeConfChange } from '../core/confchange.js';
 import { decodeProposal, encodeProposal } from '../core/proposal.js';
@@ -32,7 +33,7 @@ import { RawNode } from '../core/rawnode.js';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, SnapshotMeta, StateRole } from '../core/types.js';
 import { SegmentLog } from '../log/index.js';
 import { Transport, type RpcHandler } from '../transport/index.js';
-import type { ApplyEntry, RaftNodeOptions, StateMachine } from './types.js';
+import type { ApplyEntry, LogEntryInfo, RaftNodeOptions, StateMachine } from './types.js';
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -67,6 +68,12 @@ function encodeConfContext(id: bigint, addr: string): Uint8Array {
   out.writeBigUInt64BE(id, 1);
   a.copy(out, 9);
   return out;
+}
+
+/** An entry as onLogEntries reports it. */
+function logEntryInfo(e: Entry): LogEntryInfo {
+  if (e.type === 'confChange') return { index: e.index, payload: null };
+  return { index: e.index, payload: e.data.length === 0 ? new Uint8Array(0) : decodeProposal(e.data).payload };
 }
 
 function decodeConfContext(ctx: Uint8Array | undefined): { id: bigint; addr: string } | undefined {
@@ -139,6 +146,12 @@ export class RaftNode {
       throw sealError('ErrRaftLogCorrupt', `state machine applied index ${this.smApplied} is behind the log's snapshot ${snap.index}`);
     }
     this.applied = snap.index;
+    try {
+      this.reportLogTail(Math.max(this.smApplied, snap.index) + 1);
+    } catch (e) {
+      await this.log.close();
+      throw e;
+    }
     this.node = new RawNode({
       id: o.id,
       storage: this.log,
@@ -282,7 +295,15 @@ export class RaftNode {
     }
     // A caller retrying a dropped or timed-out proposal passes its id again, so the state machine applies it once.
     const id = opts.proposalId ?? this.newProposalId();
-    return this.track(id, opts.timeoutMs, () => this.node.propose(encodeProposal(id, payload)));
+    const data = this.opts.wrapProposal === undefined ? payload : this.opts.wrapProposal(payload);
+    return this.track(id, opts.timeoutMs, () => {
+      // A follower's proposal is forwarded as MsgProp; the leader admits it on arrival (onMessage).
+      if (this.node.isLeader()) {
+        const refused = this.opts.admitProposal?.(data);
+        if (refused !== undefined) throw refused;
+      }
+      this.node.propose(encodeProposal(id, data));
+    });
   }
 
   /** Adds a voter (or promotes a learner) at `addr`; resolves with the new membership once applied here. */
@@ -369,8 +390,25 @@ export class RaftNode {
   private onMessage(m: Message): void {
     // A snapshot is taken only with its data, from the snapshot stream.
     if (this.stopped || m.type === 'MsgSnap') return;
+    if (m.type === 'MsgProp' && this.opts.admitProposal !== undefined && this.node.isLeader()) {
+      // Forwarded proposals: the refused ones never enter the log (the proposer times out and retries).
+      const entries = m.entries.filter((e) => this.admitForwarded(e));
+      if (entries.length === 0) return;
+      m = { ...m, entries };
+    }
     this.node.step(m);
     this.kick();
+  }
+
+  private admitForwarded(e: Entry): boolean {
+    if (e.type !== 'normal') return true;
+    let payload: Uint8Array;
+    try {
+      payload = decodeProposal(e.data).payload;
+    } catch {
+      return false;
+    }
+    return this.opts.admitProposal!(payload) === undefined;
   }
 
   /** A snapshot streamed in: the loop steps it and, if the core takes it, restores from the file before the promise settles. */
@@ -498,6 +536,7 @@ export class RaftNode {
     if (rd.snapshot !== undefined || rd.entries.length > 0 || rd.hardState !== undefined) {
       await this.log.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState }, rd.mustSync);
     }
+    if (rd.entries.length > 0) this.opts.onLogEntries?.(rd.entries.map(logEntryInfo));
     this.noteEntries(rd.entries);
     this.sendMessages(early.length > 0 ? rd.messages.filter((m) => m.type !== 'MsgApp') : rd.messages);
     const complete = await this.applyEntries(rd.committedEntries);
@@ -521,6 +560,20 @@ export class RaftNode {
     }
     this.applied = meta.index;
     this.confHistory = [];
+  }
+
+  /** At start: hands onLogEntries every entry in the log from index `lo` on (committed or not), in one call. */
+  private reportLogTail(lo: number): void {
+    const report = this.opts.onLogEntries;
+    if (report === undefined) return;
+    const out: LogEntryInfo[] = [];
+    const hi = this.log.lastIndex() + 1;
+    for (let i = lo; i < hi; ) {
+      const slice = this.log.entries(i, hi, 16 * 1024 * 1024);
+      for (const e of slice) out.push(logEntryInfo(e));
+      i += slice.length;
+    }
+    report(out);
   }
 
   /** Remembers where this node's own proposals landed; one overwritten before commit is dropped. */
@@ -690,21 +743,6 @@ export class RaftNode {
 
   /** Written with fsync and an atomic rename: a restart must find every member it applied. */
   private savePeers(): void {
-    const file = path.join(this.opts.dir, 'peers.json');
-    const tmp = `${file}.tmp`;
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      fs.writeSync(fd, JSON.stringify(this.peers));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-    const dfd = fs.openSync(this.opts.dir, 'r');
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
+    writeFileDurablySync(path.join(this.opts.dir, 'peers.json'), JSON.stringify(this.peers));
   }
 }

@@ -1,6 +1,7 @@
 // What the Raft driver needs from the application: a state machine, an
 // optional apply hook, and the node's configuration.
 
+import type { SealError } from '../../errors/index.js';
 import type { ConfState, NodeId } from '../core/types.js';
 
 /** A committed normal entry, as the state machine sees it. */
@@ -61,6 +62,12 @@ export interface StateMachine {
  */
 export type ApplyHook = (entry: { index: number; term: number }, payload: Uint8Array) => Uint8Array | Promise<Uint8Array>;
 
+/** An entry as onLogEntries reports it: a normal entry's decoded payload, or null for a conf change. */
+export interface LogEntryInfo {
+  index: number;
+  payload: Uint8Array | null;
+}
+
 export interface RaftNodeOptions {
   id: NodeId;
   /** Data directory: the log goes to <dir>/log, incoming snapshots to <dir>/snap, peer addresses to <dir>/peers.json. */
@@ -76,6 +83,37 @@ export interface RaftNodeOptions {
   bootstrap?: ConfState;
   stateMachine: StateMachine;
   applyHook?: ApplyHook;
+  /**
+   * Turns a payload into what goes in the log (the raft envelope after the
+   * cutover). Called synchronously in propose() on the proposing node, before
+   * framing; a throw rejects that propose with the error. Conf changes are
+   * never wrapped.
+   */
+  wrapProposal?: (payload: Uint8Array) => Uint8Array;
+  /**
+   * On the leader, for every normal proposal about to enter its log — its own
+   * (from propose()) and ones forwarded by followers (MsgProp) — with the
+   * payload after decodeProposal. undefined admits; a SealError refuses: an
+   * own propose rejects with it, a forwarded entry is dropped (the follower's
+   * attempt fails like any dropped proposal: it times out). Evaluated
+   * synchronously right before the entry is stepped into the core, so the
+   * decision and the append are atomic. A forwarded normal entry that is not
+   * a framed proposal is dropped without asking. Conf changes are not asked.
+   */
+  admitProposal?: (payload: Uint8Array) => SealError | undefined;
+  /**
+   * Entries as they enter this node's log, in index order (the leader's own
+   * appends and a follower's received entries: each Ready's entries, right
+   * after they are persisted and before any message that depends on them is
+   * sent): normal entries with their decoded payload (an empty Uint8Array
+   * for empty entries), conf changes with payload null. An entry at index i
+   * replaces anything seen before at index >= i. At start, called once
+   * (possibly with no entries) with every entry in the log above the state
+   * machine's applied index (committed or not), before the node takes part
+   * in elections. A snapshot install is not reported (the restored state
+   * stands for the entries it covers). A throw halts the node.
+   */
+  onLogEntries?: (entries: LogEntryInfo[]) => void;
   /** Called once if the node halts on an apply error (the node is stopped by then). */
   onHalt?: (err: Error) => void;
   tickMs?: number;

@@ -23,6 +23,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { fsyncDirectory } from '../../durable/index.js';
 import { sealError } from '../../errors/index.js';
 import { bootstrapSnapshot, BOOTSTRAP_INDEX, type Storage } from '../core/storage.js';
 import type { ConfState, Entry, EntryType, HardState, SnapshotMeta } from '../core/types.js';
@@ -83,15 +84,6 @@ function cloneSnapshot(s: SnapshotMeta): SnapshotMeta {
   return { index: s.index, term: s.term, confState: { voters: [...s.confState.voters], learners: [...s.confState.learners] } };
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await fsp.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
 export class SegmentLog implements Storage {
   readonly dir: string;
   private readonly segmentBytes: number;
@@ -134,7 +126,7 @@ export class SegmentLog implements Storage {
       log.snap = bootstrapSnapshot(opts.bootstrap);
       log.hardState = { term: BOOTSTRAP_INDEX, vote: 0, commit: BOOTSTRAP_INDEX };
     }
-    await fsyncDir(path.dirname(path.resolve(opts.dir)));
+    await fsyncDirectory(path.dirname(path.resolve(opts.dir)));
     await log.startSegment(1, 'install');
     return log;
   }
@@ -299,7 +291,7 @@ export class SegmentLog implements Storage {
     const h = await fsp.open(file, 'w+');
     await h.write(buf, 0, buf.length, 0);
     await h.sync();
-    await fsyncDir(this.dir);
+    await fsyncDirectory(this.dir);
     this.writer = h;
     this.segments.push({ seq, file, size: buf.length, maxIndex: lastIndex, readFd: undefined });
   }
@@ -388,7 +380,7 @@ export class SegmentLog implements Storage {
       await fsp.rm(s.file);
       removed = true;
     }
-    if (removed) await fsyncDir(this.dir);
+    if (removed) await fsyncDirectory(this.dir);
   }
 
   /** Replays the segments; false when the only one held no complete Head (a crash while creating the log). */
@@ -439,7 +431,7 @@ export class SegmentLog implements Storage {
       if (off === 0 && isLast) {
         // A crash while creating this segment: nothing in it was acknowledged.
         await fsp.rm(file);
-        await fsyncDir(this.dir);
+        await fsyncDirectory(this.dir);
       }
     }
     const missing = this.metas.findIndex((m) => m.off < 0);

@@ -444,6 +444,7 @@ export class Transport {
       const timer = setTimeout(() => fail('handshake timeout'), how.timeoutMs ?? this.opts.handshakeTimeoutMs);
       const myNonce = crypto.randomBytes(32);
       let theirNonce: Uint8Array | undefined;
+      let sentAuth = false;
       const conn = new FrameConn(
         socket,
         PRE_AUTH_MAX_FRAME,
@@ -456,6 +457,7 @@ export class Transport {
             theirNonce = f.nonce;
             const mac = this.mac('dialer', theirNonce, myNonce, this.id, peerId);
             conn.send({ k: 'auth', from: this.id, to: peerId, nonce: myNonce, mac, ...(how.rpc === true ? { rpc: true } : {}) });
+            sentAuth = true;
             return;
           }
           const expected = this.mac('listener', theirNonce, myNonce, this.id, peerId);
@@ -469,7 +471,8 @@ export class Transport {
           conn.onFrame = () => conn.close('unexpected frame');
           resolve(conn);
         },
-        (reason) => fail(reason),
+        // A listener that closes on our proof refused it: most likely another cluster secret.
+        (reason) => fail(sentAuth ? `${reason} after our authentication (refused: wrong cluster secret?)` : reason),
       );
     });
   }
@@ -596,7 +599,12 @@ export class Transport {
       }
     }
     if (conn.isClosed) return;
-    let out = encodeFrame(reply);
+    let out: Buffer;
+    try {
+      out = encodeFrame(reply);
+    } catch (e) {
+      out = encodeFrame(errorReply(id, new Error(`reply does not encode: ${(e as Error).message}`)));
+    }
     if (out.length - 4 > this.opts.rpcMaxFrameBytes) {
       out = encodeFrame(errorReply(id, new Error(`reply of ${out.length - 4} bytes over the limit of ${this.opts.rpcMaxFrameBytes}`)));
     }

@@ -3,80 +3,18 @@
 // halting a node and the entry replayed after restart, catch-up of a node
 // behind a compacted log by a streamed snapshot, membership changes, stop.
 
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isSealError } from '../../../src/errors/index.js';
 import { RaftNode, type ApplyHook, type RaftNodeOptions } from '../../../src/raft/index.js';
 import { KvStateMachine, kvPayload } from '../support/kv-state-machine.js';
 import { freePorts, until } from '../../support/ports.js';
+import { DRIVER_SECRET, DriverClusters } from '../support/driver-cluster.js';
 
-const SECRET = Buffer.from('driver test secret, 32 bytes....');
-
-interface Member {
-  id: number;
-  dir: string;
-  node: RaftNode;
-  sm: KvStateMachine;
-}
-
-const roots: string[] = [];
-const running = new Set<RaftNode>();
-afterEach(async () => {
-  await Promise.all([...running].map((n) => n.stop()));
-  running.clear();
-  for (const r of roots.splice(0)) fs.rmSync(r, { recursive: true, force: true });
-});
-
-async function cluster(n: number, over: Partial<RaftNodeOptions> = {}) {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-driver-'));
-  roots.push(root);
-  const ports = await freePorts(n + 1);
-  const peers: Record<number, string> = {};
-  for (let i = 1; i <= n + 1; i++) peers[i] = `127.0.0.1:${ports[i - 1]}`;
-  const voters = [...Array(n).keys()].map((i) => i + 1);
-  const members = new Map<number, Member>();
-  const start = async (id: number, extra: Partial<RaftNodeOptions> = {}): Promise<Member> => {
-    const dir = path.join(root, `n${id}`);
-    const sm = new KvStateMachine(path.join(dir, 'sm'));
-    const node = await RaftNode.start({
-      id,
-      dir,
-      secret: SECRET,
-      port: ports[id - 1],
-      peers: id <= n ? Object.fromEntries(voters.map((v) => [v, peers[v]!])) : peers,
-      bootstrap: id <= n ? { voters, learners: [] } : undefined,
-      stateMachine: sm,
-      tickMs: 20,
-      electionTick: 10,
-      heartbeatTick: 2,
-      proposalTimeoutMs: 10_000,
-      ...over,
-      ...extra,
-    });
-    running.add(node);
-    const m = { id, dir, node, sm };
-    members.set(id, m);
-    return m;
-  };
-  const stop = async (id: number): Promise<void> => {
-    const m = members.get(id)!;
-    await m.node.stop();
-    running.delete(m.node);
-  };
-  for (const id of voters) await start(id);
-  const leader = async (): Promise<Member> => {
-    let found: Member | undefined;
-    await until(() => {
-      found = [...members.values()].find((m) => running.has(m.node) && m.node.isLeader());
-      return found !== undefined;
-    }, 'a leader');
-    return found!;
-  };
-  return { members, start, stop, leader, peers };
-}
+const clusters = new DriverClusters();
+afterEach(() => clusters.cleanup());
+const cluster = (n: number, over: Partial<RaftNodeOptions> = {}) => clusters.cluster(n, over);
 
 describe('RaftNode', () => {
   it('commits proposals from the leader and from followers, and reads linearizably', async () => {
@@ -136,7 +74,6 @@ describe('RaftNode', () => {
     expect(victim.sm.appliedIndex()).toBe(poisonIndex - 1);
     expect(victim.sm.data.get('before')).toBe('1');
     expect(victim.sm.data.has('poison')).toBe(false);
-    running.delete(victim.node);
     poisoned = false;
     const again = await c.start(victimId, { applyHook: hook });
     await until(() => again.sm.data.get('after') === '1', 'replay after restart');
@@ -236,14 +173,13 @@ describe('RaftNode', () => {
         this.persisted.push(this.appliedIndex());
       }
     }
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-driver-'));
-    roots.push(root);
+    const root = clusters.tempDir();
     const [port] = await freePorts(1);
     const sm = new Durable(path.join(root, 'sm'));
     const node = await RaftNode.start({
       id: 1,
       dir: path.join(root, 'n1'),
-      secret: SECRET,
+      secret: DRIVER_SECRET,
       port: port!,
       peers: { 1: `127.0.0.1:${port}` },
       bootstrap: { voters: [1], learners: [] },
@@ -254,7 +190,7 @@ describe('RaftNode', () => {
       snapshotEntries: 20,
       compactionRetain: 5,
     });
-    running.add(node);
+    clusters.track(node);
     await until(() => node.isLeader(), 'a leader');
     for (let i = 0; i < 60; i++) await node.propose(kvPayload(`k${i}`, `v${i}`));
     expect(sm.persisted.length).toBeGreaterThan(0);

@@ -11,7 +11,7 @@ import { SealError, sealError } from '../../../src/errors/index.js';
 import { RaftNode, type NodeId } from '../../../src/raft/index.js';
 import { Transport, type TransportOptions } from '../../../src/raft/transport/index.js';
 import { expectSealError } from '../../support/kek-fixtures.js';
-import { freePorts } from '../../support/ports.js';
+import { freePorts, until } from '../../support/ports.js';
 import { KvStateMachine } from '../support/kv-state-machine.js';
 
 const SECRET = Buffer.from('0123456789abcdef0123456789abcdef');
@@ -126,6 +126,7 @@ describe('Transport RPC', () => {
       return x;
     });
     const e = await expectSealError(bad.callRpc(2, addr(b), 'Echo', 'hello', 2000), 'ErrTimeout');
+    expect(e.message).toMatch(/refused/);
     expect(ran).toBe(0);
     expect(b.stats.rejectedConnections).toBeGreaterThanOrEqual(1);
   });
@@ -155,6 +156,23 @@ describe('Transport RPC', () => {
     // Calls that fit still work.
     expect(await a.callRpc(2, addr(b), 'Echo', 'fits', 2000)).toBe('fits');
     expect(ran).toBe(1);
+  });
+
+  it('answers calls past its concurrency cap with a retryable ErrTimeout, and serves again once a slot frees', async () => {
+    const b = await transport(2, { rpcMaxConcurrent: 1 });
+    const a = await transport(1);
+    let release: () => void = () => {};
+    b.serveRpc('Slow', () => new Promise((r) => (release = () => r('done'))));
+    const first = a.callRpc(2, addr(b), 'Slow', null, 10_000);
+    await until(() => b.stats.rpcServed === 1, 'the first call served');
+    const e = await expectSealError(a.callRpc(2, addr(b), 'Slow', null, 5000), 'ErrTimeout');
+    expect(e.message).toMatch(/retry/);
+    release();
+    expect(await first).toBe('done');
+    const again = a.callRpc(2, addr(b), 'Slow', null, 10_000);
+    await until(() => b.stats.rpcServed === 2, 'the third call served');
+    release();
+    expect(await again).toBe('done');
   });
 
   it('rejects calls in flight when the caller stops', async () => {
