@@ -1,7 +1,13 @@
 // `sealkv start` and `sealkv start --dev`: a node from flags (SPEC §12).
-// The encryption flags are accepted and validated now; the rollout issue
-// wires them. `--dev` prints how to connect once the node serves.
+// `--dev` runs bootstrap and both encryption phases on first start and
+// prints how to connect once the node serves. A refusal at start, an apply
+// that halts (ErrRaftUnwrapFailed, ErrEncryptionApply, ...) and a refusal
+// found once Raft runs (ErrLocalEpochRollback) each print one line naming
+// the code and exit non-zero.
 
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { createLogger } from '../log/index.js';
 import { openReplicatedEngine, resolveStartConfig, startFailureLine, startNode, stopOnSignals, type StartOptions } from '../node/index.js';
 
@@ -11,10 +17,12 @@ export async function runStart(options: StartOptions): Promise<void> {
     const config = resolveStartConfig(options);
     logger = createLogger({ base: { raft_id: config.raftId } });
     if (config.dev) logger.warn({ data_dir: config.dataDir }, 'development node: single member, data and KEK under ./sealkv-dev, not for production');
-    if (config.encryptionEnabled || config.kekUri !== undefined || config.kekFile !== undefined) {
-      logger.warn('encryption flags are accepted but not wired yet: values are stored in cleartext');
-    }
-    const node = await startNode(config, (cfg, { metrics }) => openReplicatedEngine(cfg, { logger, metrics, onHalt: () => process.exit(1) }), logger);
+    if (config.dev) ensureDevKek(config.kekFile);
+    const exitWith = (what: string) => (err: Error): void => {
+      process.stderr.write(`sealkv: ${what}: ${err.message}\n`);
+      process.exit(1);
+    };
+    const node = await startNode(config, (cfg, { metrics }) => openReplicatedEngine(cfg, { logger, metrics, onHalt: exitWith('halted'), onFatal: exitWith('cannot start') }), logger);
     stopOnSignals(node, logger);
     logger.info({ resp: node.resp, admin: node.admin, raft: config.raftListen, data_dir: config.dataDir }, 'ready');
     if (config.dev) {
@@ -26,4 +34,12 @@ export async function runStart(options: StartOptions): Promise<void> {
     process.stderr.write(`${startFailureLine(err)}\n`);
     process.exit(1);
   }
+}
+
+/** `--dev` keeps a development KEK outside the data dir, created once with mode 0600 (SPEC §12). */
+function ensureDevKek(file: string | undefined): void {
+  if (file === undefined || fs.existsSync(file)) return;
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(file, crypto.randomBytes(32), { mode: 0o600, flag: 'wx' });
+  process.stderr.write(`sealkv: created the development KEK ${file} (for development only: anyone with this file can read the dev node's data)\n`);
 }

@@ -32,6 +32,12 @@ export interface CapabilityMember {
   id: number;
   name: string;
   addr?: string;
+  /**
+   * Numeric id of a `--raft-id`: when given, a reply matches the member if
+   * `idOf(full_node_id) === id` (members whose `--raft-id` the poller does
+   * not know, such as learners added later).
+   */
+  idOf?: (fullNodeId: string) => number;
 }
 
 /** One member that failed the check, as carried in the error's `cause`. */
@@ -122,7 +128,7 @@ export async function pollCapabilities(
     const checked = checkCapability(got.raw);
     if (!('cap' in checked)) return checked.code === 'ErrLocalEpochOutOfRange' ? `${checked.code}: ${checked.why}` : checked.why;
     const cap = checked.cap;
-    if (cap.full_node_id !== m.name) return `answers as "${cap.full_node_id}", not "${m.name}"`;
+    if (m.idOf !== undefined ? m.idOf(cap.full_node_id) !== m.id : cap.full_node_id !== m.name) return `answers as "${cap.full_node_id}", not "${m.name}"`;
     if (!cap.encryption_capable) return 'not encryption capable';
     return cap;
   };

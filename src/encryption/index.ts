@@ -1,10 +1,24 @@
-// The encryption part's door: the cluster-wide rollout (SPEC §8; see README.md).
+// The encryption part's public door (SPEC §3.3, §6, §7, §8): payload codecs
+// of tags 0x03..0x05, the replicated rows, the node-local runtime (apply
+// handlers, raft envelope hooks, proposal admission), the leader's rollout
+// controller, and the capability poll.
 
 export {
-  CAPABILITY_METHOD,
-  decodeCapability,
-  pollCapabilities,
-  type Capability,
-  type CapabilityFailure,
-  type CapabilityMember,
-} from './capability.js';
+  SUB_ENABLE_RAFT_ENVELOPE,
+  SUB_ENABLE_STORAGE_ENVELOPE,
+  SUB_RETIRE_DEK,
+  SUB_REWRAP_DEKS,
+  SUB_ROTATE_DEK,
+  decodeEncryptionPayload,
+  encodeEncryptionPayload,
+  isCutoverPayload,
+  isEncryptionTag,
+  type EncryptionPayload,
+  type KeyRecord,
+  type WriterIdentity,
+  type WriterRegistration,
+} from './payload.js';
+export { INITIAL_ROLLOUT, KEY_ROW_PREFIX, ROLLOUT_ROW_KEY, WRITER_ROW_PREFIX, decodeRollout, decodeWriterRow, type Rollout, type WriterRow } from './rows.js';
+export { BUILD, EncryptionRuntime, isInternalPayload, isRaftEnvelope, type ApplyAnswer, type RuntimeOptions } from './runtime.js';
+export { ADMIN_METHOD, ENCRYPTION_OPS, RolloutController, type ControllerOptions, type EncryptionOp, type RolloutRaft } from './controller.js';
+export { CAPABILITY_METHOD, decodeCapability, pollCapabilities, type Capability, type CapabilityFailure, type CapabilityMember } from './capability.js';

@@ -29,14 +29,17 @@ export interface FsmStore {
   scanInternal(prefix: Buffer): AsyncIterable<[Buffer, Buffer]>;
   /** Writes `ops` and the applied index in one atomic batch. */
   applyBatch(ops: readonly FsmStoreOp[], options: { appliedIndex: number }): Promise<void>;
-  /** A snapshot stream of the whole store as of its applied index. */
-  snapshotStream(header: { ceiling: bigint }): AsyncIterable<Uint8Array>;
+  /**
+   * A snapshot stream of the whole store as of its applied index. With a
+   * cutover index the header is v2 (SPEC §5.4), else v1.
+   */
+  snapshotStream(header: { ceiling: bigint; cutover?: bigint }): AsyncIterable<Uint8Array>;
   /**
    * Replaces the store's contents with a snapshot stream (which carries its
    * own applied index, checked against `appliedIndex` when given); returns
-   * the header's ceiling.
+   * the header's ceiling and, for a v2 header, its cutover index.
    */
-  restoreSnapshot(stream: AsyncIterable<Uint8Array>, options: { appliedIndex?: number }): Promise<{ ceiling: bigint }>;
+  restoreSnapshot(stream: AsyncIterable<Uint8Array>, options: { appliedIndex?: number }): Promise<{ ceiling: bigint; cutover?: bigint }>;
 }
 
 /** Reads as of the apply in progress (earlier entries of the batch included). */

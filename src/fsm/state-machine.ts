@@ -86,6 +86,8 @@ export interface ApplyTx {
   readonly nowMs: number;
   get(key: Buffer): Promise<VisibleValue | undefined>;
   getInternal(key: Buffer): Promise<Buffer | undefined>;
+  /** Internal rows under `prefix` as stored (an extension entry is its own store batch: nothing is staged before it). */
+  scanInternal(prefix: Buffer): Promise<[Buffer, Buffer][]>;
   putInternal(key: Buffer, value: Buffer): void;
   deleteInternal(key: Buffer): void;
 }
@@ -93,6 +95,19 @@ export interface ApplyTx {
 export interface StateMachineOptions {
   clock?: HybridClock;
   dedupeWindowMs?: number;
+  /**
+   * Called before the writes of a request entry are staged; a throw halts
+   * apply (the encryption part: a node that must seal but is not a
+   * registered writer, SPEC §5.3).
+   */
+  writeGate?: (writes: number) => void;
+  /** The Phase 2 cutover index once applied: snapshots then use header v2 (SPEC §5.4). */
+  snapshotCutover?: () => bigint | undefined;
+  /**
+   * Called after a snapshot was installed, with its header's cutover; a
+   * throw halts (ErrEnvelopeCutoverDivergence, or keys that cannot load).
+   */
+  afterRestore?: (info: { appliedIndex: number; cutover: bigint | undefined }) => Promise<void>;
 }
 
 function dedupeRowKey(proposalId: bigint): Buffer {
@@ -155,12 +170,18 @@ class Batch implements KvReader {
   }
 }
 
+function isExtension(entry: EntryToApply): boolean {
+  const tag = entry.payload?.[0];
+  return tag !== undefined && tag !== TAG_REQUEST && tag !== TAG_BATCH && tag !== TAG_HLC_CEILING;
+}
+
 export class StateMachine {
   readonly clock: HybridClock;
   readonly handlers = new PayloadHandlers<ApplyTx>();
   readonly #store: FsmStore;
   readonly #executor: RequestExecutor;
   readonly #dedupeWindowMs: number;
+  readonly #options: StateMachineOptions;
   // Proposal id (hex) → commit ms, in apply order (so commit ms never decreases).
   readonly #dedupe = new Map<string, { id: bigint; commitMs: number }>();
   #appliedIndex = 0;
@@ -172,6 +193,7 @@ export class StateMachine {
     this.#executor = executor;
     this.clock = options.clock ?? new HybridClock();
     this.#dedupeWindowMs = options.dedupeWindowMs ?? DEDUPE_WINDOW_MS;
+    this.#options = options;
   }
 
   /** Opens over a store, loading the applied index, clock and dedupe window. */
@@ -210,7 +232,9 @@ export class StateMachine {
     return this.#serial(async () => {
       this.#checkRunning();
       const appliedIndex = this.#appliedIndex;
-      const rows = this.#store.snapshotStream({ ceiling: this.clock.appliedCeiling })[Symbol.asyncIterator]();
+      const cutover = this.#options.snapshotCutover?.();
+      const header = cutover === undefined ? { ceiling: this.clock.appliedCeiling } : { ceiling: this.clock.appliedCeiling, cutover };
+      const rows = this.#store.snapshotStream(header)[Symbol.asyncIterator]();
       const first = await rows.next();
       async function* stream(): AsyncGenerator<Uint8Array> {
         try {
@@ -231,10 +255,11 @@ export class StateMachine {
     return this.#serial(async () => {
       this.#checkRunning();
       try {
-        const { ceiling } = await this.#store.restoreSnapshot(stream, { appliedIndex });
+        const { ceiling, cutover } = await this.#store.restoreSnapshot(stream, { appliedIndex });
         this.#dedupe.clear();
         await this.#load();
         this.clock.observeCeiling(ceiling);
+        await this.#options.afterRestore?.({ appliedIndex: this.#appliedIndex, cutover });
       } catch (err) {
         // The store may be half restored (or emptied): nothing may apply on top of it.
         this.#halted = isSealError(err) ? err : sealError('ErrSnapshotCorrupt', 'snapshot install failed', err);
@@ -285,6 +310,7 @@ export class StateMachine {
       }
       this.#pruneDedupe(batch, hlcPhysicalMs(lastCommitTs));
       await this.#store.applyBatch(batch.ops, { appliedIndex: lastIndex });
+      batch.ops.length = 0;
       this.#appliedIndex = lastIndex;
       this.clock.observeCeiling(ceiling);
       this.clock.observeCommit(lastCommitTs);
@@ -296,6 +322,10 @@ export class StateMachine {
         results.push({ index: entry.index, proposalId: entry.proposalId, outcome: { kind: 'replayed' } });
         continue;
       }
+      // An extension entry (0x03..0x05) is a store batch of its own, so what
+      // it switches (sealing, keys) takes effect exactly from the next entry.
+      const extension = isExtension(entry);
+      if (extension) await flush();
       const mark = batch.ops.length;
       let outcome: EntryOutcome;
       try {
@@ -315,6 +345,7 @@ export class StateMachine {
       }
       lastIndex = entry.index;
       results.push({ index: entry.index, proposalId: entry.proposalId, outcome });
+      if (extension) await flush();
     }
     try {
       await flush();
@@ -341,19 +372,32 @@ export class StateMachine {
     if (tag !== TAG_REQUEST && tag !== TAG_BATCH && tag !== TAG_HLC_CEILING) {
       const handler = this.handlers.lookup(tag);
       batch.nowMs = hlcPhysicalMs(state.lastCommitTs);
+      if (entry.proposalId !== 0n) {
+        // Committed twice (a retried admin proposal): the first result stands.
+        const first = await this.#dedupeHit(entry.proposalId, batch.nowMs, batch);
+        if (first !== undefined) return { kind: 'extension', tag, result: first.result };
+      }
       const tx: ApplyTx = {
         index: entry.index,
         nowMs: batch.nowMs,
         get: (key) => batch.get(key),
         getInternal: (key) => batch.getInternal(key),
+        scanInternal: async (prefix) => {
+          const rows: [Buffer, Buffer][] = [];
+          for await (const row of this.#store.scanInternal(prefix)) rows.push(row);
+          return rows;
+        },
         putInternal: (key, value) => batch.putInternal(key, value),
         deleteInternal: (key) => batch.deleteInternal(key),
       };
+      let result: unknown;
       try {
-        return { kind: 'extension', tag, result: await handler(entry.payload, tx) };
+        result = await handler(entry.payload, tx);
       } catch (err) {
         throw isSealError(err) ? err : sealError('ErrEncryptionApply', `tag 0x${tag.toString(16)} entry ${entry.index} failed`, err);
       }
+      if (entry.proposalId !== 0n) this.#remember(entry.proposalId, batch.nowMs, result, batch);
+      return { kind: 'extension', tag, result };
     }
     const payload = decodeCorePayload(entry.payload);
     if (payload.tag === TAG_HLC_CEILING) {
@@ -382,16 +426,19 @@ export class StateMachine {
       lastWrite.delete(hex);
       lastWrite.set(hex, write);
     }
+    if (lastWrite.size > 0) this.#options.writeGate?.(lastWrite.size);
     for (const write of lastWrite.values()) batch.write(write, commitTs);
     const result = payload.tag === TAG_REQUEST ? executed.results[0] : executed.results;
     state.setCommit(commitTs);
-    if (entry.proposalId !== 0n) {
-      batch.putInternal(dedupeRowKey(entry.proposalId), packValue([nowMs, result]));
-      const hex = entry.proposalId.toString(16);
-      this.#dedupe.delete(hex);
-      this.#dedupe.set(hex, { id: entry.proposalId, commitMs: nowMs });
-    }
+    if (entry.proposalId !== 0n) this.#remember(entry.proposalId, nowMs, result, batch);
     return { kind: 'request', commitTs, result, duplicate: false };
+  }
+
+  #remember(proposalId: bigint, nowMs: number, result: unknown, batch: Batch): void {
+    batch.putInternal(dedupeRowKey(proposalId), packValue([nowMs, result]));
+    const hex = proposalId.toString(16);
+    this.#dedupe.delete(hex);
+    this.#dedupe.set(hex, { id: proposalId, commitMs: nowMs });
   }
 
   async #dedupeHit(proposalId: bigint, nowMs: number, batch: Batch): Promise<{ result: unknown } | undefined> {

@@ -1,8 +1,9 @@
 // Fits the MVCC store (src/store) to the state machine's FsmStore port.
 //
 // Reads at apply use read timestamp 2^64 − 1 (the newest committed version)
-// and the entry's commit time for expiry. Snapshots use header v1 (ceiling);
-// v2 with the cutover index is for the raft-envelope rollout (issue 7).
+// and the entry's commit time for expiry. Snapshots use header v1 (ceiling)
+// until the node has applied the Phase 2 cutover, then v2 (ceiling and
+// cutover index, SPEC §5.4).
 // Installing a snapshot first empties the store, since the store restores
 // only into an empty one; the snapshot carries its own applied-index row.
 
@@ -40,7 +41,8 @@ export function fsmStoreOver(store: Store): FsmStore {
     applyBatch: async (ops, options) => {
       await store.applyBatch(ops.map(toWriteOp), { appliedIndex: BigInt(options.appliedIndex) });
     },
-    snapshotStream: (header) => store.snapshotStream({ version: 1, ceiling: header.ceiling }),
+    snapshotStream: (header) =>
+      store.snapshotStream(header.cutover === undefined ? { version: 1, ceiling: header.ceiling } : { version: 2, ceiling: header.ceiling, cutover: header.cutover }),
     restoreSnapshot: async (stream, options) => {
       await store.clear();
       const info = await store.restoreSnapshot(stream);
@@ -48,7 +50,7 @@ export function fsmStoreOver(store: Store): FsmStore {
       if (options.appliedIndex !== undefined && restoredIndex !== options.appliedIndex) {
         throw sealError('ErrSnapshotCorrupt', `snapshot holds applied index ${restoredIndex}, expected ${options.appliedIndex}`);
       }
-      return { ceiling: info.ceiling ?? 0n };
+      return info.cutover === undefined ? { ceiling: info.ceiling ?? 0n } : { ceiling: info.ceiling ?? 0n, cutover: info.cutover };
     },
   };
 }

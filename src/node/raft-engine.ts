@@ -25,7 +25,7 @@
 import { sealError } from '../errors/index.js';
 import { applyRequests, isWriteRequest, type KvRangeReader, type KvReply, type KvRequest } from '../kv/index.js';
 import { encodeBatchPayload, encodeRequestPayload, packHlc, type EntryOutcome, type LeaderClock } from '../fsm/index.js';
-import type { Engine, EngineMembership, EngineStatus, ReadOptions } from '../server/index.js';
+import type { Engine, EngineEncryption, EngineMembership, EngineStatus, ReadOptions } from '../server/index.js';
 
 /** What the engine needs from the Raft driver. */
 export interface ReplicatedLog {
@@ -50,6 +50,8 @@ export interface RaftEngineOptions {
   now?: () => number;
   /** Membership changes for the admin API (absent: none). */
   membership?: EngineMembership;
+  /** The encryption rollout for the admin API (absent: none). */
+  encryption?: EngineEncryption;
   /** Called when the engine closes (stop the driver, close the store). */
   onClose?: () => Promise<void>;
 }
@@ -61,6 +63,7 @@ export class RaftEngine implements Engine {
   readonly #now: () => number;
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly membership: EngineMembership | undefined;
+  readonly encryption: EngineEncryption | undefined;
   #closed = false;
 
   constructor(options: RaftEngineOptions) {
@@ -70,6 +73,7 @@ export class RaftEngine implements Engine {
     this.#now = options.now ?? Date.now;
     this.#onClose = options.onClose;
     this.membership = options.membership;
+    this.encryption = options.encryption;
   }
 
   async execute(requests: readonly KvRequest[]): Promise<KvReply[]> {

@@ -16,14 +16,16 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fnv1a64 } from '../crypto/index.js';
-import { isSealError } from '../errors/index.js';
-import { HybridClock, LATEST_TS, LeaderClock, StateMachine, fsmStoreOver, type EntryOutcome } from '../fsm/index.js';
+import { Keystore, createBackend, fnv1a64, opensslHardwareAes } from '../crypto/index.js';
+import { CAPABILITY_METHOD, ADMIN_METHOD, EncryptionRuntime, RolloutController, type EncryptionOp, type RolloutRaft } from '../encryption/index.js';
+import { isSealError, sealError } from '../errors/index.js';
+import { EXTENSION_TAGS, HybridClock, LATEST_TS, LeaderClock, StateMachine, fsmStoreOver, type EntryOutcome } from '../fsm/index.js';
 import { kvExecutor, type KvRangeReader } from '../kv/index.js';
 import type { Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
 import { RaftNode, type ConfState, type StateMachine as RaftStateMachine } from '../raft/index.js';
-import type { Engine, EngineMembership } from '../server/index.js';
+import type { Engine, EngineEncryption, EngineMembership } from '../server/index.js';
+import { openKeysAtStart } from '../sidecar/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { parseHostPort, type NodeConfig } from './config.js';
 import { RaftEngine, type ReplicatedLog } from './raft-engine.js';
@@ -102,13 +104,51 @@ function replicatedLog(raft: RaftNode): ReplicatedLog {
   };
 }
 
-function raftMembership(raft: RaftNode): EngineMembership {
+/** Membership changes; after bootstrap a joining node must pass the encryption gate first (SPEC §8.4). */
+function raftMembership(raft: RaftNode, controller: RolloutController): EngineMembership {
   const confState = (c: ConfState): Record<string, unknown> => ({ voters: c.voters, learners: c.learners });
   return {
-    addLearner: async (id, addr) => confState(await raft.addLearner(raftNodeId(id), raftAddress(addr))),
-    promote: async (id, addr) => confState(await raft.addVoter(raftNodeId(id), addr === undefined ? '' : raftAddress(addr))),
+    addLearner: async (id, addr) => {
+      const address = raftAddress(addr);
+      await controller.admitMember(id, raftNodeId(id), address);
+      return confState(await raft.addLearner(raftNodeId(id), address));
+    },
+    promote: async (id, addr) => {
+      const address = addr === undefined ? undefined : raftAddress(addr);
+      await controller.admitMember(id, raftNodeId(id), address);
+      return confState(await raft.addVoter(raftNodeId(id), address ?? ''));
+    },
     remove: async (id) => confState(await raft.removeNode(raftNodeId(id))),
   };
+}
+
+function rolloutRaft(raft: RaftNode, log: ReplicatedLog): RolloutRaft {
+  return {
+    selfId: raft.id,
+    idOf: raftNodeId,
+    isLeader: () => raft.isLeader(),
+    leaderId: () => raft.status().lead,
+    members: () => raft.members(),
+    peerAddress: (id) => raft.peerAddress(id),
+    lastIndex: () => raft.status().progress.get(raft.id)?.match ?? 0,
+    appliedIndex: () => raft.appliedIndex(),
+    electionTimeoutMs: () => raft.electionTimeoutMs(),
+    propose: (payload) => log.propose(payload),
+    proposeOnce: async (payload, timeoutMs) => (await raft.propose(payload, { requireLeader: true, timeoutMs })) as EntryOutcome,
+    readBarrier: () => log.readBarrier(),
+    call: (to, method, body, opts) => raft.callRpc(to, method, body, opts),
+  };
+}
+
+/** `encryption status --verify`: versions per key_id by a scan of every stored version (0 = cleartext). */
+async function versionsPerKeyId(store: Store): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for await (const version of store.versions()) {
+    if (version.header.tombstone) continue;
+    const id = String(version.keyId);
+    counts[id] = (counts[id] ?? 0) + 1;
+  }
+  return counts;
 }
 
 function raftAddress(addr: string): string {
@@ -132,19 +172,67 @@ export interface ReplicationOptions {
   metrics?: SealkvMetrics;
   /** Called if apply halts (the Raft node has stopped by then). */
   onHalt?: (err: Error) => void;
+  /** Called on a start-up refusal found once Raft runs (ErrLocalEpochRollback, ErrNodeIDCollision): exit. */
+  onFatal?: (err: Error) => void;
+  /** Seals per (DEK, process) before ErrWriteCeilingReached; tests lower it (SPEC §3.3). */
+  writeCeiling?: number;
   tickMs?: number;
 }
 
 /** Opens the store, the state machine and the Raft node, and returns the node's Engine. */
 export async function openReplicatedEngine(config: NodeConfig, options: ReplicationOptions): Promise<Engine> {
-  const { logger } = options;
+  const { logger, metrics } = options;
   const secret = clusterSecret(config);
   fs.mkdirSync(config.dataDir, { recursive: true });
-  const store = await openStore(path.join(config.dataDir, 'store'));
+  // SPEC §9 refusals that need only flags, the KEK and the sidecar come first.
+  const keystore = new Keystore();
+  const keys = await openKeysAtStart({
+    dataDir: config.dataDir,
+    encryptionEnabled: config.encryptionEnabled,
+    kek: { ...(config.kekUri === undefined ? {} : { kekUri: config.kekUri }), ...(config.kekFile === undefined ? {} : { kekFile: config.kekFile }) },
+    keystore,
+    onUnwrap: (seconds) => metrics?.encryptionKekUnwrapSeconds.observe(seconds),
+    warn: (message) => logger.warn(message),
+  });
+  if (config.encryptionEnabled) {
+    logger.info({ hardware_aes: opensslHardwareAes(), crypto_backend: config.cryptoBackend, keys: keystore.describe(), kek: keys.kek?.describe() }, 'encryption enabled');
+  }
+  let store: Store;
+  try {
+    store = await openStore(path.join(config.dataDir, 'store'));
+  } catch (err) {
+    keys.kek?.close();
+    throw err;
+  }
   const hlc = new HybridClock();
   let raft: RaftNode;
+  let runtime: EncryptionRuntime;
+  let controller: RolloutController | undefined;
+  const notReady = (): never => {
+    throw sealError('ErrNotLeader', 'the node is still starting');
+  };
   try {
-    const machine = await StateMachine.open(fsmStoreOver(store), kvExecutor, { clock: hlc });
+    runtime = await EncryptionRuntime.open({
+      raftId: config.raftId,
+      store,
+      keystore,
+      backend: createBackend(config.cryptoBackend),
+      ...(keys.sidecar === undefined ? {} : { sidecar: keys.sidecar }),
+      ...(keys.kek === undefined ? {} : { kek: keys.kek }),
+      compression: config.compression === 'on',
+      logger,
+      ...(metrics === undefined ? {} : { metrics }),
+      ...(options.writeCeiling === undefined ? {} : { writeCeiling: options.writeCeiling }),
+      onNearCeiling: (keyId) => logger.warn({ key_id: keyId }, 'DEK write count reached 90% of its ceiling in this process; rotate it (rotate-dek)'),
+    });
+    const rt = runtime;
+    const machine = await StateMachine.open(fsmStoreOver(store), kvExecutor, {
+      clock: hlc,
+      writeGate: (writes) => rt.writeGate(writes),
+      snapshotCutover: () => rt.snapshotCutover(),
+      afterRestore: (info) => rt.afterRestore(info),
+    });
+    for (const tag of EXTENSION_TAGS) machine.handlers.register(tag, (payload, tx) => rt.handle(payload, tx));
     const self = raftNodeId(config.raftId);
     const peers: Record<number, string> = {};
     for (const peer of config.peers) if (peer.id !== config.raftId) peers[raftNodeId(peer.id)] = `${peer.host}:${peer.port}`;
@@ -157,6 +245,14 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       peers,
       ...(config.join === undefined ? { bootstrap: { voters: config.peers.map((p) => raftNodeId(p.id)), learners: [] } } : {}),
       stateMachine: driverStateMachine(machine, store),
+      applyHook: (entry, payload) => rt.applyHook(entry, payload),
+      wrapProposal: (payload) => rt.wrapProposal(payload),
+      admitProposal: (payload) => rt.admitProposal(payload),
+      onLogEntries: (entries) => rt.onLogEntries(entries),
+      rpcHandlers: {
+        [CAPABILITY_METHOD]: async () => rt.capability(),
+        [ADMIN_METHOD]: async (body) => (controller ?? notReady()).runAsLeader(adminOp(body)),
+      },
       // Applied entries kept after a compaction, for followers that lag a little.
       snapshotEntries: config.snapshotEntries,
       compactionRetain: Math.max(1, Math.floor(config.snapshotEntries / 10)),
@@ -168,8 +264,23 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     });
   } catch (err) {
     await store.close().catch(() => undefined);
+    keys.kek?.close();
     throw err;
   }
+  runtime.isMember = () => {
+    const { voters, learners } = raft.members();
+    return voters.includes(raft.id) || learners.includes(raft.id);
+  };
+  const log = replicatedLog(raft);
+  const rollout = new RolloutController({
+    raft: rolloutRaft(raft, log),
+    runtime,
+    logger,
+    onFatal: (err) => options.onFatal?.(err),
+    nameOf: (id) => config.peers.find((p) => raftNodeId(p.id) === id)?.id ?? String(id),
+  });
+  controller = rollout;
+  rollout.ensureRegistered();
   const clock = new LeaderClock(hlc, (payload) => raft.propose(payload, { requireLeader: true, timeoutMs: ATTEMPT_TIMEOUT_MS }));
   let armedTerm = -1;
   const watch = setInterval(() => {
@@ -182,6 +293,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       if (armedTerm !== -1) {
         armedTerm = -1;
         clock.stepDown();
+        runtime.forgetAdmittedCutover();
         logger.info({ term }, 'no longer leader');
       }
       return;
@@ -199,17 +311,44 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       },
     );
   }, LEADER_POLL_MS);
-  return new RaftEngine({
-    log: replicatedLog(raft),
-    membership: raftMembership(raft),
+  const encryption: EngineEncryption = {
+    run: (op) => rollout.run(op),
+    status: async ({ verify }) => ({
+      ...runtime.status(),
+      raft_applied_index: raft.appliedIndex(),
+      ...(verify ? { versions_per_key_id: await versionsPerKeyId(store) } : {}),
+    }),
+  };
+  const engine = new RaftEngine({
+    log,
+    membership: raftMembership(raft, rollout),
+    encryption,
     // The clock observes a commit timestamp only once its batch is in the store.
     openReader: () => storeReader(store, Date.now, hlc.lastCommitTs),
     clock,
     onClose: async () => {
       clearInterval(watch);
+      rollout.stop();
       clock.stepDown();
       await raft.stop();
       await store.close();
+      keystore.clear();
+      keys.kek?.close();
     },
   });
+  if (config.dev) {
+    try {
+      await rollout.devRollout();
+    } catch (err) {
+      await engine.close().catch(() => undefined);
+      throw err;
+    }
+  }
+  return engine;
+}
+
+function adminOp(body: unknown): EncryptionOp {
+  const op = (body as { op?: unknown } | null)?.op;
+  if (op !== 'bootstrap' && op !== 'enable-storage-envelope' && op !== 'enable-raft-envelope') throw sealError('ErrBadRequest', `unknown encryption operation ${JSON.stringify(op)}`);
+  return op;
 }

@@ -1,6 +1,7 @@
 // `sealkv start --dev` as a real process: it says how to connect, a Redis
 // client reads its own writes, SIGTERM stops it cleanly, and the data is there
-// after a restart.
+// after a restart. It is encrypted from its first start (bootstrap and both
+// phases, SPEC §12) with a dev KEK outside the data dir, mode 0600.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -45,6 +46,18 @@ describe('sealkv start --dev', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
     expect(metrics).toMatch(/^sealkv_raft_is_leader 1$/m);
     expect(metrics).toMatch(/^sealkv_raft_applied_index [1-9]/m);
+    expect(metrics).toMatch(/^sealkv_encryption_active_dek_id\{purpose="storage"\} [1-9]/m);
+    const status = (await (await fetch(`http://127.0.0.1:${admin}/encryption/status?verify=1`, { headers: { authorization: `Bearer ${token}` } })).json()) as Record<string, unknown>;
+    expect(status.phase).toBe('raft-envelope');
+    expect(status.storage_envelope_active).toBe(true);
+    expect(status.raft_envelope_cutover_index).toBeGreaterThan(0);
+    // Every stored version is sealed under the active storage DEK.
+    const active = (status.active as { storage: number }).storage;
+    expect(status.versions_per_key_id).toEqual({ [String(active)]: 2 });
+    const kek = path.join(cwd, 'sealkv-dev', 'kek.bin');
+    expect(fs.statSync(kek).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(kek).size).toBe(32);
+    expect(fs.existsSync(path.join(cwd, 'sealkv-dev', 'data', 'encryption', 'keys.json'))).toBe(true);
     expect(await node.stop('SIGTERM')).toBe(0);
     expect(fs.existsSync(path.join(cwd, 'sealkv-dev', 'data', 'store'))).toBe(true);
     await node.start();
