@@ -12,4 +12,5 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   store: () => import('./store.js'),
   resp: () => import('./resp.js'),
   'redis-compat': () => import('./redis-compat.js'),
+  rollout: () => import('./rollout.js'),
 };

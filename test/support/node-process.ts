@@ -17,14 +17,17 @@ export const MAIN_JS = path.join(packageRoot(), 'dist/src/cli/main.js');
 export class NodeProcess {
   readonly args: string[];
   readonly cwd: string;
+  /** Extra environment for the child (e.g. KMS credentials), on top of this process's. */
+  readonly env: Record<string, string>;
   #child: ChildProcess | undefined;
   #exit: Promise<number | null> | undefined;
   /** Everything the process printed, for failure messages. */
   output = '';
 
-  constructor(args: string[], cwd: string) {
+  constructor(args: string[], cwd: string, env: Record<string, string> = {}) {
     this.args = args;
     this.cwd = cwd;
+    this.env = env;
   }
 
   get running(): boolean {
@@ -37,7 +40,7 @@ export class NodeProcess {
     const child = spawn(process.execPath, [MAIN_JS, 'start', ...this.args], {
       cwd: this.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_ENV: 'test' },
+      env: { ...process.env, ...this.env, NODE_ENV: 'test' },
     });
     this.#child = child;
     const from = this.output.length;
