@@ -253,6 +253,8 @@ export class EncryptionRuntime {
   async afterRestore(info: { appliedIndex: number; cutover: bigint | undefined }): Promise<void> {
     this.#rollout = decodeRollout(await this.#store.getInternal(ROLLOUT_ROW_KEY));
     await this.#loadRows();
+    // The log up to the snapshot is gone: a cutover seen there either applied (the rows say so) or was replaced.
+    if (this.#logCutover !== null && this.#logCutover <= info.appliedIndex) this.#logCutover = null;
     const snapCut = info.cutover === undefined ? null : Number(info.cutover);
     if (snapCut !== this.#rollout.raftEnvelopeCutoverIndex) {
       throw sealError('ErrEnvelopeCutoverDivergence', `snapshot header cutover ${snapCut ?? 'none'} disagrees with its own rollout row (${this.#rollout.raftEnvelopeCutoverIndex ?? 'none'})`);
