@@ -215,8 +215,9 @@ export class RaftNode {
     return this.leader;
   }
 
-  status(): ReturnType<RawNode['status']> {
-    return this.node.status();
+  /** The core's status; `withProgress` false leaves `progress` empty (for frequent polls). */
+  status(withProgress = true): ReturnType<RawNode['status']> {
+    return this.node.status(withProgress);
   }
 
   /** Membership as this node has applied it. */
