@@ -279,6 +279,31 @@ export class EncryptedCluster {
     await m.process.start();
   }
 
+  /**
+   * Reads every write back (MGET in chunks) on each of `on` (default: every
+   * running member); '' when all read back their value, else what differs.
+   */
+  async unreadable(writes: readonly WriteRecord[], on: Member[] = this.running): Promise<string> {
+    const problems: string[] = [];
+    for (const m of on) {
+      for (let i = 0; i < writes.length; i += 500) {
+        const chunk = writes.slice(i, i + 500);
+        const got = await this.client(m).mget(...chunk.map((w) => w.key));
+        chunk.forEach((w, j) => {
+          if (got[j] !== w.value && problems.length < 10) problems.push(`${m.id}: ${w.key} (${w.phase}) read ${JSON.stringify(got[j])?.slice(0, 40)}`);
+        });
+      }
+    }
+    return problems.join('\n');
+  }
+
+  /** Each member's state and the tail of its output, for assertion messages. */
+  describe(tail = 1500): string {
+    return this.members
+      .map((m) => `--- ${m.id} (${m.process.running ? 'running' : 'stopped'}, raft ${m.raft}, admin ${m.admin}):\n${m.process.output.slice(-tail)}`)
+      .join('\n');
+  }
+
   async destroy(): Promise<void> {
     for (const client of this.#clients.values()) client.disconnect();
     this.#clients.clear();
@@ -378,6 +403,15 @@ export class Traffic {
   /** Acknowledged writes whose phase is one of `phases` (all when omitted). */
   acked(phases?: string[]): WriteRecord[] {
     return this.writes.filter((w) => w.acked && (phases === undefined || phases.includes(w.phase)));
+  }
+
+  /** Waits (bounded) until at least `n` writes of the current phase are acknowledged. */
+  async untilAcked(n: number, ms = 20_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (this.acked([this.phase]).length < n) {
+      if (Date.now() > end) throw new Error(`only ${this.acked([this.phase]).length} of ${n} writes acknowledged in phase ${this.phase}: ${this.errors.slice(-3).join('; ')}`);
+      await sleep(50);
+    }
   }
 
   /** Writes (acknowledged or not) first sent in one of `phases`. */
@@ -571,6 +605,8 @@ export function findField(json: unknown, field: string): unknown {
 }
 
 export interface Phases {
+  /** 'cleartext' | 'bootstrapped' | 'storage-envelope' | 'raft-envelope' as the node reports it. */
+  phase: string;
   storage: boolean;
   /** The Raft envelope cutover index, 0 (or absent) before Phase 2. */
   cutover: number;
@@ -580,5 +616,9 @@ export interface Phases {
 export function phasesOf(statusJson: string): Phases {
   const json: unknown = JSON.parse(statusJson);
   const cutover = Number(findField(json, 'raft_envelope_cutover_index') ?? 0);
-  return { storage: findField(json, 'storage_envelope_active') === true, cutover: Number.isFinite(cutover) ? cutover : 0 };
+  return {
+    phase: String(findField(json, 'phase')),
+    storage: findField(json, 'storage_envelope_active') === true,
+    cutover: Number.isFinite(cutover) ? cutover : 0,
+  };
 }
