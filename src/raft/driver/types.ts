@@ -135,6 +135,6 @@ export interface RaftNodeOptions {
   maxInflightMsgs?: number;
   /** Seed of the election-timeout generator (default: random). */
   seed?: number;
-  /** RPC methods served from the moment the transport listens (more can be added with serveRpc). */
+  /** RPC methods served from the moment the transport listens (more can be added with serveRpc); `raft.ProposalsRefused` is the driver's own. */
   rpcHandlers?: Record<string, (body: unknown, from: NodeId) => Promise<unknown>>;
 }
