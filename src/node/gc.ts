@@ -19,7 +19,8 @@
 //
 // The horizon (`minRetainedTS`, the admin /status `min_retained_ts` and the
 // gauge sealkv_store_min_retained_ts) moves when a run completes, so it is
-// the horizon up to which GC has finished, as SPEC §4.2's retire-dek reads it.
+// the horizon up to which GC has finished: the node's minRetainedTS of SPEC
+// §4.2's retire-dek criterion.
 
 import type { Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
