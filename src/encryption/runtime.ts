@@ -630,6 +630,13 @@ export class EncryptionRuntime {
           const localEpoch = Math.max(0, mine?.fullNodeId === this.fullNodeId ? mine.lastSeenLocalEpoch : 0) + 1;
           changes.push({ type: 'add-key', keyId: key.keyId, purpose: key.purpose, wrapped: key.wrapped, kek: key.kek, created: key.created, localEpoch });
         }
+        // The replicated actives, for a sidecar that lost one with its DEK.
+        for (const purpose of ['storage', 'raft'] as const) {
+          const id = rollout.active[purpose];
+          if (id !== undefined && sidecar.state.active[purpose] !== id && (sidecar.state.keys.has(id) || missing.some((k) => k.keyId === id))) {
+            changes.push({ type: 'set-active', purpose, keyId: id });
+          }
+        }
         await this.#writeSidecar(sidecar, index, p.kind, changes);
         this.#activate(rollout.active);
         for (const key of rows) tx.putInternal(keyRowKey(key.keyId), encodeKeyRow(key));
