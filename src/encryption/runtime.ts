@@ -229,6 +229,7 @@ export class EncryptionRuntime {
   /**
    * Before Raft starts, against the store's replicated rows:
    * - DEKs in the store's rows but no encryption on this node → ErrKEKRequired;
+   * - the sidecar's cutover index disagrees with the store's → ErrEnvelopeCutoverDivergence;
    * - the store applied entries the sidecar has not seen, and they changed
    *   the encryption state (keys, wrapping, flags, cutover) → ErrSidecarBehindRaftLog
    *   (checked on the state, so a log compacted past the gap is covered too);
@@ -246,6 +247,14 @@ export class EncryptionRuntime {
       return;
     }
     const state = sidecar.state;
+    const sideCut = state.raftEnvelopeCutoverIndex;
+    const storeCut = this.#rollout.raftEnvelopeCutoverIndex;
+    if (sideCut !== null && ((storeCut !== null && storeCut !== sideCut) || (storeCut === null && storeAppliedIndex >= sideCut))) {
+      throw sealError(
+        'ErrEnvelopeCutoverDivergence',
+        `keys.json records the raft envelope cutover at ${sideCut} but the store applied ${storeCut === null ? `up to ${storeAppliedIndex} without one there` : `it at ${storeCut}`}: this data dir mixes copies; restore it from one backup or re-add the node as a fresh member`,
+      );
+    }
     if (storeAppliedIndex > state.raftAppliedIndex) {
       const differs = encryptionStateDiff(state, keys, this.#rollout);
       if (differs !== undefined) {

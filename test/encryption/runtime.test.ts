@@ -295,6 +295,10 @@ describe('key changes and start-up checks', () => {
     await (await reopen()).runtime.checkAtStart(3);
     fs.writeFileSync(n.sidecar.file, older.replace(/"local_epoch": ?1/g, '"local_epoch":0'));
     await expect((await reopen()).runtime.checkAtStart(3)).rejects.toThrow(/^ErrLocalEpochRollback/);
+    // A cutover index the store does not have.
+    await ok.sidecar.overwrite({ ...ok.sidecar.state, raftAppliedIndex: 3, raftEnvelopeCutoverIndex: 2 });
+    await expect(ok.runtime.checkAtStart(3)).rejects.toThrow(/^ErrEnvelopeCutoverDivergence/);
+    await ok.sidecar.overwrite({ ...ok.sidecar.state, raftEnvelopeCutoverIndex: null });
     // Another id with the same node_id16 over this store.
     const impostor = collidingId('n1');
     await expect((await reopen(impostor)).runtime.checkAtStart(3)).rejects.toThrow(/^ErrNodeIDCollision/);
