@@ -239,6 +239,112 @@ async function followerRun(points: readonly Point[], withTraffic: boolean): Prom
   }
 }
 
+/** Whether `s` shows the phase whose entry is `kind` applied. */
+function phaseApplied(kind: Kind, s: Status): boolean {
+  if (kind === 'bootstrap') return s.keys_present.length > 0;
+  if (kind === 'enable-storage-envelope') return s.storage_envelope_active;
+  return s.raft_envelope_cutover_index !== null;
+}
+
+/**
+ * The leader carries the fault for `kind` at `point` and dies applying the
+ * entry it proposed: the entry was committed (applied means committed), so
+ * the survivors apply it at the same index under a new leader; running the
+ * phase again completes (a no-op); the old leader restarts and converges.
+ */
+async function leaderRun(kind: Kind, point: Point): Promise<void> {
+  const c = (cluster = await EncryptedCluster.start({ voters: 3 }));
+  const written: { key: string; value: string }[] = [];
+  const first = await c.leader();
+  written.push(await writeRead(c, first));
+  for (const earlier of KINDS.slice(0, KINDS.indexOf(kind))) {
+    const r = await c.encryption(VERB[earlier], first);
+    expect(r.code, `${earlier}: ${r.stderr}`).toBe(0);
+  }
+
+  // The faulty node must be the leader when the entry is proposed: restart
+  // it with the fault, then restart whoever else leads until it does.
+  const faulty = first;
+  await c.kill(faulty);
+  await c.restart(faulty, faultEnv(point, kind));
+  for (let attempt = 0; ; attempt++) {
+    const leader = await c.leader();
+    if (leader === faulty) break;
+    if (attempt >= 12) throw new Error(`${faulty.id} never became the leader again`);
+    await c.kill(leader);
+    await c.leader();
+    await c.restart(leader);
+  }
+  await c.settle();
+  written.push(await writeRead(c, faulty));
+  const before = keysFile(faulty);
+
+  // The CLI's answer may be lost with the leader: either outcome is fine here.
+  const r = await c.encryption(VERB[kind], faulty);
+  const exit = await c.exited(faulty, 20_000);
+  expect(exit.signal, `${faulty.id} exit ${JSON.stringify(exit)}; cli ${r.code} ${r.stdout}${r.stderr}`).toBe('SIGKILL');
+
+  // The survivors apply the entry under a new leader.
+  const survivors = c.running;
+  expect(survivors.length).toBe(2);
+  const newLeader = await c.leader();
+  expect(newLeader).not.toBe(faulty);
+  for (const m of survivors) await waitStatus(c, m, (s) => phaseApplied(kind, s));
+  const index = keysFile(newLeader)!.raft_applied_index;
+  const crashed = keysFile(faulty);
+  if (point === 'after') {
+    expect(crashed?.raft_applied_index).toBe(index);
+    expect(keyIds(crashed)).toEqual(keyIds(keysFile(newLeader)));
+  } else {
+    expect(crashed?.raft_applied_index ?? 0).toBe(before?.raft_applied_index ?? 0);
+    expect(crashed?.raft_applied_index ?? 0).toBeLessThan(index);
+  }
+  const cutover = kind === 'enable-raft-envelope' ? (await status(c, newLeader)).raft_envelope_cutover_index : null;
+  if (cutover !== null) expect(cutover).toBe(index);
+
+  const expected = await status(c, newLeader);
+  expect(expected.raft_envelope_cutover_index).toBe(cutover);
+  for (const m of survivors) expect(agreed(await status(c, m)), m.id).toEqual(agreed(expected));
+
+  const late = [];
+  for (const m of survivors) late.push(await writeRead(c, m));
+
+  await c.restart(faulty);
+  await c.settle();
+  // Running the phase again through the new leader (every member up: the
+  // capability poll of a phase comes first) is a no-op: same keys, same cutover.
+  const again = await c.encryption(VERB[kind], newLeader);
+  expect(again.code, again.stderr).toBe(0);
+  expect(agreed(JSON.parse(again.stdout) as Status)).toEqual(agreed(expected));
+  const now = await waitStatus(c, faulty, (s) => JSON.stringify(agreed(s)) === JSON.stringify(agreed(expected)));
+  expect(agreed(now)).toEqual(agreed(expected));
+  const recovered = keysFile(faulty)!;
+  expect(recovered.raft_applied_index).toBeGreaterThanOrEqual(index);
+  expect(recovered.raft_envelope_cutover_index).toBe(cutover);
+  expect(keyIds(recovered)).toEqual(keyIds(keysFile(newLeader)));
+
+  for (const m of c.members) late.push(await writeRead(c, m));
+  written.push(...late);
+  await c.settle();
+  await expectReadableEverywhere(c, written);
+
+  if (cutover !== null) {
+    // Proposed after the cutover: wrapped in every Raft log, the old leader's included.
+    const needles = late.flatMap((w) => [Buffer.from(w.needle), Buffer.from(w.keyNeedle)]);
+    const labels = late.flatMap((w) => [`value of ${w.key}`, `key ${w.key}`]);
+    for (const m of c.members) {
+      const scan = scanFiles(m.dataDir, needles, isRaftLogFile);
+      expect(scan.files.length).toBeGreaterThan(0);
+      expect(scan.hits.size, `${m.id}: ${describeHits(scan, labels)}`).toBe(0);
+    }
+  }
+  console.log(`rollout-crash: leader ${faulty.id} died ${point} its sidecar write of ${kind} (index ${index}; CLI exit ${r.code}); new leader ${newLeader.id}`);
+}
+
+/** SEALKV_ROLLOUT_CRASH_ALL=1 also runs the leader at every other kind and point (about 25 s each). */
+const ALL = process.env.SEALKV_ROLLOUT_CRASH_ALL === '1';
+const LEADER_CASES: [Kind, Point][] = ALL ? KINDS.flatMap((k) => (['before', 'after'] as const).map((p): [Kind, Point] => [k, p])) : [['enable-raft-envelope', 'after']];
+
 describe('crash between the Raft apply of an encryption entry and its sidecar write', () => {
   it('a follower killed before (bootstrap), after (Phase 1), before (Phase 2) its sidecar write recovers, under client traffic', async () => {
     await followerRun(['before', 'after', 'before'], true);
@@ -248,77 +354,9 @@ describe('crash between the Raft apply of an encryption entry and its sidecar wr
     await followerRun(['after', 'before', 'after'], false);
   }, 120_000);
 
-  it('the leader killed right after its own sidecar write of the Raft cutover: a new leader carries the cutover, the old leader converges', async () => {
-    const c = (cluster = await EncryptedCluster.start({ voters: 3 }));
-    const written: { key: string; value: string }[] = [];
-    const first = await c.leader();
-    written.push(await writeRead(c, first));
-    const p1 = await c.encryption('enable-storage-envelope', first);
-    expect(p1.code, p1.stderr).toBe(0);
-
-    // The faulty node must be the leader when the cutover is proposed:
-    // restart it with the fault, then restart whoever else leads until it does.
-    const faulty = first;
-    await c.kill(faulty);
-    await c.restart(faulty, faultEnv('after', 'enable-raft-envelope'));
-    for (let attempt = 0; ; attempt++) {
-      const leader = await c.leader();
-      if (leader === faulty) break;
-      if (attempt >= 12) throw new Error(`${faulty.id} never became the leader again`);
-      await c.kill(leader);
-      await c.leader();
-      await c.restart(leader);
-    }
-    await c.settle();
-    written.push(await writeRead(c, faulty));
-
-    // The CLI's answer may be lost with the leader: either outcome is fine here.
-    const r = await c.encryption('enable-raft-envelope', faulty);
-    const exit = await c.exited(faulty, 20_000);
-    expect(exit.signal, `${faulty.id} exit ${JSON.stringify(exit)}; cli ${r.code} ${r.stdout}${r.stderr}`).toBe('SIGKILL');
-    const crashed = keysFile(faulty)!;
-    const cutover = crashed.raft_envelope_cutover_index;
-    expect(cutover).not.toBeNull();
-    expect(crashed.raft_applied_index).toBe(cutover);
-
-    // The entry was committed (the old leader applied it): the survivors apply it at the same index.
-    const survivors = c.running;
-    expect(survivors.length).toBe(2);
-    const newLeader = await c.leader();
-    expect(newLeader).not.toBe(faulty);
-    for (const m of survivors) await waitStatus(c, m, (s) => s.raft_envelope_cutover_index === cutover);
-    // Running the phase again is a no-op that reports the same cutover.
-    const again = await c.encryption('enable-raft-envelope', newLeader);
-    expect(again.code, again.stderr).toBe(0);
-    expect((JSON.parse(again.stdout) as Status).raft_envelope_cutover_index).toBe(cutover);
-
-    const postCutover = [];
-    for (const m of survivors) postCutover.push(await writeRead(c, m));
-
-    await c.restart(faulty);
-    await c.settle();
-    const expected = await status(c, newLeader);
-    expect(expected.phase).toBe('raft-envelope');
-    const now = await waitStatus(c, faulty, (s) => JSON.stringify(agreed(s)) === JSON.stringify(agreed(expected)));
-    expect(agreed(now)).toEqual(agreed(expected));
-    const recovered = keysFile(faulty)!;
-    expect(recovered.raft_envelope_cutover_index).toBe(cutover);
-    expect(recovered.raft_applied_index).toBeGreaterThanOrEqual(cutover!);
-    expect(keyIds(recovered)).toEqual(keyIds(keysFile(newLeader)));
-
-    for (const m of c.members) postCutover.push(await writeRead(c, m));
-    written.push(...postCutover);
-    await c.settle();
-    await expectReadableEverywhere(c, written);
-
-    // Proposed after the cutover: wrapped in every Raft log, the old leader's included.
-    const needles = postCutover.flatMap((w) => [Buffer.from(w.needle), Buffer.from(w.keyNeedle)]);
-    const labels = postCutover.flatMap((w) => [`value of ${w.key}`, `key ${w.key}`]);
-    for (const m of c.members) {
-      const scan = scanFiles(m.dataDir, needles, isRaftLogFile);
-      expect(scan.files.length).toBeGreaterThan(0);
-      expect(scan.hits.size, `${m.id}: ${describeHits(scan, labels)}`).toBe(0);
-    }
-    console.log(`rollout-crash: leader ${faulty.id} died after its cutover sidecar write (cutover ${String(cutover)}; CLI exit ${r.code}); new leader ${newLeader.id}`);
-  }, 120_000);
+  for (const [kind, point] of LEADER_CASES) {
+    it(`the leader killed ${point} its own sidecar write of ${kind}: a new leader carries the entry, the old leader converges`, async () => {
+      await leaderRun(kind, point);
+    }, 120_000);
+  }
 });
