@@ -341,9 +341,84 @@ async function leaderRun(kind: Kind, point: Point): Promise<void> {
   console.log(`rollout-crash: leader ${faulty.id} died ${point} its sidecar write of ${kind} (index ${index}; CLI exit ${r.code}); new leader ${newLeader.id}`);
 }
 
+/**
+ * Every voter carries the fault for `kind` at `point`: each dies applying
+ * it (one that never learns the commit before the others are gone is killed
+ * by the test), then all restart without it and replay the entry from their
+ * own logs; the cluster agrees on the phase, and after the Raft cutover
+ * what is proposed is wrapped in every Raft log.
+ */
+async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
+  const c = (cluster = await EncryptedCluster.start({ voters: 3 }));
+  const written: { key: string; value: string }[] = [];
+  const first = await c.leader();
+  for (const earlier of KINDS.slice(0, KINDS.indexOf(kind))) {
+    const r = await c.encryption(VERB[earlier], first);
+    expect(r.code, `${earlier}: ${r.stderr}`).toBe(0);
+  }
+  for (const m of c.voters) {
+    await c.kill(m);
+    await c.restart(m, faultEnv(point, kind));
+    await c.settle();
+  }
+  for (const m of c.voters) written.push(await writeRead(c, m));
+  const before = new Map(c.voters.map((m) => [m.id, keysFile(m)?.raft_applied_index ?? 0]));
+
+  const r = await c.encryption(VERB[kind], await c.leader());
+  const exits: string[] = [];
+  const end = Date.now() + 20_000;
+  for (const m of c.voters) {
+    const exit = await c.exited(m, Math.max(1_000, end - Date.now())).catch(() => undefined);
+    if (exit === undefined) {
+      await c.kill(m);
+      exits.push(`${m.id}: killed by the test`);
+    } else {
+      expect(exit.signal, m.id).toBe('SIGKILL');
+      exits.push(`${m.id}: fault`);
+    }
+  }
+  expect(exits.filter((e) => e.endsWith('fault')).length).toBeGreaterThanOrEqual(1);
+  for (const m of c.voters) {
+    const applied = keysFile(m)?.raft_applied_index ?? 0;
+    if (point === 'before' || exits.includes(`${m.id}: killed by the test`)) expect(applied, m.id).toBe(before.get(m.id));
+    else expect(applied, m.id).toBeGreaterThan(before.get(m.id)!);
+  }
+
+  await Promise.all(c.voters.map((m) => c.restart(m)));
+  await c.settle();
+  const leader = await c.leader();
+  const expected = await waitStatus(c, leader, (s) => phaseApplied(kind, s));
+  const cutover = expected.raft_envelope_cutover_index;
+  const index = keysFile(leader)!.raft_applied_index;
+  for (const m of c.voters) {
+    const now = await waitStatus(c, m, (s) => JSON.stringify(agreed(s)) === JSON.stringify(agreed(expected)));
+    expect(agreed(now), m.id).toEqual(agreed(expected));
+    const k = keysFile(m)!;
+    expect(k.raft_envelope_cutover_index, m.id).toBe(cutover);
+    expect(k.raft_applied_index, m.id).toBeGreaterThanOrEqual(index);
+    expect(keyIds(k), m.id).toEqual(keyIds(keysFile(leader)));
+  }
+
+  const late = [];
+  for (const m of c.voters) late.push(await writeRead(c, m));
+  written.push(...late);
+  await c.settle();
+  await expectReadableEverywhere(c, written);
+  if (cutover !== null) {
+    const needles = late.flatMap((w) => [Buffer.from(w.needle), Buffer.from(w.keyNeedle)]);
+    const labels = late.flatMap((w) => [`value of ${w.key}`, `key ${w.key}`]);
+    for (const m of c.voters) {
+      const scan = scanFiles(m.dataDir, needles, isRaftLogFile);
+      expect(scan.hits.size, `${m.id}: ${describeHits(scan, labels)}`).toBe(0);
+    }
+  }
+  console.log(`rollout-crash: every voter crashed ${point} its sidecar write of ${kind} (${exits.join(', ')}; CLI exit ${r.code}); entry ${index}`);
+}
+
 /** SEALKV_ROLLOUT_CRASH_ALL=1 also runs the leader at every other kind and point (about 25 s each). */
 const ALL = process.env.SEALKV_ROLLOUT_CRASH_ALL === '1';
-const LEADER_CASES: [Kind, Point][] = ALL ? KINDS.flatMap((k) => (['before', 'after'] as const).map((p): [Kind, Point] => [k, p])) : [['enable-raft-envelope', 'after']];
+const ALL_CASES: [Kind, Point][] = KINDS.flatMap((k) => (['before', 'after'] as const).map((p): [Kind, Point] => [k, p]));
+const LEADER_CASES: [Kind, Point][] = ALL ? ALL_CASES : [['enable-raft-envelope', 'after']];
 
 describe('crash between the Raft apply of an encryption entry and its sidecar write', () => {
   it('a follower killed before (bootstrap), after (Phase 1), before (Phase 2) its sidecar write recovers, under client traffic', async () => {
@@ -357,6 +432,12 @@ describe('crash between the Raft apply of an encryption entry and its sidecar wr
   for (const [kind, point] of LEADER_CASES) {
     it(`the leader killed ${point} its own sidecar write of ${kind}: a new leader carries the entry, the old leader converges`, async () => {
       await leaderRun(kind, point);
+    }, 120_000);
+  }
+
+  for (const [kind, point] of ALL ? ALL_CASES : [['enable-raft-envelope', 'before'] as [Kind, Point]]) {
+    it(`every voter killed ${point} its sidecar write of ${kind}: all restart, replay it and agree`, async () => {
+      await wholeClusterRun(kind, point);
     }, 120_000);
   }
 });
