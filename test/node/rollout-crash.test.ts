@@ -134,6 +134,25 @@ async function expectReadableEverywhere(c: EncryptedCluster, writes: { key: stri
   }
 }
 
+/** Values and keys proposed after the Raft cutover: absent from every member's Raft log (wrapped). */
+function expectWrappedInRaftLogs(c: EncryptedCluster, late: { key: string; needle: string; keyNeedle: string }[]): void {
+  const needles = late.flatMap((w) => [Buffer.from(w.needle), Buffer.from(w.keyNeedle)]);
+  const labels = late.flatMap((w) => [`value of ${w.key}`, `key ${w.key}`]);
+  for (const m of c.members) {
+    const scan = scanFiles(m.dataDir, needles, isRaftLogFile);
+    expect(scan.files.length, m.id).toBeGreaterThan(0);
+    expect(scan.hits.size, `${m.id}: ${describeHits(scan, labels)}`).toBe(0);
+  }
+}
+
+/** Runs, through `via`, the phases that come before `kind`. */
+async function phasesBefore(c: EncryptedCluster, kind: Kind, via: Member): Promise<void> {
+  for (const earlier of KINDS.slice(0, KINDS.indexOf(kind))) {
+    const r = await c.encryption(VERB[earlier], via);
+    expect(r.code, `${earlier}: ${r.stderr}`).toBe(0);
+  }
+}
+
 /**
  * One phase with `follower` carrying the fault for `kind` at `point`: the
  * phase completes through the leader, the follower dies by SIGKILL with its
@@ -222,11 +241,7 @@ async function followerRun(points: readonly Point[], withTraffic: boolean): Prom
   written.push(after);
   await c.settle();
   await expectReadableEverywhere(c, written);
-  for (const m of c.members) {
-    const scan = scanFiles(m.dataDir, [Buffer.from(after.needle), Buffer.from(after.keyNeedle)], isRaftLogFile);
-    expect(scan.files.length).toBeGreaterThan(0);
-    expect(scan.hits.size, `${m.id}: ${describeHits(scan, ['value', 'key'])}`).toBe(0);
-  }
+  expectWrappedInRaftLogs(c, [after]);
 
   if (withTraffic) {
     const acked = traffic.acked();
@@ -257,10 +272,7 @@ async function leaderRun(kind: Kind, point: Point): Promise<void> {
   const written: { key: string; value: string }[] = [];
   const first = await c.leader();
   written.push(await writeRead(c, first));
-  for (const earlier of KINDS.slice(0, KINDS.indexOf(kind))) {
-    const r = await c.encryption(VERB[earlier], first);
-    expect(r.code, `${earlier}: ${r.stderr}`).toBe(0);
-  }
+  await phasesBefore(c, kind, first);
 
   // The faulty node must be the leader when the entry is proposed: restart
   // it with the fault, then restart whoever else leads until it does.
@@ -328,16 +340,8 @@ async function leaderRun(kind: Kind, point: Point): Promise<void> {
   await c.settle();
   await expectReadableEverywhere(c, written);
 
-  if (cutover !== null) {
-    // Proposed after the cutover: wrapped in every Raft log, the old leader's included.
-    const needles = late.flatMap((w) => [Buffer.from(w.needle), Buffer.from(w.keyNeedle)]);
-    const labels = late.flatMap((w) => [`value of ${w.key}`, `key ${w.key}`]);
-    for (const m of c.members) {
-      const scan = scanFiles(m.dataDir, needles, isRaftLogFile);
-      expect(scan.files.length).toBeGreaterThan(0);
-      expect(scan.hits.size, `${m.id}: ${describeHits(scan, labels)}`).toBe(0);
-    }
-  }
+  // Proposed after the cutover: wrapped in every Raft log, the old leader's included.
+  if (cutover !== null) expectWrappedInRaftLogs(c, late);
   console.log(`rollout-crash: leader ${faulty.id} died ${point} its sidecar write of ${kind} (index ${index}; CLI exit ${r.code}); new leader ${newLeader.id}`);
 }
 
@@ -352,10 +356,7 @@ async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
   const c = (cluster = await EncryptedCluster.start({ voters: 3 }));
   const written: { key: string; value: string }[] = [];
   const first = await c.leader();
-  for (const earlier of KINDS.slice(0, KINDS.indexOf(kind))) {
-    const r = await c.encryption(VERB[earlier], first);
-    expect(r.code, `${earlier}: ${r.stderr}`).toBe(0);
-  }
+  await phasesBefore(c, kind, first);
   for (const m of c.voters) {
     await c.kill(m);
     await c.restart(m, faultEnv(point, kind));
@@ -404,14 +405,7 @@ async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
   written.push(...late);
   await c.settle();
   await expectReadableEverywhere(c, written);
-  if (cutover !== null) {
-    const needles = late.flatMap((w) => [Buffer.from(w.needle), Buffer.from(w.keyNeedle)]);
-    const labels = late.flatMap((w) => [`value of ${w.key}`, `key ${w.key}`]);
-    for (const m of c.voters) {
-      const scan = scanFiles(m.dataDir, needles, isRaftLogFile);
-      expect(scan.hits.size, `${m.id}: ${describeHits(scan, labels)}`).toBe(0);
-    }
-  }
+  if (cutover !== null) expectWrappedInRaftLogs(c, late);
   console.log(`rollout-crash: every voter crashed ${point} its sidecar write of ${kind} (${exits.join(', ')}; CLI exit ${r.code}); entry ${index}`);
 }
 
