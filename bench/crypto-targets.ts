@@ -5,20 +5,18 @@
 //   aes-256-gcm` at 64 bytes;
 // - `wasm` seal at 16 KiB against @noble/ciphers gcm.
 
-import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { gcm } from '@noble/ciphers/aes.js';
 import { AesniBackend, BatchBackend, Keystore, WasmBackend, type CryptoBackend, type SealItem } from '../src/crypto/index.js';
+import { medianFields, opensslSpeed } from './lib/measure.js';
 import { writeResults } from './lib/results.js';
 
-/** openssl speed bytes/s for one block size, or undefined without openssl. */
-function opensslSpeed(bytes: number, seconds: number): number | undefined {
+/** openssl speed bytes/s for one block size, or NaN without openssl. */
+function opensslBytesPerSec(bytes: number, seconds: number): number {
   try {
-    const out = execFileSync('openssl', ['speed', '-evp', 'aes-256-gcm', '-bytes', String(bytes), '-seconds', String(seconds), '-mr'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    const line = out.split('\n').find((l) => l.startsWith('+F:'));
-    return line === undefined ? undefined : Number(line.split(':').at(-1));
+    return opensslSpeed(bytes, { seconds });
   } catch {
-    return undefined;
+    return Number.NaN;
   }
 }
 
@@ -40,7 +38,6 @@ function callsPerSec(fn: () => void, ms: number): number {
   return (calls * 1e6) / (used.user + used.system);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round2 = (x: number) => Number(x.toFixed(2));
 
 // The machine is shared and its load drifts, so each round measures every
@@ -76,7 +73,7 @@ export async function run(args: string[]): Promise<void> {
     const aesni64 = callsPerSec(sealAll(aesni), ms) * small.length;
     const batch64 = callsPerSec(sealAll(batch), ms) * small.length;
     const wasm64 = callsPerSec(sealAll(wasm), ms) * small.length;
-    const openssl64 = (opensslSpeed(64, Math.max(1, Math.round(ms / 1000))) ?? Number.NaN) / 64;
+    const openssl64 = opensslBytesPerSec(64, Math.max(1, Math.round(ms / 1000))) / 64;
     const wasm16k = callsPerSec(() => void wasm.aeadSeal(key, nonce, aad, big), ms) * big.length;
     const noble16k = callsPerSec(() => void gcm(key, nonce, aad).encrypt(big), ms) * big.length;
     perRound.push({
@@ -93,7 +90,7 @@ export async function run(args: string[]): Promise<void> {
   }
   const results = {
     note: 'per CPU second: values/s for 64 B seals (1024 per batch), MB/s for 16 KiB seals; openssl speed per user CPU second; ratios within a round, median of rounds',
-    median: Object.fromEntries(Object.keys(perRound[0]!).map((k) => [k, round2(median(perRound.map((p) => p[k]!)))])),
+    median: Object.fromEntries(Object.entries(medianFields(perRound)).map(([k, v]) => [k, round2(v)])),
     rounds: perRound.map((p) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, round2(v)]))),
   };
   console.log(JSON.stringify(results.median, null, 2));

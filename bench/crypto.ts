@@ -13,7 +13,7 @@
 // Nonces are reused across iterations here: nothing sealed is kept, and
 // the cost of sealing does not depend on the nonce.
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -31,6 +31,7 @@ import {
   type NonceRange,
   type SealItem,
 } from '../src/crypto/index.js';
+import { median, opensslSpeed } from './lib/measure.js';
 import { writeResults } from './lib/results.js';
 import { barChartSvg, type ChartPanel } from './lib/svg.js';
 
@@ -167,15 +168,8 @@ async function measureBackends(pass: Pass, quick: boolean): Promise<BackendRow[]
 }
 
 /** `openssl speed -evp aes-256-gcm` at each size, by CPU time and by wall time. */
-function opensslSpeed(pass: Pass, quick: boolean): OpensslRow[] {
-  const speed = (size: number, elapsed: boolean): number => {
-    const args = ['speed', ...(elapsed ? ['-elapsed'] : []), '-seconds', '1', '-bytes', String(size), '-evp', 'aes-256-gcm'];
-    const out = execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    // Last line: "AES-256-GCM    2907013.12k" — 1000s of bytes per second.
-    const match = /^AES-256-GCM\s+([\d.]+)k\s*$/m.exec(out);
-    if (match === null) throw new Error(`cannot parse openssl speed output:\n${out}`);
-    return round((Number(match[1]) * 1000) / 1e6);
-  };
+function opensslRows(pass: Pass, quick: boolean): OpensslRow[] {
+  const speed = (size: number, elapsed: boolean): number => round(opensslSpeed(size, { elapsed }) / 1e6);
   return SIZES.map((size) => ({ pass, size, MBps: speed(size, false), wallMBps: quick ? 0 : speed(size, true) }));
 }
 
@@ -213,23 +207,22 @@ async function measurePool(quick: boolean): Promise<PoolResult> {
   }
   await Promise.all([...pools.values()].map((pool) => pool.close()));
   inThread.close?.();
-  const sorted = (label: string): number[] => [...times.get(label)!].sort((a, b) => a - b);
-  const median = (label: string): number => round(sorted(label)[Math.floor(reps / 2)]!);
-  const best = (label: string): number => round(sorted(label)[0]!);
+  const medianMs = (label: string): number => round(median(times.get(label)!));
+  const best = (label: string): number => round(Math.min(...times.get(label)!));
   return {
     values,
     valueBytes: POOL_VALUE_BYTES,
-    inThreadMs: median('inThread'),
-    workersMs: { '1': median('1'), '2': median('2') },
+    inThreadMs: medianMs('inThread'),
+    workersMs: { '1': medianMs('1'), '2': medianMs('2') },
     bestMs: { inThread: best('inThread'), '1': best('1'), '2': best('2') },
-    coresUsed: Object.fromEntries([...cores].map(([label, list]) => [label, Math.round([...list].sort((a, b) => a - b)[Math.floor(reps / 2)]! * 100) / 100])),
+    coresUsed: Object.fromEntries([...cores].map(([label, list]) => [label, Math.round(median(list) * 100) / 100])),
     reps,
   };
 }
 
 async function measurePass(pass: Pass, quick: boolean): Promise<PassResult> {
   const rows = await measureBackends(pass, quick);
-  return { pass, opensslAes: opensslHardwareAes() ? 'AES-NI' : 'software', rows, openssl: opensslSpeed(pass, quick) };
+  return { pass, opensslAes: opensslHardwareAes() ? 'AES-NI' : 'software', rows, openssl: opensslRows(pass, quick) };
 }
 
 /**

@@ -11,6 +11,7 @@
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { encodeCommand } from '../src/server/index.js';
+import { medianBy } from './lib/measure.js';
 import { writeResults } from './lib/results.js';
 
 const VALUE_BYTES = 1024;
@@ -124,7 +125,7 @@ export async function run(args: string[]): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, { op, pipeline }] of cases.entries()) rounds[i]!.push(await runCase(port, op, connections, pipeline, seconds / ROUNDS));
     }
-    const rows = rounds.map((results) => [...results].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor(results.length / 2)]!);
+    const rows = rounds.map((results) => medianBy(results, (r) => r.opsPerSec));
     const ratios = (['SET', 'GET'] as const).map((op) => {
       const [single, piped] = rows.filter((r) => r.op === op);
       return { op, pipelinedOverUnpipelined: Number((piped!.opsPerSec / single!.opsPerSec).toFixed(2)) };

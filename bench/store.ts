@@ -35,8 +35,9 @@ import os from 'node:os';
 import path from 'node:path';
 import snappy from 'snappy';
 import * as cryptoApi from '../src/crypto/index.js';
-import { AesniBackend, CryptoPool, Keystore, NonceFactory, Sealer, type BackendChoice, type CryptoBackend } from '../src/crypto/index.js';
+import { AesniBackend, CryptoPool, Keystore, NonceFactory, Sealer, type BackendName, type CryptoBackend } from '../src/crypto/index.js';
 import { RocksEngine, Store, type WriteOp } from '../src/store/index.js';
+import { medianFields } from './lib/measure.js';
 import { writeResults } from './lib/results.js';
 
 const SIZES = [100, 1024];
@@ -115,7 +116,6 @@ function mainThreadUs(): number {
   return performance.eventLoopUtilization().active * 1000;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const nowUs = (): number => Number(process.hrtime.bigint()) / 1000;
 
 interface RunFigures {
@@ -164,7 +164,7 @@ async function runPair(values: Buffer[], gets: number): Promise<Record<Side, Run
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-bench-store-'));
       const engine = await RocksEngine.open(dir);
       const keyed = name === 'clear' ? undefined : sealer();
-      const pool = name === 'pool' ? new CryptoPool({ keys: keyed!.keystore, backend: backendName as BackendChoice, threads: poolThreads }) : undefined;
+      const pool = name === 'pool' ? new CryptoPool({ keys: keyed!.keystore, backend: backendName as BackendName, threads: poolThreads }) : undefined;
       const store = new Store(engine, keyed === undefined ? undefined : { sealer: keyed.sealer, active: true, ...(pool === undefined ? {} : { pool }) });
       return { sealed: name !== 'clear', pool, dir, engine, store, us: 0, cpuUs: 0, mainUs: 0, lat: [] as number[] };
     }),
@@ -271,11 +271,6 @@ async function runPair(values: Buffer[], gets: number): Promise<Record<Side, Run
   }
 }
 
-function medianFigures(runs: RunFigures[]): RunFigures {
-  const keys = Object.keys(runs[0]!) as (keyof RunFigures)[];
-  return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r[k]))])) as unknown as RunFigures;
-}
-
 function ratiosOf(e: RunFigures, c: RunFigures) {
   const ratio = (a: number, b: number): number => Number((a / b).toFixed(3));
   return {
@@ -315,9 +310,9 @@ export async function run(args: string[]): Promise<void> {
       const runs: Record<Side, RunFigures>[] = [];
       await runPair(values.slice(0, 1024), 200); // warm-up
       for (let round = 0; round < rounds; round++) runs.push(await runPair(values, quick ? 1024 : 4096));
-      const c = medianFigures(runs.map((r) => r.clear));
-      const e = medianFigures(runs.map((r) => r.sealed));
-      const p = sideNames.includes('pool') ? medianFigures(runs.map((r) => r.pool)) : undefined;
+      const c = medianFields(runs.map((r) => r.clear));
+      const e = medianFields(runs.map((r) => r.sealed));
+      const p = sideNames.includes('pool') ? medianFields(runs.map((r) => r.pool)) : undefined;
       results.push({
         size,
         kind,

@@ -6,6 +6,7 @@ import { runDemo } from './demo.js';
 import { encryptionCommand } from './encryption.js';
 import { runServeMemory, SERVE_MEMORY_DEFAULTS } from './serve-memory.js';
 import { runStart } from './start.js';
+import { DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_RAFT_LISTEN, DEFAULT_SNAPSHOT_ENTRIES, DEV_HOME } from '../node/index.js';
 
 const program = new Command('sealkv').description('Encrypted-at-rest, Raft-replicated MVCC key-value store');
 
@@ -26,15 +27,15 @@ program
 program
   .command('start')
   .description('run a node (RESP, Raft and admin servers over the replicated store)')
-  .option('--dev', 'single node on defaults: data under ./sealkv-dev, listening on 127.0.0.1')
-  .option('--data-dir <path>', 'data directory (default ./sealkv-data)')
+  .option('--dev', `single encrypted node on defaults: data and a development KEK under ${DEV_HOME}, listening on 127.0.0.1`)
+  .option('--data-dir <path>', `data directory (default ${DEFAULT_DATA_DIR})`)
   .option('--raft-id <id>', 'this node\'s Raft id')
-  .option('--listen <host:port>', 'RESP address (default 127.0.0.1:6380)')
-  .option('--raft-listen <host:port>', 'Raft address (default 127.0.0.1:7380)')
-  .option('--admin-listen <host:port>', 'admin HTTP address (default 127.0.0.1:8380)')
+  .option('--listen <host:port>', `RESP address (default ${DEFAULT_LISTEN})`)
+  .option('--raft-listen <host:port>', `Raft address (default ${DEFAULT_RAFT_LISTEN})`)
+  .option('--admin-listen <host:port>', `admin HTTP address (default ${DEFAULT_ADMIN_LISTEN})`)
   .option('--peers <id=host:port,...>', 'Raft addresses of the founding members, this node included')
   .option('--join <host:port>', 'join an existing cluster: start empty, wait for POST /cluster/learners on the leader\'s admin API (needs --peers of the members)')
-  .option('--encryption-enabled', 'declare encryption capability')
+  .option('--encryption-enabled', 'declare encryption capability (needs --kek-uri or --kek-file); encrypting starts with `sealkv encryption enable-storage-envelope`')
   .option('--kek-uri <uri>', 'KEK provider (aws-kms://, file://, env://)')
   .option('--kek-file <path>', 'KEK file (32 raw bytes)')
   .option('--cluster-secret-file <path>', 'shared secret that authenticates Raft peers')
@@ -42,7 +43,7 @@ program
   .option('--requirepass-file <path>', 'RESP password (or env SEALKV_REQUIREPASS)')
   .option('--crypto-backend <name>', 'aesni | batch | wasm | auto')
   .option('--compression <on|off>', 'Snappy before sealing')
-  .option('--snapshot-entries <n>', 'snapshot and compact the Raft log every n applied entries (default 10000)')
+  .option('--snapshot-entries <n>', `snapshot and compact the Raft log every n applied entries (default ${DEFAULT_SNAPSHOT_ENTRIES})`)
   .action((options) => runStart(options));
 
 program.addCommand(encryptionCommand());

@@ -33,15 +33,13 @@
 
 import fs from 'node:fs';
 import { AesniBackend } from './aesni.js';
-import type { BackendName, CryptoBackend, OpenItem, OpenResult, SealItem } from './backend.js';
+import { isBackendName, type BackendName, type CryptoBackend, type OpenItem, type OpenResult, type SealItem } from './backend.js';
 import { BatchBackend } from './batch.js';
 import { ENVELOPE_OVERHEAD } from './envelope.js';
 import type { Dek, KeyLookup } from './keystore.js';
 import { NobleBackend } from './noble.js';
 import type { NonceRange } from './nonce.js';
 import { WasmBackend } from './wasm.js';
-
-export type BackendChoice = BackendName;
 
 /** Where `auto` switches backends; sizes are mean plaintext bytes per value. */
 export interface AutoThresholds {
@@ -135,19 +133,16 @@ export class AutoBackend implements CryptoBackend {
   }
 }
 
-export function createBackend(name: BackendChoice): CryptoBackend {
-  switch (name) {
-    case 'aesni':
-      return new AesniBackend();
-    case 'batch':
-      return new BatchBackend();
-    case 'wasm':
-      return new WasmBackend();
-    case 'auto':
-      return new AutoBackend();
-    case 'noble':
-      return new NobleBackend();
-    default:
-      throw new RangeError(`unknown crypto backend "${String(name)}"`);
-  }
+/** One maker per name of BACKEND_NAMES (the Record type keeps them in step). */
+const MAKERS: Record<BackendName, () => CryptoBackend> = {
+  aesni: () => new AesniBackend(),
+  batch: () => new BatchBackend(),
+  wasm: () => new WasmBackend(),
+  noble: () => new NobleBackend(),
+  auto: () => new AutoBackend(),
+};
+
+export function createBackend(name: BackendName): CryptoBackend {
+  if (!isBackendName(name)) throw new RangeError(`unknown crypto backend "${String(name)}"`);
+  return MAKERS[name]();
 }

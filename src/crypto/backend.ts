@@ -21,7 +21,13 @@ import {
 import type { Dek, KeyLookup } from './keystore.js';
 import { nonceAt, type NonceRange } from './nonce.js';
 
-export type BackendName = 'aesni' | 'batch' | 'wasm' | 'noble' | 'auto';
+/** Every backend createBackend makes (and a CryptoPool's workers accept). */
+export const BACKEND_NAMES = ['aesni', 'batch', 'wasm', 'noble', 'auto'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+export function isBackendName(name: unknown): name is BackendName {
+  return (BACKEND_NAMES as readonly unknown[]).includes(name);
+}
 
 export interface SealItem {
   readonly plaintext: Uint8Array;

@@ -36,7 +36,7 @@ export type { BackendName, CryptoBackend, OpenItem, OpenResult, SealItem } from 
 export { AesniBackend } from './aesni.js';
 export { Sealer, type SealerOptions, type SealedBatch } from './sealer.js';
 export { NobleBackend } from './noble.js';
-export { AutoBackend, HARDWARE_AES_THRESHOLDS, SOFTWARE_AES_THRESHOLDS, createBackend, opensslHardwareAes, type AutoThresholds, type BackendChoice } from './auto.js';
+export { AutoBackend, HARDWARE_AES_THRESHOLDS, SOFTWARE_AES_THRESHOLDS, createBackend, opensslHardwareAes, type AutoThresholds } from './auto.js';
 export {
   packContiguous,
   packValues,
@@ -61,3 +61,4 @@ export { WasmBackend } from './wasm.js';
 export { BatchBackend } from './batch.js';
 export { WasmCore, WasmCoreBackend, WASM_ABI_VERSION, wasmModule, wasmPath, type KeystreamFn, type WasmCoreExports, type WasmModule } from './wasm-core.js';
 export { compressForSeal } from './compress.js';
+export { BACKEND_NAMES, isBackendName } from './backend.js';

@@ -28,8 +28,7 @@ import { BroadcastChannel, type Worker } from 'node:worker_threads';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { Piscina } from 'piscina';
 import { isSealError, sealError, type SealError } from '../errors/index.js';
-import { checkPurpose, type OpenItem, type OpenResult, type SealItem } from './backend.js';
-import type { BackendChoice } from './auto.js';
+import { checkPurpose, isBackendName, type BackendName, type OpenItem, type OpenResult, type SealItem } from './backend.js';
 import { checkSealFlag } from './envelope.js';
 import type { Dek, KeyLookup } from './keystore.js';
 import type { NonceRange } from './nonce.js';
@@ -54,7 +53,7 @@ export interface CryptoPoolOptions {
   /** Worker threads; default min(2, available parallelism). */
   readonly threads?: number;
   /** Backend each worker runs; default 'auto'. */
-  readonly backend?: BackendChoice;
+  readonly backend?: BackendName;
   /** Most values per chunk; default 1024. */
   readonly chunkItems?: number;
   /** Chunk size target in plaintext or envelope bytes; default 1 MiB. */
@@ -74,7 +73,6 @@ export interface PoolSealOptions extends PoolCallOptions {
 
 export type ResealResult = { readonly ok: true; readonly envelope: Uint8Array } | { readonly ok: false; readonly error: SealError };
 
-const BACKEND_NAMES: readonly BackendChoice[] = ['aesni', 'batch', 'wasm', 'auto', 'noble'];
 const DEFAULT_CHUNK_ITEMS = 1024;
 const DEFAULT_CHUNK_BYTES = 1 << 20;
 const DEFAULT_KEY_WAIT_MS = 10_000;
@@ -102,7 +100,7 @@ export class CryptoPool {
     const keyWaitMs = options.keyWaitMs ?? DEFAULT_KEY_WAIT_MS;
     checkPositiveInteger('keyWaitMs', keyWaitMs);
     const backend = options.backend ?? 'auto';
-    if (!BACKEND_NAMES.includes(backend)) throw new RangeError(`unknown crypto backend "${String(backend)}"`);
+    if (!isBackendName(backend)) throw new RangeError(`unknown crypto backend "${String(backend)}"`);
     this.#keys = options.keys;
     this.#maxSpares = 2 * threads + 2;
 

@@ -263,13 +263,14 @@ export class RolloutController {
             throw sealError('ErrNodeIDCollision', `this node (${this.#runtime.fullNodeId}) and node ${row.fullNodeId} share node_id16 ${this.#runtime.nodeId16}; start this node with another --raft-id`);
           }
           if (row !== undefined && row.lastSeenLocalEpoch >= epoch) {
-            throw sealError('ErrLocalEpochRollback', `DEK ${keyId}: this node's local_epoch ${epoch} is not above the registered ${row.lastSeenLocalEpoch}; the data dir was restored from an older copy — see the README's recovery runbook`);
+            throw sealError('ErrLocalEpochRollback', `DEK ${keyId}: this node's local_epoch ${epoch} is not above the registered ${row.lastSeenLocalEpoch}; the data dir (or its keys.json) was restored from an older copy, and sealing now could reuse nonces`);
           }
           rows.push({ keyId, nodeId16: this.#runtime.nodeId16, fullNodeId: this.#runtime.fullNodeId, localEpoch: epoch });
         }
         if (rows.length === 0) return;
         const answer = answerOf(await this.#raft.propose(encodeEncryptionPayload({ kind: 'register', rows, reason: 'start' })), 'writer registration');
         if (!answer.ok) throw sealError(isCode(answer.code) ? answer.code : 'ErrEncryptionApply', answer.message);
+        this.#runtime.markRegistered(rows.map((r) => r.keyId));
         this.#logger.info({ key_ids: rows.map((r) => r.keyId) }, 'writer registration applied');
       } catch (err) {
         if (isSealError(err) && (err.code === 'ErrLocalEpochRollback' || err.code === 'ErrNodeIDCollision')) {

@@ -94,8 +94,15 @@ export class EncryptionRuntime {
   #rollout: Rollout;
   /** Registry rows under this node's node_id16 (any full id), by key_id. */
   #myRows = new Map<number, WriterRow>();
-  /** DEKs under which this process's own local_epoch is registered. */
+  /**
+   * DEKs under which this process's own local_epoch is registered: its own
+   * registration entry applied, or the DEK arrived in this process (its
+   * epoch is then the one the entry registered). A row loaded from the
+   * store never counts: it may be a restored copy's own old epoch.
+   */
   readonly #lifetimeRegistered = new Set<number>();
+  /** DEKs this process added to the sidecar by applying their entry. */
+  readonly #addedThisProcess = new Set<number>();
   /** Cutover seen in apply order before its entry applied (same driver batch). */
   #seenCutover: number | null = null;
   /** Cutover entry present in this node's log (leader's appends or received). */
@@ -246,6 +253,8 @@ export class EncryptionRuntime {
   async afterRestore(info: { appliedIndex: number; cutover: bigint | undefined }): Promise<void> {
     this.#rollout = decodeRollout(await this.#store.getInternal(ROLLOUT_ROW_KEY));
     await this.#loadRows();
+    // The log up to the snapshot is gone: a cutover seen there either applied (the rows say so) or was replaced.
+    if (this.#logCutover !== null && this.#logCutover <= info.appliedIndex) this.#logCutover = null;
     const snapCut = info.cutover === undefined ? null : Number(info.cutover);
     if (snapCut !== this.#rollout.raftEnvelopeCutoverIndex) {
       throw sealError('ErrEnvelopeCutoverDivergence', `snapshot header cutover ${snapCut ?? 'none'} disagrees with its own rollout row (${this.#rollout.raftEnvelopeCutoverIndex ?? 'none'})`);
@@ -411,7 +420,15 @@ export class EncryptionRuntime {
     }
     this.#myRows.set(keyId, row);
     const epoch = this.sidecar?.state.keys.get(keyId)?.localEpoch;
-    if (row.fullNodeId === this.fullNodeId && epoch !== undefined && row.lastSeenLocalEpoch === epoch) this.#lifetimeRegistered.add(keyId);
+    if (this.#addedThisProcess.has(keyId) && row.fullNodeId === this.fullNodeId && row.lastSeenLocalEpoch === epoch) this.#lifetimeRegistered.add(keyId);
+  }
+
+  /** This process's own registration entry applied for these DEKs (the controller saw it succeed). */
+  markRegistered(keyIds: readonly number[]): void {
+    for (const keyId of keyIds) {
+      const row = this.#myRows.get(keyId);
+      if (row !== undefined && row.fullNodeId === this.fullNodeId && row.lastSeenLocalEpoch === this.sidecar?.state.keys.get(keyId)?.localEpoch) this.#lifetimeRegistered.add(keyId);
+    }
   }
 
   /** Store sealing follows the replicated flag and the active storage DEK. */
@@ -466,7 +483,7 @@ export class EncryptionRuntime {
     const index = tx.index;
     // A refused entry still moves the sidecar's index: it is current to this entry.
     const refuse = async (code: string, message: string): Promise<ApplyAnswer> => {
-      await sidecar.apply(index, []);
+      await this.#writeSidecar(sidecar, index, p.kind, []);
       return reject(code, message);
     };
     switch (p.kind) {
@@ -481,7 +498,7 @@ export class EncryptionRuntime {
         const collision = writerCollision(p.writers);
         if (collision !== undefined) return refuse('ErrNodeIDCollision', collision);
         const active = { storage: storage[0]!.keyId, raft: raft[0]!.keyId };
-        await this.#addKeys(index, p.keys, active, sidecar);
+        await this.#addKeys(index, p.keys, active, sidecar, p.kind);
         const next: Rollout = { ...rollout, active };
         this.#stageKeysAndWriters(tx, p.keys, p.writers, next);
         return { ok: true };
@@ -490,7 +507,7 @@ export class EncryptionRuntime {
         if (rollout.active.storage === undefined) return refuse('ErrEncryptionNotBootstrapped', 'rotate-dek before bootstrap');
         if ((await tx.getInternal(keyRowKey(p.key.keyId))) !== undefined) return refuse('ErrEncryptionApply', `key_id ${p.key.keyId} already exists`);
         const active = { ...rollout.active, [p.key.purpose]: p.key.keyId };
-        await this.#addKeys(index, [p.key], active, sidecar);
+        await this.#addKeys(index, [p.key], active, sidecar, p.kind);
         this.#stageKeysAndWriters(tx, [p.key], p.writers, { ...rollout, active });
         return { ok: true };
       }
@@ -503,14 +520,14 @@ export class EncryptionRuntime {
           rows.push([k.keyId, { ...decodeKeyRow(k.keyId, row), wrapped: k.wrapped, kek: k.kek }]);
           if (sidecar.state.keys.has(k.keyId)) changes.push({ type: 'rewrap-key', keyId: k.keyId, wrapped: k.wrapped, kek: k.kek });
         }
-        await sidecar.apply(index, changes);
+        await this.#writeSidecar(sidecar, index, p.kind, changes);
         for (const [keyId, key] of rows) tx.putInternal(keyRowKey(keyId), encodeKeyRow(key));
         return { ok: true };
       }
       case 'retire-dek': {
         if (rollout.active.storage === p.keyId || rollout.active.raft === p.keyId) return refuse('ErrEncryptionApply', `key_id ${p.keyId} is active and cannot be retired`);
         if ((await tx.getInternal(keyRowKey(p.keyId))) === undefined) return refuse('ErrUnknownKeyId', `retire of unknown key_id ${p.keyId}`);
-        await sidecar.apply(index, sidecar.state.keys.has(p.keyId) ? [{ type: 'retire-key', keyId: p.keyId }] : []);
+        await this.#writeSidecar(sidecar, index, p.kind, sidecar.state.keys.has(p.keyId) ? [{ type: 'retire-key', keyId: p.keyId }] : []);
         this.keystore.remove(p.keyId);
         tx.deleteInternal(keyRowKey(p.keyId));
         for (const [key] of await tx.scanInternal(writerRowPrefix(p.keyId))) tx.deleteInternal(key);
@@ -519,7 +536,7 @@ export class EncryptionRuntime {
       }
       case 'enable-storage-envelope': {
         if (rollout.active.storage === undefined) return refuse('ErrEncryptionNotBootstrapped', 'enable-storage-envelope before bootstrap');
-        await sidecar.apply(index, sidecar.state.storageEnvelopeActive ? [] : [{ type: 'enable-storage-envelope' }]);
+        await this.#writeSidecar(sidecar, index, p.kind, sidecar.state.storageEnvelopeActive ? [] : [{ type: 'enable-storage-envelope' }]);
         this.#setRollout(tx, { ...rollout, storageEnvelopeActive: true });
         return { ok: true };
       }
@@ -533,7 +550,7 @@ export class EncryptionRuntime {
         if (sideCut !== null && sideCut !== index) {
           throw sealError('ErrEnvelopeCutoverDivergence', `cutover entry ${index} but this node's sidecar records the cutover at ${sideCut}`);
         }
-        await sidecar.apply(index, sideCut === null ? [{ type: 'raft-envelope-cutover' }] : []);
+        await this.#writeSidecar(sidecar, index, p.kind, sideCut === null ? [{ type: 'raft-envelope-cutover' }] : []);
         this.#setRollout(tx, { ...rollout, raftEnvelopeCutoverIndex: index });
         this.#seenCutover = null;
         return { ok: true };
@@ -542,11 +559,12 @@ export class EncryptionRuntime {
   }
 
   /** New DEKs: unwrap, then the sidecar (durable), then the keystore's actives. Replays skip what is done. */
-  async #addKeys(index: number, keys: readonly KeyRecord[], active: Rollout['active'], sidecar: Sidecar): Promise<void> {
+  async #addKeys(index: number, keys: readonly KeyRecord[], active: Rollout['active'], sidecar: Sidecar, kind: EncryptionPayload['kind']): Promise<void> {
     await this.#unwrapInto(keys);
     const changes: SidecarChange[] = [];
     for (const key of keys) {
       if (!sidecar.state.keys.has(key.keyId)) {
+        this.#addedThisProcess.add(key.keyId);
         changes.push({ type: 'add-key', keyId: key.keyId, purpose: key.purpose, wrapped: key.wrapped, kek: key.kek, created: key.created });
       }
     }
@@ -554,8 +572,22 @@ export class EncryptionRuntime {
       const id = active[purpose];
       if (id !== undefined && sidecar.state.active[purpose] !== id && keys.some((k) => k.keyId === id)) changes.push({ type: 'set-active', purpose, keyId: id });
     }
-    await sidecar.apply(index, changes);
+    await this.#writeSidecar(sidecar, index, kind, changes);
     this.#activate(active);
+  }
+
+  /**
+   * The sidecar write of an entry (SPEC §10: before its store batch). The
+   * crash tests stop the process on either side of it with
+   * SEALKV_TEST_FAULT=before-sidecar-write|after-sidecar-write[:<entry kind>]
+   * (SIGKILL, as a power cut would); a replay after the restart does not
+   * write again and so does not stop again.
+   */
+  async #writeSidecar(sidecar: Sidecar, index: number, kind: EncryptionPayload['kind'], changes: readonly SidecarChange[]): Promise<void> {
+    const writes = !sidecar.isApplied(index);
+    if (writes) testFault('before-sidecar-write', kind);
+    await sidecar.apply(index, changes);
+    if (writes) testFault('after-sidecar-write', kind);
   }
 
   #stageKeysAndWriters(tx: ApplyTx, keys: readonly KeyRecord[], writers: readonly WriterIdentity[], next: Rollout): void {
@@ -617,6 +649,15 @@ function failureReason(err: unknown): 'tag_mismatch' | 'unknown_key_id' | 'trunc
   if (isSealError(err, 'ErrEnvelopeShort')) return 'truncated';
   if (isSealError(err, 'ErrEnvelopeVersion') || isSealError(err, 'ErrEnvelopeFlag')) return 'bad_version';
   return 'tag_mismatch';
+}
+
+const TEST_FAULT = process.env.SEALKV_TEST_FAULT;
+
+/** Test-only fault injection (see #writeSidecar): SIGKILL this process at a named point. */
+function testFault(point: string, kind: string): void {
+  if (TEST_FAULT === undefined) return;
+  const [want, wantKind] = TEST_FAULT.split(':');
+  if (want === point && (wantKind === undefined || wantKind === kind)) process.kill(process.pid, 'SIGKILL');
 }
 
 /** A CSPRNG key_id: non-zero, unused (SPEC §4.1). */

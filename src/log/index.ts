@@ -9,7 +9,7 @@ export type { Logger } from 'pino';
 
 const SECRET_FIELDS = ['password', 'requirepass', 'token', 'authorization', 'secret', 'kek', 'dek', 'key_bytes', 'wrapped'];
 
-export const REDACT_PATHS: string[] = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]).concat(['req.headers.authorization', 'headers.authorization']);
+const REDACT_PATHS: string[] = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]).concat(['req.headers.authorization', 'headers.authorization']);
 
 function scrubBytes(value: unknown, depth: number): unknown {
   if (value instanceof Uint8Array) return `[${value.length} bytes]`;

@@ -8,6 +8,7 @@ export {
   DEFAULT_DATA_DIR,
   DEFAULT_LISTEN,
   DEFAULT_RAFT_LISTEN,
+  DEFAULT_SNAPSHOT_ENTRIES,
   DEV_HOME,
   parseHostPort,
   parsePeers,

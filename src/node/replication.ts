@@ -98,7 +98,7 @@ function replicatedLog(raft: RaftNode): ReplicatedLog {
       await retrying(() => raft.readIndex(ATTEMPT_TIMEOUT_MS), Date.now() + PROPOSE_DEADLINE_MS);
     },
     status: () => {
-      const s = raft.status();
+      const s = raft.status(false);
       return { raft_node_id: raft.id, role: s.role, term: s.term, leader: s.lead, commit_index: s.commit, applied_index: raft.appliedIndex() };
     },
   };
@@ -127,7 +127,7 @@ function rolloutRaft(raft: RaftNode, log: ReplicatedLog): RolloutRaft {
     selfId: raft.id,
     idOf: raftNodeId,
     isLeader: () => raft.isLeader(),
-    leaderId: () => raft.status().lead,
+    leaderId: () => raft.status(false).lead,
     members: () => raft.members(),
     peerAddress: (id) => raft.peerAddress(id),
     lastIndex: () => raft.status().progress.get(raft.id)?.match ?? 0,
@@ -284,7 +284,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   const clock = new LeaderClock(hlc, (payload) => raft.propose(payload, { requireLeader: true, timeoutMs: ATTEMPT_TIMEOUT_MS }));
   let armedTerm = -1;
   const watch = setInterval(() => {
-    const { role, term, commit } = raft.status();
+    const { role, term, commit } = raft.status(false);
     options.metrics?.raftTerm.set(term);
     options.metrics?.raftCommitIndex.set(commit);
     options.metrics?.raftAppliedIndex.set(raft.appliedIndex());

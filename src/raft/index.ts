@@ -3,21 +3,13 @@
 
 export { RawNode, type Status } from './core/rawnode.js';
 export { makeMessage, type RaftConfig, type RandInt } from './core/raft.js';
-export {
-  MemoryStorage,
-  BOOTSTRAP_INDEX,
-  bootstrapSnapshot,
-  entrySize,
-  limitSize,
-  type Storage,
-} from './core/storage.js';
-export { encodeProposal, decodeProposal, PROPOSAL_TAG, PROPOSAL_HEADER_BYTES } from './core/proposal.js';
+export { MemoryStorage, type Storage } from './core/storage.js';
+export { encodeProposal, decodeProposal, PROPOSAL_HEADER_BYTES } from './core/proposal.js';
 export { encodeConfChange, decodeConfChange } from './core/confchange.js';
 export { seededRandom, seededRandInt } from './core/rand.js';
 export { describeEntry, describeMessage, type DescribeOptions } from './core/describe.js';
 export type { ProgressState } from './core/progress.js';
 export {
-  NONE,
   type ConfChange,
   type ConfChangeType,
   type ConfState,

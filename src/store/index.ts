@@ -5,16 +5,14 @@ export { Store, type ApplyResult, type BatchSealPool, type Entry, type Encryptio
 export { MemoryEngine, type Engine, type EngineEntry, type EngineOp, type EngineRange, type EngineReader, type IterateOptions, type EngineSnapshot } from './engine.js';
 export { RocksEngine } from './rocksdb.js';
 export {
-  RESERVED_PREFIX,
-  decodeStoreKey,
   encodeStoreKey,
   headRowKey,
   rewriteCursorKey,
   versionRowKey,
   writerRegistryKey,
 } from './keys.js';
-export { FLAG_TOMBSTONE, STATE_CLEARTEXT, STATE_ENVELOPE, decodeValue, encodeValueHeader, isExpired, type ValueHeader } from './value.js';
-export { SNAPSHOT_MAGIC_V1, SNAPSHOT_MAGIC_V2, encodeSnapshotHeader, readSnapshot, writeSnapshot, type SnapshotHeader, type SnapshotInfo } from './snapshot.js';
+export { FLAG_TOMBSTONE, STATE_CLEARTEXT, STATE_ENVELOPE, decodeValue, encodeValueHeader, type ValueHeader } from './value.js';
+export { SNAPSHOT_MAGIC_V1, encodeSnapshotHeader, type SnapshotHeader, type SnapshotInfo } from './snapshot.js';
 
 import { RocksEngine } from './rocksdb.js';
 import { Store, type EncryptionSettings } from './store.js';

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   AutoBackend,
+  BACKEND_NAMES,
   HARDWARE_AES_THRESHOLDS,
   SOFTWARE_AES_THRESHOLDS,
   createBackend,
@@ -51,5 +52,10 @@ describe('createBackend', () => {
 
   it('refuses an unknown name', () => {
     expect(() => createBackend('rot13' as BackendName)).toThrow(RangeError);
+    expect(() => createBackend('toString' as BackendName)).toThrow(RangeError);
+  });
+
+  it('BACKEND_NAMES lists exactly the backends it makes', () => {
+    expect([...BACKEND_NAMES].sort()).toEqual(['aesni', 'auto', 'batch', 'noble', 'wasm']);
   });
 });

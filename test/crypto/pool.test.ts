@@ -19,7 +19,7 @@ import {
   packValues,
   transferablesOf,
   type AadContext,
-  type BackendChoice,
+  type BackendName,
   type CryptoPoolOptions,
   type SealItem,
 } from '../../src/crypto/index.js';
@@ -216,7 +216,7 @@ describe('crypto pool', () => {
     const keys = fixtureKeystore();
     expect(() => new CryptoPool({ keys, threads: 0 })).toThrow(RangeError);
     expect(() => new CryptoPool({ keys, chunkItems: 1.5 })).toThrow(RangeError);
-    expect(() => new CryptoPool({ keys, backend: 'rot13' as BackendChoice })).toThrow(RangeError);
+    expect(() => new CryptoPool({ keys, backend: 'rot13' as BackendName })).toThrow(RangeError);
   });
 
   it('moves packed buffers, never a view into a buffer someone else owns', () => {

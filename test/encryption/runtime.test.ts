@@ -171,6 +171,18 @@ describe('encryption entries at apply', () => {
     expect(await applyOne(n, unknown)).toMatchObject({ ok: false, code: 'ErrUnknownKeyId' });
   });
 
+  it('a row loaded at start never counts as this process registering, even at the same epoch (a restored copy)', async () => {
+    const keys = await newKeys();
+    const first = await openNode('n1');
+    await applyOne(first, { index: 1, proposalId: 1n, payload: encodeEncryptionPayload({ kind: 'bootstrap', keys, writers: [writer('n1')] }) });
+    expect(first.runtime.isRegisteredThisLifetime(1001)).toBe(true);
+    // The same store and sidecar opened again: epoch 0 is recorded, and the sidecar still says 0.
+    const again = await openNode('n1', { store: first.store, sidecar: await Sidecar.load(first.dir), keystore: first.runtime.keystore, dir: first.dir });
+    expect(again.runtime.myRows().get(1001)?.lastSeenLocalEpoch).toBe(0);
+    expect(again.runtime.isRegisteredThisLifetime(1001)).toBe(false);
+    expect(again.runtime.unregisteredKeys()).toEqual([1001, 2002]);
+  });
+
   it('a twice-committed registration applies once (proposal-id dedupe)', async () => {
     const n = await openNode('n1');
     const entry = log();

@@ -192,10 +192,11 @@ export class RawNode {
     this.raft.onPersisted();
   }
 
-  status(): Status {
+  /** The node's state; `withProgress` false skips copying each peer's progress (cheap enough to poll). */
+  status(withProgress = true): Status {
     const r = this.raft;
     const progress: Status['progress'] = new Map();
-    if (r.state === 'leader') {
+    if (withProgress && r.state === 'leader') {
       for (const [id, pr] of r.tracker.progress) {
         progress.set(id, { match: pr.match, next: pr.next, state: pr.state, isLearner: pr.isLearner });
       }

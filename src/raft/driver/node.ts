@@ -215,8 +215,9 @@ export class RaftNode {
     return this.leader;
   }
 
-  status(): ReturnType<RawNode['status']> {
-    return this.node.status();
+  /** The core's status; `withProgress` false leaves `progress` empty (for frequent polls). */
+  status(withProgress = true): ReturnType<RawNode['status']> {
+    return this.node.status(withProgress);
   }
 
   /** Membership as this node has applied it. */
@@ -396,7 +397,15 @@ export class RaftNode {
       if (entries.length === 0) return;
       m = { ...m, entries };
     }
-    this.node.step(m);
+    try {
+      this.node.step(m);
+    } catch (err) {
+      // The core refuses a message its durable state cannot have produced —
+      // e.g. a leader's commit index past this log's end, when the log was
+      // truncated or the data dir restored from an older copy. Stop cleanly.
+      void this.halt(sealError('ErrRaftLogCorrupt', `node ${this.id}: ${(err as Error).message}; was this node's data dir restored from an older copy or its log truncated?`, err));
+      return;
+    }
     this.kick();
   }
 

@@ -51,7 +51,8 @@ class Proc {
   }
 
   call<T>(msg: Record<string, unknown>, ms = 8000): Promise<T> {
-    if (!this.alive) return Promise.reject(new Error('down'));
+    // The IPC channel closes before 'exit' fires on a killed child: check both.
+    if (!this.alive || !this.child.connected) return Promise.reject(new Error('down'));
     const req = ++this.nextReq;
     return new Promise<T>((resolve, reject) => {
       const t = setTimeout(() => {
@@ -62,7 +63,13 @@ class Proc {
         resolve: (v) => (clearTimeout(t), resolve(v as T)),
         reject: (e) => (clearTimeout(t), reject(e)),
       });
-      this.child.send({ req, ...msg });
+      // With a callback a send on a channel that just closed fails this call instead of throwing.
+      this.child.send({ req, ...msg }, (err) => {
+        if (err === null) return;
+        this.waiting.delete(req);
+        clearTimeout(t);
+        reject(err);
+      });
     });
   }
 
