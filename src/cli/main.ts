@@ -6,7 +6,7 @@ import { runDemo } from './demo.js';
 import { encryptionCommand } from './encryption.js';
 import { runServeMemory, SERVE_MEMORY_DEFAULTS } from './serve-memory.js';
 import { runStart } from './start.js';
-import { DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_RAFT_LISTEN, DEFAULT_SNAPSHOT_ENTRIES, DEV_HOME } from '../node/index.js';
+import { DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_RAFT_LISTEN, DEFAULT_SNAPSHOT_ENTRIES, DEFAULT_GC_INTERVAL_MS, DEFAULT_GC_RETENTION_MS, DEV_HOME } from '../node/index.js';
 
 const program = new Command('sealkv').description('Encrypted-at-rest, Raft-replicated MVCC key-value store');
 
@@ -44,6 +44,8 @@ program
   .option('--crypto-backend <name>', 'aesni | batch | wasm | auto')
   .option('--compression <on|off>', 'Snappy before sealing')
   .option('--snapshot-entries <n>', `snapshot and compact the Raft log every n applied entries (default ${DEFAULT_SNAPSHOT_ENTRIES})`)
+  .option('--gc-interval-ms <ms>', `remove old versions from the store every <ms> milliseconds (default ${DEFAULT_GC_INTERVAL_MS})`)
+  .option('--gc-retention-ms <ms>', `keep every version a read up to <ms> milliseconds behind the last commit can see (default ${DEFAULT_GC_RETENTION_MS})`)
   .action((options) => runStart(options));
 
 program.addCommand(encryptionCommand());

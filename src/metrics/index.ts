@@ -100,6 +100,18 @@ export class SealkvMetrics {
     registers: [this.registry],
   });
 
+  // Store garbage collection (set by the node's GC scheduler, src/node/gc.ts)
+  readonly storeMinRetainedTs = new Gauge({
+    name: 'sealkv_store_min_retained_ts',
+    help: 'GC horizon of the last completed store GC (HLC timestamp, logical counter 0): reads at or above it are whole',
+    registers: [this.registry],
+  });
+  readonly storeGcRemoved = new Counter({
+    name: 'sealkv_store_gc_removed_total',
+    help: 'Versions removed by store GC',
+    registers: [this.registry],
+  });
+
   constructor() {
     for (const reason of DECRYPT_FAILURE_REASONS) this.encryptionDecryptFailures.inc({ reason }, 0);
   }

@@ -4,6 +4,7 @@
 // ./sealkv-data; `--dev` is a single node with data in ./sealkv-dev/data.
 
 import path from 'node:path';
+import { DEFAULT_GC_INTERVAL_MS, DEFAULT_GC_RETENTION_MS } from './gc.js';
 
 export interface HostPort {
   host: string;
@@ -34,6 +35,10 @@ export interface NodeConfig {
   compression: 'on' | 'off';
   /** Raft takes a state-machine snapshot and compacts its log every this many applied entries. */
   snapshotEntries: number;
+  /** Store GC runs every this many ms (src/node/gc.ts). */
+  gcIntervalMs: number;
+  /** Store GC keeps every version a read this many ms behind the last commit sees. */
+  gcRetentionMs: number;
 }
 
 /** Raw option values as commander hands them over (all strings or booleans). */
@@ -55,6 +60,8 @@ export interface StartOptions {
   cryptoBackend?: string;
   compression?: string;
   snapshotEntries?: string;
+  gcIntervalMs?: string;
+  gcRetentionMs?: string;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:6380';
@@ -98,6 +105,12 @@ function positiveInt(text: string, what: string): number {
   return n;
 }
 
+function nonNegativeInt(text: string, what: string): number {
+  const n = Number(text);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n)) throw new RangeError(`${what}: "${text}" is not a non-negative integer`);
+  return n;
+}
+
 function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
   if (!(allowed as readonly string[]).includes(value)) throw new RangeError(`${what}: "${value}" is not one of ${allowed.join(', ')}`);
   return value as T;
@@ -138,5 +151,7 @@ export function resolveStartConfig(options: StartOptions, cwd = process.cwd()): 
     cryptoBackend: oneOf(options.cryptoBackend ?? 'auto', ['aesni', 'batch', 'wasm', 'auto'] as const, '--crypto-backend'),
     compression: oneOf(options.compression ?? 'on', ['on', 'off'] as const, '--compression'),
     snapshotEntries: positiveInt(options.snapshotEntries ?? String(DEFAULT_SNAPSHOT_ENTRIES), '--snapshot-entries'),
+    gcIntervalMs: positiveInt(options.gcIntervalMs ?? String(DEFAULT_GC_INTERVAL_MS), '--gc-interval-ms'),
+    gcRetentionMs: nonNegativeInt(options.gcRetentionMs ?? String(DEFAULT_GC_RETENTION_MS), '--gc-retention-ms'),
   };
 }

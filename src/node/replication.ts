@@ -28,6 +28,7 @@ import type { Engine, EngineEncryption, EngineMembership } from '../server/index
 import { openKeysAtStart } from '../sidecar/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { parseHostPort, type NodeConfig } from './config.js';
+import { GcScheduler } from './gc.js';
 import { RaftEngine, type ReplicatedLog } from './raft-engine.js';
 
 export const PROPOSE_DEADLINE_MS = 15_000;
@@ -272,6 +273,8 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     return voters.includes(raft.id) || learners.includes(raft.id);
   };
   const log = replicatedLog(raft);
+  // GC at or below the commit timestamp the read views read at (openReader below).
+  const gc = new GcScheduler({ store, lastCommitTs: () => hlc.lastCommitTs, intervalMs: config.gcIntervalMs, retentionMs: config.gcRetentionMs, logger, ...(metrics === undefined ? {} : { metrics }) });
   const rollout = new RolloutController({
     raft: rolloutRaft(raft, log),
     runtime,
@@ -320,7 +323,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     }),
   };
   const engine = new RaftEngine({
-    log,
+    log: { ...log, status: () => ({ ...log.status(), ...gc.status() }) },
     membership: raftMembership(raft, rollout),
     encryption,
     // The clock observes a commit timestamp only once its batch is in the store.
@@ -331,6 +334,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       rollout.stop();
       clock.stepDown();
       await raft.stop();
+      await gc.close();
       await store.close();
       keystore.clear();
       keys.kek?.close();

@@ -33,6 +33,7 @@ import { RawNode } from '../core/rawnode.js';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, SnapshotMeta, StateRole } from '../core/types.js';
 import { SegmentLog } from '../log/index.js';
 import { Transport, type RpcHandler } from '../transport/index.js';
+import { NOTICE_TIMEOUT_MS, PROPOSALS_REFUSED_METHOD, RefusalNotices, parseRefusals, refusal } from './refusals.js';
 import type { ApplyEntry, LogEntryInfo, RaftNodeOptions, StateMachine } from './types.js';
 
 interface Pending {
@@ -41,6 +42,8 @@ interface Pending {
   timer: NodeJS.Timeout;
   /** Where the entry landed in this node's log (once seen), to detect it being overwritten. */
   index?: number;
+  /** A normal proposal handed to the leader as MsgProp: a leader's refusal notice may reject it. */
+  forwarded?: boolean;
 }
 
 interface PendingRead {
@@ -103,6 +106,10 @@ export class RaftNode {
   private readonly incoming: IncomingSnapshot[] = [];
   private readonly snapshotFiles = new Map<number, string>();
   private readonly sendingSnapshotTo = new Set<NodeId>();
+  /** As leader: notices to followers whose forwarded proposals admitProposal refused. */
+  private readonly refusals = new RefusalNotices((to, batch) =>
+    this.callRpc(to, PROPOSALS_REFUSED_METHOD, batch, { timeoutMs: NOTICE_TIMEOUT_MS }),
+  );
   private nextProposalId: bigint;
 
   // Invariant: smApplied === sm.appliedIndex() after every apply and restore;
@@ -184,6 +191,7 @@ export class RaftNode {
       },
     });
     for (const [method, handler] of Object.entries(o.rpcHandlers ?? {})) this.transport.serveRpc(method, handler);
+    this.transport.serveRpc(PROPOSALS_REFUSED_METHOD, async (body, from) => this.onProposalsRefused(body, from));
     await fsp.rm(path.join(o.dir, 'snap'), { recursive: true, force: true });
     try {
       await this.transport.start();
@@ -302,6 +310,8 @@ export class RaftNode {
       if (this.node.isLeader()) {
         const refused = this.opts.admitProposal?.(data);
         if (refused !== undefined) throw refused;
+      } else {
+        this.pending.get(id)!.forwarded = true;
       }
       this.node.propose(encodeProposal(id, data));
     });
@@ -376,6 +386,7 @@ export class RaftNode {
       return;
     }
     this.stopped = true;
+    this.refusals.close();
     clearInterval(this.tickTimer);
     this.kick();
     await this.loopDone.catch(() => undefined);
@@ -392,8 +403,8 @@ export class RaftNode {
     // A snapshot is taken only with its data, from the snapshot stream.
     if (this.stopped || m.type === 'MsgSnap') return;
     if (m.type === 'MsgProp' && this.opts.admitProposal !== undefined && this.node.isLeader()) {
-      // Forwarded proposals: the refused ones never enter the log (the proposer times out and retries).
-      const entries = m.entries.filter((e) => this.admitForwarded(e));
+      // Forwarded proposals: the refused ones never enter the log; the proposer hears why by a notice.
+      const entries = m.entries.filter((e) => this.admitForwarded(e, m.from));
       if (entries.length === 0) return;
       m = { ...m, entries };
     }
@@ -409,15 +420,29 @@ export class RaftNode {
     this.kick();
   }
 
-  private admitForwarded(e: Entry): boolean {
+  private admitForwarded(e: Entry, from: NodeId): boolean {
     if (e.type !== 'normal') return true;
-    let payload: Uint8Array;
+    let proposal: { id: bigint; payload: Uint8Array };
     try {
-      payload = decodeProposal(e.data).payload;
+      proposal = decodeProposal(e.data);
     } catch {
       return false;
     }
-    return this.opts.admitProposal!(payload) === undefined;
+    const refused = this.opts.admitProposal!(proposal.payload);
+    if (refused === undefined) return true;
+    this.refusals.add(from, refusal(proposal.id, refused));
+    return false;
+  }
+
+  /** A leader refused proposals this node forwarded: they fail now with its error. Unknown ids are ignored. */
+  private onProposalsRefused(body: unknown, from: NodeId): { rejected: number } {
+    let rejected = 0;
+    for (const { id, err } of parseRefusals(body, from)) {
+      if (this.pending.get(id)?.forwarded !== true) continue;
+      this.rejectPending(id, err);
+      rejected++;
+    }
+    return { rejected };
   }
 
   /** A snapshot streamed in: the loop steps it and, if the core takes it, restores from the file before the promise settles. */

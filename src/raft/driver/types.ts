@@ -94,8 +94,10 @@ export interface RaftNodeOptions {
    * On the leader, for every normal proposal about to enter its log — its own
    * (from propose()) and ones forwarded by followers (MsgProp) — with the
    * payload after decodeProposal. undefined admits; a SealError refuses: an
-   * own propose rejects with it, a forwarded entry is dropped (the follower's
-   * attempt fails like any dropped proposal: it times out). Evaluated
+   * own propose rejects with it, a forwarded entry is dropped and the
+   * follower is sent a notice (RPC `raft.ProposalsRefused`, best effort) so
+   * its propose rejects with the same code; if the notice is lost the
+   * attempt times out. Evaluated
    * synchronously right before the entry is stepped into the core, so the
    * decision and the append are atomic. A forwarded normal entry that is not
    * a framed proposal is dropped without asking. Conf changes are not asked.
@@ -133,6 +135,6 @@ export interface RaftNodeOptions {
   maxInflightMsgs?: number;
   /** Seed of the election-timeout generator (default: random). */
   seed?: number;
-  /** RPC methods served from the moment the transport listens (more can be added with serveRpc). */
+  /** RPC methods served from the moment the transport listens (more can be added with serveRpc); `raft.ProposalsRefused` is the driver's own. */
   rpcHandlers?: Record<string, (body: unknown, from: NodeId) => Promise<unknown>>;
 }

@@ -78,7 +78,7 @@ describe('RaftNode hooks', () => {
     expect([...log.values()].some((p) => p?.includes('unwrappable'))).toBe(false);
   });
 
-  it('admitProposal: a refused own proposal rejects with its error, a refused forwarded one is dropped; admitted ones go through', async () => {
+  it('admitProposal: a refused own or forwarded proposal rejects with its error; admitted ones go through', async () => {
     const asked: { node: number; payload: string }[] = [];
     const c = await clusters.cluster(3, (id) => ({
       admitProposal: (p) => {
@@ -98,9 +98,9 @@ describe('RaftNode hooks', () => {
     expect(pendingCount(lead.node)).toBe(0);
     expect(asked).toContainEqual({ node: lead.id, payload: kv('blocked', 'own') });
 
-    // Forwarded: the leader drops it, the follower hears nothing and times out (retryable).
-    const fwd = await f!.node.propose(kvPayload('blocked', 'fwd'), { timeoutMs: 1500 }).catch((e: unknown) => e);
-    expect(isSealError(fwd, 'ErrTimeout')).toBe(true);
+    // Forwarded: the leader drops it and tells the follower, whose propose rejects with the leader's error.
+    const fwd = await f!.node.propose(kvPayload('blocked', 'fwd'), { timeoutMs: 20_000 }).catch((e: unknown) => e);
+    expect(isSealError(fwd, 'ErrEnvelopeCutoverInProgress')).toBe(true);
     expect((fwd as { retryable: boolean }).retryable).toBe(true);
     expect(pendingCount(f!.node)).toBe(0);
     expect(asked).toContainEqual({ node: lead.id, payload: kv('blocked', 'fwd') });
