@@ -135,7 +135,7 @@ export class EncryptedCluster {
   }
 
 
-  #member(id: string, [resp, raft, admin]: number[], capable: boolean, learner: boolean, join?: string): Member {
+  #member(id: string, [resp, raft, admin]: number[], capable: boolean, learner: boolean, join?: string, env: Record<string, string> = {}): Member {
     const dataDir = path.join(this.dir, id);
     const args = [
       '--raft-id', id,
@@ -150,18 +150,19 @@ export class EncryptedCluster {
       ...(capable ? ['--encryption-enabled', '--kek-uri', this.kekUri] : []),
       ...this.#extraArgs,
     ];
-    return { id, resp: resp!, raft: raft!, admin: admin!, dataDir, capable, learner, join, process: new NodeProcess(args, this.dir, KMS_ENV) };
+    return { id, resp: resp!, raft: raft!, admin: admin!, dataDir, capable, learner, join, process: new NodeProcess(args, this.dir, { ...KMS_ENV, ...env }) };
   }
 
   /**
-   * The same node (id, ports, data dir) with other start flags, in place of
-   * `m` (which must be stopped); not started.
+   * The same node (id, ports, data dir) with other start flags or extra
+   * environment (e.g. SEALKV_TEST_FAULT), in place of `m` (which must be
+   * stopped); not started.
    */
-  replaceMember(m: Member, change: { capable: boolean }): Member {
+  replaceMember(m: Member, change: { capable: boolean; env?: Record<string, string> }): Member {
     if (m.process.running) throw new Error(`${m.id} is running`);
     const i = this.members.indexOf(m);
     if (i < 0) throw new Error(`${m.id} is not a current member`);
-    const replacement = this.#member(m.id, [m.resp, m.raft, m.admin], change.capable, m.learner, m.join);
+    const replacement = this.#member(m.id, [m.resp, m.raft, m.admin], change.capable, m.learner, m.join, change.env);
     this.members[i] = replacement;
     return replacement;
   }
