@@ -6,8 +6,10 @@
 // One single-voter node (file KEK) is taken through Phase 1, Phase 2, a
 // storage rotation and a restart, copying keys.json before the rotation and
 // before the restart; then it is stopped and each case starts a copy of its
-// data dir with one thing changed. Two more short-lived setups: fresh data
-// dirs (flag-only refusals), and two voters whose raft ids share node_id16.
+// data dir with one thing changed. Three more short-lived setups: fresh data
+// dirs (flag-only refusals), a node SIGKILLed between the cutover's sidecar
+// write and its store batch (SEALKV_TEST_FAULT), and two voters whose raft
+// ids share node_id16.
 
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -276,12 +278,45 @@ describe('start-up refusals against an encrypted node\'s data dir', () => {
     await expectRefused(startArgs({ id: 'n1', dataDir, ports, kekFile }), 'ErrLocalEpochExhausted');
   });
 
+  it('ErrEnvelopeCutoverDivergence: keys.json records another cutover index than the store applied', async () => {
+    const dataDir = copyOfBase('cutover');
+    const keys = readKeys(dataDir);
+    // Still a valid file: the cutover stays at or below raft_applied_index.
+    keys.raft_envelope_cutover_index = (keys.raft_envelope_cutover_index as number) - 1;
+    writeKeys(dataDir, keys);
+    await expectRefused(startArgs({ id: 'n1', dataDir, ports, kekFile }), 'ErrEnvelopeCutoverDivergence');
+  });
+
   it('ErrNodeIDCollision: the data dir started under another --raft-id with the same node_id16', async () => {
     const other = collidingId('n1');
     expect(nodeId16(other)).toBe(nodeId16('n1'));
     const line = await expectRefused(startArgs({ id: other, dataDir: copyOfBase('collision'), ports, kekFile }), 'ErrNodeIDCollision');
     expect(line).toContain('n1');
   });
+});
+
+describe('ErrEnvelopeCutoverDivergence before the cutover entry is replayed', () => {
+  it('a crash after the cutover\'s sidecar write, then keys.json edited to an earlier cutover: refused at start', async () => {
+    const [resp, raft, admin] = await freePorts(3);
+    const ports: Ports = { resp: resp!, raft: raft!, admin: admin! };
+    const dataDir = path.join(dir, 'cutover-replay');
+    const args = startArgs({ id: 'n1', dataDir, ports, kekFile });
+    // SIGKILLed right after keys.json records the cutover, before the store batch of the cutover entry.
+    const node = new NodeProcess(args, dir, { SEALKV_TEST_FAULT: 'after-sidecar-write:enable-raft-envelope' });
+    running.push(node);
+    await node.start();
+    await write(ports.resp, 3, 'clear');
+    expect((await encryptionVerb('enable-storage-envelope', ports)).code).toBe(0);
+    await write(ports.resp, 3, 'phase1');
+    expect((await encryptionVerb('enable-raft-envelope', ports)).code, 'the node dies during the cutover').not.toBe(0);
+    expect(await node.stop('SIGKILL')).toBeNull();
+    const file = path.join(dataDir, 'encryption', 'keys.json');
+    const keys = JSON.parse(fs.readFileSync(file, 'utf8')) as { raft_applied_index: number; raft_envelope_cutover_index: number | null };
+    expect(keys.raft_envelope_cutover_index).toBe(keys.raft_applied_index);
+    keys.raft_envelope_cutover_index = keys.raft_applied_index - 1;
+    fs.writeFileSync(file, JSON.stringify(keys), { mode: 0o600 });
+    await expectRefused(args, 'ErrEnvelopeCutoverDivergence');
+  }, 60_000);
 });
 
 describe('ErrNodeIDCollision among members', () => {
