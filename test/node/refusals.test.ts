@@ -224,6 +224,13 @@ describe('start-up refusals against an encrypted node\'s data dir', () => {
     await expectRefused(startArgs({ id: 'n1', dataDir: copyOfBase('noflag'), ports, encryption: false }), 'ErrSidecarPresentWithoutFlag');
   });
 
+  it('ErrKEKRequired: keys.json removed and started without encryption, while the store holds DEKs', async () => {
+    const dataDir = copyOfBase('nosidecar');
+    fs.rmSync(keysJson(dataDir));
+    const line = await expectRefused(startArgs({ id: 'n1', dataDir, ports, encryption: false }), 'ErrKEKRequired');
+    expect(line).toMatch(/store holds encryption keys/);
+  });
+
   it('ErrKEKMismatch: another file KEK than the one its DEKs are wrapped under', async () => {
     const dataDir = copyOfBase('otherkek');
     const before = fs.readFileSync(keysJson(dataDir), 'utf8');
