@@ -136,6 +136,7 @@ export class Sidecar {
       for (const key of this.#state.keys.values()) {
         // An exhausted DEK that is no longer active never seals again: it keeps its epoch.
         if (key.localEpoch >= MAX_LOCAL_EPOCH) {
+          keys.set(key.keyId, key);
           epochs.set(key.keyId, key.localEpoch);
           continue;
         }
