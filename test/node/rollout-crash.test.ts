@@ -12,6 +12,7 @@
 // of them under client traffic checked for linearizability), one with the
 // leader dying right after its own sidecar write of the Raft cutover.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkKvHistory, describeKvHistory } from '../support/linearizability.js';
@@ -52,7 +53,13 @@ interface Status {
 
 let cluster: EncryptedCluster | undefined;
 
-afterEach(async () => {
+afterEach(async (ctx) => {
+  if (cluster !== undefined && ctx.task.result?.state === 'fail') {
+    // The nodes' own logs, for the failure report (the data dir goes with destroy()).
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-rollout-crash-logs-'));
+    for (const m of cluster.members) fs.writeFileSync(path.join(out, `${m.id}.log`), m.process.output);
+    console.log(`rollout-crash: node logs of the failed test in ${out}`);
+  }
   await cluster?.destroy();
   cluster = undefined;
 });
@@ -143,6 +150,18 @@ function expectWrappedInRaftLogs(c: EncryptedCluster, late: { key: string; needl
     expect(scan.files.length, m.id).toBeGreaterThan(0);
     expect(scan.hits.size, `${m.id}: ${describeHits(scan, labels)}`).toBe(0);
   }
+}
+
+/** No unexpected client errors; every acknowledged write readable through every node; the history linearizable. */
+async function expectTrafficSound(c: EncryptedCluster, traffic: Traffic): Promise<void> {
+  const acked = traffic.acked();
+  expect(traffic.errors).toEqual([]);
+  expect(acked.length).toBeGreaterThan(10);
+  await c.settle();
+  await expectReadableEverywhere(c, acked);
+  const verdict = checkKvHistory(traffic.history);
+  expect(verdict.result, verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? [])).toBe('ok');
+  console.log(`rollout-crash: ${acked.length} acknowledged writes under faults, ${traffic.history.length} operations linearizable`);
 }
 
 /** Runs, through `via`, the phases that come before `kind`. */
@@ -243,15 +262,7 @@ async function followerRun(points: readonly Point[], withTraffic: boolean): Prom
   await expectReadableEverywhere(c, written);
   expectWrappedInRaftLogs(c, [after]);
 
-  if (withTraffic) {
-    const acked = traffic.acked();
-    expect(traffic.errors).toEqual([]);
-    expect(acked.length).toBeGreaterThan(10);
-    await expectReadableEverywhere(c, acked);
-    const verdict = checkKvHistory(traffic.history);
-    expect(verdict.result, verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? [])).toBe('ok');
-    console.log(`rollout-crash: ${acked.length} acknowledged writes under faults, ${traffic.history.length} operations linearizable`);
-  }
+  if (withTraffic) await expectTrafficSound(c, traffic);
 }
 
 /** Whether `s` shows the phase whose entry is `kind` applied. */
@@ -267,12 +278,15 @@ function phaseApplied(kind: Kind, s: Status): boolean {
  * the survivors apply it at the same index under a new leader; running the
  * phase again completes (a no-op); the old leader restarts and converges.
  */
-async function leaderRun(kind: Kind, point: Point): Promise<void> {
+async function leaderRun(kind: Kind, point: Point, withTraffic: boolean): Promise<void> {
   const c = (cluster = await EncryptedCluster.start({ voters: 3 }));
   const written: { key: string; value: string }[] = [];
   const first = await c.leader();
   written.push(await writeRead(c, first));
   await phasesBefore(c, kind, first);
+  const traffic = new Traffic(c, { workers: 3, pauseMs: 5 });
+  traffic.phase = kind;
+  if (withTraffic) traffic.start();
 
   // The faulty node must be the leader when the entry is proposed: restart
   // it with the fault, then restart whoever else leads until it does.
@@ -342,6 +356,10 @@ async function leaderRun(kind: Kind, point: Point): Promise<void> {
 
   // Proposed after the cutover: wrapped in every Raft log, the old leader's included.
   if (cutover !== null) expectWrappedInRaftLogs(c, late);
+  if (withTraffic) {
+    await traffic.stop();
+    await expectTrafficSound(c, traffic);
+  }
   console.log(`rollout-crash: leader ${faulty.id} died ${point} its sidecar write of ${kind} (index ${index}; CLI exit ${r.code}); new leader ${newLeader.id}`);
 }
 
@@ -425,7 +443,7 @@ describe('crash between the Raft apply of an encryption entry and its sidecar wr
 
   for (const [kind, point] of LEADER_CASES) {
     it(`the leader killed ${point} its own sidecar write of ${kind}: a new leader carries the entry, the old leader converges`, async () => {
-      await leaderRun(kind, point);
+      await leaderRun(kind, point, kind === 'enable-raft-envelope');
     }, 120_000);
   }
 
