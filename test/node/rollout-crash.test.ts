@@ -32,6 +32,9 @@ const KINDS = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope'] a
 type Kind = (typeof KINDS)[number];
 type Point = 'before' | 'after';
 
+/** Bound on a catch-up (2 shared cores, a node replaying after a restart). */
+const SETTLE_MS = 45_000;
+
 /** The CLI verb that runs a phase whose entry is `kind`. */
 const VERB: Record<Kind, string> = { bootstrap: 'bootstrap', 'enable-storage-envelope': 'enable-storage-envelope', 'enable-raft-envelope': 'enable-raft-envelope' };
 
@@ -86,7 +89,7 @@ function agreed(s: Status): unknown {
 }
 
 /** Polls (bounded) until `check` is true of `m`'s status; returns the last status. */
-async function waitStatus(c: EncryptedCluster, m: Member, check: (s: Status) => boolean, ms = 20_000): Promise<Status> {
+async function waitStatus(c: EncryptedCluster, m: Member, check: (s: Status) => boolean, ms = SETTLE_MS): Promise<Status> {
   const end = Date.now() + ms;
   for (;;) {
     const s = await status(c, m);
@@ -157,7 +160,7 @@ async function expectTrafficSound(c: EncryptedCluster, traffic: Traffic): Promis
   const acked = traffic.acked();
   expect(traffic.errors).toEqual([]);
   expect(acked.length).toBeGreaterThan(10);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, acked);
   const verdict = checkKvHistory(traffic.history);
   expect(verdict.result, verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? [])).toBe('ok');
@@ -215,7 +218,7 @@ async function phaseWithFaultyFollower(
   written.push(await writeRead(c, leader));
 
   await c.restart(follower, nextEnv);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   const now = await waitStatus(c, follower, (s) => JSON.stringify(agreed(s)) === JSON.stringify(agreed(expected)));
   expect(agreed(now)).toEqual(agreed(expected));
   const recovered = keysFile(follower)!;
@@ -226,7 +229,7 @@ async function phaseWithFaultyFollower(
   expect(recovered.active).toEqual(leaderKeys.active);
 
   written.push(await writeRead(c, follower));
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, written);
 }
 
@@ -258,7 +261,7 @@ async function followerRun(points: readonly Point[], withTraffic: boolean): Prom
   // After the cutover: a value proposed now is wrapped in every Raft log, the restarted follower's included.
   const after = await writeRead(c, follower);
   written.push(after);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, written);
   expectWrappedInRaftLogs(c, [after]);
 
@@ -301,7 +304,7 @@ async function leaderRun(kind: Kind, point: Point, withTraffic: boolean): Promis
     await c.leader();
     await c.restart(leader);
   }
-  await c.settle();
+  await c.settle(SETTLE_MS);
   written.push(await writeRead(c, faulty));
   const before = keysFile(faulty);
 
@@ -336,7 +339,7 @@ async function leaderRun(kind: Kind, point: Point, withTraffic: boolean): Promis
   for (const m of survivors) late.push(await writeRead(c, m));
 
   await c.restart(faulty);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   // Running the phase again through the new leader (every member up: the
   // capability poll of a phase comes first) is a no-op: same keys, same cutover.
   const again = await c.encryption(VERB[kind], newLeader);
@@ -351,7 +354,7 @@ async function leaderRun(kind: Kind, point: Point, withTraffic: boolean): Promis
 
   for (const m of c.members) late.push(await writeRead(c, m));
   written.push(...late);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, written);
 
   // Proposed after the cutover: wrapped in every Raft log, the old leader's included.
@@ -378,7 +381,7 @@ async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
   for (const m of c.voters) {
     await c.kill(m);
     await c.restart(m, faultEnv(point, kind));
-    await c.settle();
+    await c.settle(SETTLE_MS);
   }
   for (const m of c.voters) written.push(await writeRead(c, m));
   const before = new Map(c.voters.map((m) => [m.id, keysFile(m)?.raft_applied_index ?? 0]));
@@ -404,7 +407,7 @@ async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
   }
 
   await Promise.all(c.voters.map((m) => c.restart(m)));
-  await c.settle();
+  await c.settle(SETTLE_MS);
   const leader = await c.leader();
   const expected = await waitStatus(c, leader, (s) => phaseApplied(kind, s));
   const cutover = expected.raft_envelope_cutover_index;
@@ -421,7 +424,7 @@ async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
   const late = [];
   for (const m of c.voters) late.push(await writeRead(c, m));
   written.push(...late);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, written);
   if (cutover !== null) expectWrappedInRaftLogs(c, late);
   console.log(`rollout-crash: every voter crashed ${point} its sidecar write of ${kind} (${exits.join(', ')}; CLI exit ${r.code}); entry ${index}`);
