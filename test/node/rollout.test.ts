@@ -126,6 +126,11 @@ describe('encryption rollout on a 3-voter + learner cluster of real processes', 
       // ... and the store still holds no value written after the flag.
       expect(leaks(m, t.sentIn(['phase1']), 'value', isStoreFile)).toBe('');
     }
+    // There is no way back (SPEC §8.3): disable refuses and explains dump-and-reload.
+    const disable = await c.encryption('disable', c.members[0]!);
+    expect(disable.code).toBe(1);
+    expect(disable.stderr).toMatch(/^sealkv: ErrEncryptionDisableUnsupported: .*dump/);
+    expect((await c.encryption('status', c.members[0]!)).stdout).toContain('raft-envelope');
     console.log(
       `rollout: ${acked.length} acknowledged writes (${t.acked(['cleartext']).length} cleartext, ${afterFlag.length} after the flag, ` +
         `${afterCutover.length} after the cutover at index ${phases[0]!.cutover}), ${t.history.length} operations checked linearizable`,
