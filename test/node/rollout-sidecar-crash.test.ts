@@ -6,9 +6,11 @@
 // and the leader itself. The operator re-runs a command whose leader died;
 // the dead nodes restart unarmed and replay the entry; at the end every node
 // reports the same phases, every acknowledged write is readable everywhere,
-// and writes go on.
+// and writes go on; clients writing through the Phase 2 crash keep a
+// linearizable history, and what they wrote after it is wrapped in every Raft log.
 import { afterAll, describe, expect, it } from 'vitest';
-import { EncryptedCluster, Traffic, phasesOf, type Member } from '../support/encrypted-cluster.js';
+import { EncryptedCluster, Traffic, isRaftLogFile, phasesOf, scanFiles, type Member } from '../support/encrypted-cluster.js';
+import { checkKvHistory, describeKvHistory } from '../support/linearizability.js';
 import { until } from '../support/ports.js';
 
 let cluster: EncryptedCluster | undefined;
@@ -104,12 +106,28 @@ describe('kill -9 between the apply of an encryption entry and its sidecar write
     const p2 = await arm(c, c.voters.find((m) => m.id !== leader.id)!, 'before-sidecar-write:enable-raft-envelope');
     await makeLeader(c, p2);
     const armedLearner = await arm(c, learner(), 'after-sidecar-write:enable-raft-envelope');
+    // Clients keep writing through the barrier, the leader's death inside it and the new leader.
+    const background = new Traffic(c, { workers: 2, pauseMs: 5 });
+    background.start();
     console.log(`enable-raft-envelope with the leader killed: ${await runThroughCrash(c, 'enable-raft-envelope', [p2, armedLearner])}`);
     await expectPhase(c, 'raft-envelope');
+    t.phase = 'after-cutover';
+    background.phase = 'after-cutover';
+    await background.untilAcked(50);
+    await background.stop();
 
     await t.writeBatch(20);
     await c.settle();
-    expect(await c.unreadable(t.acked())).toBe('');
+    expect(background.errors).toEqual([]);
+    expect(await c.unreadable([...t.acked(), ...background.acked()])).toBe('');
+    const verdict = checkKvHistory([...t.history, ...background.history]);
+    expect(verdict.result, verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? [])).toBe('ok');
     expect(c.running.length).toBe(4);
+    // Whatever was proposed once the cutover was done is wrapped in every node's Raft log.
+    const after = [...t.sentIn(['after-cutover']), ...background.sentIn(['after-cutover'])];
+    for (const m of c.members) {
+      const scan = scanFiles(m.dataDir, after.flatMap((w) => [Buffer.from(w.keyNeedle), Buffer.from(w.needle)]), isRaftLogFile);
+      expect(scan.hits.size, `${m.id}: ${[...scan.hits.values()].flat().join(', ')}`).toBe(0);
+    }
   }, 150_000);
 });
