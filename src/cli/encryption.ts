@@ -19,6 +19,8 @@ export interface EncryptionCliOptions {
   json?: boolean;
   timeout: string;
   verify?: boolean;
+  purpose?: string;
+  kekUri?: string;
 }
 
 interface Verb {
@@ -32,6 +34,8 @@ const VERBS: readonly Verb[] = [
   { name: 'bootstrap', description: 'generate the storage and raft DEKs on the leader, wrapped with the KEK, and register every member as a writer', method: 'POST' },
   { name: 'enable-storage-envelope', description: 'Phase 1: bootstrap if needed, then seal every new value at apply from the flag entry on', method: 'POST' },
   { name: 'enable-raft-envelope', description: 'Phase 2: wrap every Raft payload after the cutover entry (one-way)', method: 'POST' },
+  { name: 'rotate-dek', description: 'a new DEK of --purpose, active for new seals on every node from its entry on; older DEKs stay for reading', method: 'POST' },
+  { name: 'rewrap-deks', description: 'wrap every unretired DEK again, under --kek-uri (KEK rotation) or the leader\'s KEK (repair); key bytes unchanged', method: 'POST' },
 ];
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -65,6 +69,8 @@ export function encryptionCommand(): Command {
   for (const verb of VERBS) {
     const sub = withCommonOptions(command.command(verb.name).description(verb.description));
     if (verb.name === 'status') sub.option('--verify', 'count versions per key_id by scanning the store (slow on a large store)');
+    if (verb.name === 'rotate-dek') sub.requiredOption('--purpose <storage|raft>', 'which DEK to rotate');
+    if (verb.name === 'rewrap-deks') sub.option('--kek-uri <uri>', 'the KEK to wrap under (aws-kms://..., file://...); default: the leader\'s current KEK');
     sub.action(async (options: EncryptionCliOptions) => {
       process.exitCode = await runVerb(verb, options);
     });
@@ -84,7 +90,11 @@ function withCommonOptions(command: Command): Command {
 }
 
 async function runVerb(verb: Verb, options: EncryptionCliOptions): Promise<number> {
-  const query = verb.name === 'status' && options.verify === true ? '?verify=1' : '';
+  const params = new URLSearchParams();
+  if (verb.name === 'status' && options.verify === true) params.set('verify', '1');
+  if (options.purpose !== undefined) params.set('purpose', options.purpose);
+  if (options.kekUri !== undefined) params.set('kek_uri', options.kekUri);
+  const query = params.size === 0 ? '' : `?${params.toString()}`;
   try {
     const result = await callAdmin(requestOptions(options), verb.method, `/encryption/${verb.name}${query}`);
     process.stdout.write(options.json === true ? `${JSON.stringify(result, null, 2)}\n` : summary(result));

@@ -36,6 +36,7 @@ program
   .option('--peers <id=host:port,...>', 'Raft addresses of the founding members, this node included')
   .option('--join <host:port>', 'join an existing cluster: start empty, wait for POST /cluster/learners on the leader\'s admin API (needs --peers of the members)')
   .option('--encryption-enabled', 'declare encryption capability (needs --kek-uri or --kek-file); encrypting starts with `sealkv encryption enable-storage-envelope`')
+  .option('--encryption-rotate-on-startup', 'rotate each active DEK the first time this node leads after it starts')
   .option('--kek-uri <uri>', 'KEK provider (aws-kms://, file://, env://)')
   .option('--kek-file <path>', 'KEK file (32 raw bytes)')
   .option('--cluster-secret-file <path>', 'shared secret that authenticates Raft peers')

@@ -22,7 +22,7 @@ export async function runStart(options: StartOptions): Promise<void> {
       process.stderr.write(`sealkv: ${what}: ${err.message}\n`);
       process.exit(1);
     };
-    const node = await startNode(config, (cfg, { metrics }) => openReplicatedEngine(cfg, { logger, metrics, onHalt: exitWith('halted'), onFatal: exitWith('cannot start') }), logger);
+    const node = await startNode(config, (cfg, { metrics }) => openReplicatedEngine(cfg, { logger, metrics, onHalt: exitWith('halted'), onFatal: exitWith('cannot start'), ...testWriteCeiling() }), logger);
     stopOnSignals(node, logger);
     logger.info({ resp: node.resp, admin: node.admin, raft: config.raftListen, data_dir: config.dataDir }, 'ready');
     if (config.dev) {
@@ -42,4 +42,17 @@ function ensureDevKek(file: string | undefined): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   fs.writeFileSync(file, crypto.randomBytes(32), { mode: 0o600, flag: 'wx' });
   process.stderr.write(`sealkv: created the development KEK ${file} (for development only: anyone with this file can read the dev node's data)\n`);
+}
+
+/**
+ * Test-only: SEALKV_TEST_WRITE_CEILING lowers the per-(DEK, process) seal
+ * ceiling of SPEC §3.3 (2^32) so that tests reach the 90% rotation and the
+ * 100% refusal in a few writes.
+ */
+function testWriteCeiling(): { writeCeiling?: number } {
+  const text = process.env.SEALKV_TEST_WRITE_CEILING;
+  if (text === undefined) return {};
+  const n = Number(text);
+  if (!/^[1-9]\d*$/.test(text) || !Number.isSafeInteger(n)) throw new RangeError(`SEALKV_TEST_WRITE_CEILING: "${text}" is not a positive integer`);
+  return { writeCeiling: n };
 }

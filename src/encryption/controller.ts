@@ -13,14 +13,18 @@ import crypto from 'node:crypto';
 import { DEK_BYTES, nodeId16, type Purpose } from '../crypto/index.js';
 import { ERROR_CODES, isSealError, sealError, type ErrorCode } from '../errors/index.js';
 import type { EntryOutcome } from '../fsm/index.js';
+import { openKekProvider } from '../kek/index.js';
 import type { Logger } from '../log/index.js';
 import { CAPABILITY_METHOD, decodeCapability, pollCapabilities, type Capability, type CapabilityMember } from './capability.js';
 import { encodeEncryptionPayload, type EncryptionPayload, type KeyRecord, type WriterIdentity } from './payload.js';
 import { newKeyId, writerCollision, type ApplyAnswer, type EncryptionRuntime } from './runtime.js';
 
-export type EncryptionOp = 'bootstrap' | 'enable-storage-envelope' | 'enable-raft-envelope';
-export const ENCRYPTION_OPS: readonly EncryptionOp[] = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope'];
+export type EncryptionOp = 'bootstrap' | 'enable-storage-envelope' | 'enable-raft-envelope' | 'rotate-dek' | 'rewrap-deks';
+export const ENCRYPTION_OPS: readonly EncryptionOp[] = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope', 'rotate-dek', 'rewrap-deks'];
+/** Parameters of an operation: `purpose` (rotate-dek), `kek_uri` (rewrap-deks: the KEK to wrap under; default the leader's). */
+export type EncryptionOpParams = Readonly<{ purpose?: string; kek_uri?: string }>;
 export const ADMIN_METHOD = 'EncryptionAdmin';
+export const SIDECAR_STATE_METHOD = 'GetSidecarState';
 
 /** What the controller needs of the Raft node (src/node adapts RaftNode to it). */
 export interface RolloutRaft {
@@ -53,6 +57,8 @@ export interface ControllerOptions {
   onFatal: (err: Error) => void;
   /** Raft-id names of members by numeric id, for messages. */
   nameOf?: (id: number) => string;
+  /** --encryption-rotate-on-startup (SPEC §8.5). */
+  rotateOnStartup?: boolean;
 }
 
 const BARRIER_DRAIN_MS = 10_000;
@@ -77,6 +83,9 @@ export class RolloutController {
   #running: Promise<unknown> = Promise.resolve();
   #registering: Promise<void> | undefined;
   #stopped = false;
+  readonly #rotationRequested = new Set<number>();
+  readonly #rotateOnStartup: boolean;
+  #rotatedOnStartup = false;
 
   constructor(options: ControllerOptions) {
     this.#raft = options.raft;
@@ -84,6 +93,7 @@ export class RolloutController {
     this.#logger = options.logger;
     this.#onFatal = options.onFatal;
     this.#nameOf = options.nameOf ?? ((id) => String(id));
+    this.#rotateOnStartup = options.rotateOnStartup ?? false;
     options.runtime.onRegistrationNeeded = () => this.ensureRegistered();
   }
 
@@ -92,24 +102,24 @@ export class RolloutController {
   }
 
   /** Runs `op` on the leader (forwarding from a follower); one operation at a time per node. */
-  run(op: EncryptionOp): Promise<Record<string, unknown>> {
+  run(op: EncryptionOp, params: EncryptionOpParams = {}): Promise<Record<string, unknown>> {
     if (!ENCRYPTION_OPS.includes(op)) return Promise.reject(sealError('ErrBadRequest', `unknown encryption operation "${String(op)}"`));
-    const next = this.#running.then(() => this.#runOrForward(op));
+    const next = this.#running.then(() => this.#runOrForward(op, params));
     this.#running = next.catch(() => undefined);
     return next;
   }
 
-  async #runOrForward(op: EncryptionOp): Promise<Record<string, unknown>> {
+  async #runOrForward(op: EncryptionOp, params: EncryptionOpParams): Promise<Record<string, unknown>> {
     if (!this.#raft.isLeader()) {
       const leader = this.#raft.leaderId();
       if (leader === 0) throw sealError('ErrNotLeader', 'no leader is known yet; retry');
-      return (await this.#raft.call(leader, ADMIN_METHOD, { op }, { timeoutMs: 60_000 })) as Record<string, unknown>;
+      return (await this.#raft.call(leader, ADMIN_METHOD, { op, params }, { timeoutMs: 60_000 })) as Record<string, unknown>;
     }
-    return this.runAsLeader(op);
+    return this.runAsLeader(op, params);
   }
 
   /** The operation itself (the EncryptionAdmin RPC handler calls this on the leader). */
-  async runAsLeader(op: EncryptionOp): Promise<Record<string, unknown>> {
+  async runAsLeader(op: EncryptionOp, params: EncryptionOpParams = {}): Promise<Record<string, unknown>> {
     if (!this.#raft.isLeader()) throw sealError('ErrNotLeader', `node ${this.#runtime.fullNodeId} is not the leader`);
     if (!this.#runtime.enabled) throw sealError('ErrKEKRequired', `the leader ${this.#runtime.fullNodeId} runs without --encryption-enabled and a KEK`);
     switch (op) {
@@ -125,8 +135,101 @@ export class RolloutController {
       case 'enable-raft-envelope':
         await this.#enableRaftEnvelope();
         break;
+      case 'rotate-dek':
+        await this.#rotate(purposeParam(params.purpose));
+        break;
+      case 'rewrap-deks':
+        await this.#rewrap(params.kek_uri);
+        break;
     }
     return this.#runtime.status();
+  }
+
+  /**
+   * SPEC §4.2 rotate-dek: a new DEK of `purpose`, wrapped under the KEK the
+   * current DEKs are wrapped under, active from its entry on; every writer
+   * of the current DEK of that purpose is registered under the new one in
+   * the same entry (at local_epoch 0: the DEK is new to each of them), so
+   * no member seals under it unregistered.
+   */
+  async #rotate(purpose: Purpose): Promise<void> {
+    const current = this.#runtime.rollout.active[purpose];
+    if (current === undefined) throw sealError('ErrEncryptionNotBootstrapped', `no active ${purpose} DEK to rotate: bootstrap first`);
+    const kek = this.#runtime.kek;
+    if (kek === undefined) throw sealError('ErrKEKRequired', 'no KEK on the leader');
+    const recorded = await this.#runtime.kekOf(current);
+    if (recorded !== undefined && recorded !== kek.describe()) {
+      throw sealError('ErrKEKMismatch', `the DEKs are wrapped under ${recorded} but the leader runs with ${kek.describe()}: restart the nodes with that KEK (after rewrap-deks) before rotating`);
+    }
+    const writers = (await this.#runtime.writersUnder(current)).map((w) => ({ ...w, localEpoch: 0 }));
+    const key = await this.#newKey(purpose, new Set((await this.#runtime.storeKeys()).map((k) => k.keyId)));
+    await this.#proposeChecked({ kind: 'rotate-dek', key, writers }, 'rotate-dek');
+    this.#logger.info({ purpose, key_id: key.keyId, previous_key_id: current }, 'DEK rotated');
+  }
+
+  /**
+   * SPEC §4.2 rewrap-deks: every unretired DEK wrapped again — under the KEK
+   * named by `kekUri` (KEK rotation), or the leader's own (the repair of
+   * SPEC §10) — with the same key bytes, in one entry.
+   */
+  async #rewrap(kekUri: string | undefined): Promise<void> {
+    if (!this.#runtime.bootstrapped) throw sealError('ErrEncryptionNotBootstrapped', 'nothing to rewrap: bootstrap first');
+    const own = this.#runtime.kek;
+    if (own === undefined) throw sealError('ErrKEKRequired', 'no KEK on the leader');
+    const target = kekUri === undefined ? own : openKekProvider({ kekUri });
+    try {
+      const keys = [];
+      for (const record of await this.#runtime.storeKeys()) {
+        const dek = this.#runtime.keystore.get(record.keyId);
+        if (dek === undefined) throw sealError('ErrUnknownKeyId', `the leader does not hold DEK ${record.keyId}`);
+        keys.push({ keyId: record.keyId, wrapped: await target.wrap(dek.key, { keyId: record.keyId, purpose: record.purpose }), kek: target.describe() });
+      }
+      await this.#proposeChecked({ kind: 'rewrap-deks', keys }, 'rewrap-deks');
+      this.#logger.info({ key_ids: keys.map((k) => k.keyId), kek: target.describe() }, 'DEKs rewrapped');
+    } finally {
+      if (target !== own) target.close();
+    }
+  }
+
+  /**
+   * SPEC §3.3: a DEK reached 90% of its per-process write ceiling here; the
+   * leader rotates it (a follower asks the leader). Once per DEK per process.
+   */
+  requestRotation(keyId: number): void {
+    if (this.#rotationRequested.has(keyId)) return;
+    this.#rotationRequested.add(keyId);
+    const purpose = this.#runtime.keystore.get(keyId)?.purpose;
+    if (purpose === undefined || this.#runtime.rollout.active[purpose] !== keyId) return;
+    this.#logger.warn({ key_id: keyId, purpose }, 'DEK near its write ceiling: proposing rotate-dek');
+    const attempt = (left: number): void => {
+      if (this.#stopped || this.#runtime.rollout.active[purpose] !== keyId) return;
+      this.run('rotate-dek', { purpose }).catch((err: unknown) => {
+        this.#logger.warn({ err, key_id: keyId }, 'automatic rotate-dek failed; retrying');
+        if (left > 0) setTimeout(() => attempt(left - 1), 1000).unref();
+      });
+    };
+    attempt(30);
+  }
+
+  /**
+   * SPEC §8.5 --encryption-rotate-on-startup: the first time this process
+   * leads, one rotation of each active purpose. Called by the leader watch.
+   */
+  onLeader(): void {
+    if (!this.#rotateOnStartup || this.#rotatedOnStartup || !this.#runtime.bootstrapped) return;
+    this.#rotatedOnStartup = true;
+    void (async () => {
+      for (const purpose of ['storage', 'raft'] as const) {
+        if (this.#runtime.rollout.active[purpose] === undefined) continue;
+        try {
+          await this.run('rotate-dek', { purpose });
+        } catch (err) {
+          this.#logger.warn({ err, purpose }, 'rotate-on-startup failed');
+          this.#rotatedOnStartup = false;
+          return;
+        }
+      }
+    })();
   }
 
   /** Polls every voter and learner, this node included, within one election timeout (SPEC §8.1). */
@@ -304,6 +407,11 @@ export class RolloutController {
       }
     }
   }
+}
+
+function purposeParam(value: string | undefined): Purpose {
+  if (value !== 'storage' && value !== 'raft') throw sealError('ErrBadRequest', `rotate-dek needs --purpose=storage or --purpose=raft (got ${JSON.stringify(value ?? null)})`);
+  return value;
 }
 
 function isCode(code: string): code is ErrorCode {

@@ -19,7 +19,7 @@ import { TAG_BOOTSTRAP_ENCRYPTION, TAG_HLC_CEILING, TAG_KEY_CHANGE, TAG_WRITER_R
 import { timedUnwrap, type KekProvider } from '../kek/index.js';
 import type { Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
-import type { Sidecar, SidecarChange, SidecarKey } from '../sidecar/index.js';
+import type { Sidecar, SidecarChange, SidecarKey, SidecarState } from '../sidecar/index.js';
 import type { BatchSealPool, Store } from '../store/index.js';
 import type { Capability } from './capability.js';
 import { decodeEncryptionPayload, isCutoverPayload, type EncryptionPayload, type KeyRecord, type WriterIdentity, type WriterRegistration } from './payload.js';
@@ -181,6 +181,26 @@ export class EncryptionRuntime {
     return this.#lifetimeRegistered.has(keyId);
   }
 
+  /** The writers registered under a DEK (every member that may seal under it). */
+  async writersUnder(keyId: number): Promise<{ nodeId16: number; fullNodeId: string }[]> {
+    const prefix = writerRowPrefix(keyId);
+    return (await this.#store.scanInternal(prefix)).map(({ key, value }) => ({
+      nodeId16: Number(key.subarray(prefix.length).toString('latin1')),
+      fullNodeId: decodeWriterRow(value).fullNodeId,
+    }));
+  }
+
+  /** The KEK description recorded for a DEK in the replicated rows. */
+  async kekOf(keyId: number): Promise<string | undefined> {
+    const row = await this.#store.getInternal(keyRowKey(keyId));
+    return row === undefined ? undefined : decodeKeyRow(keyId, row).kek;
+  }
+
+  /** Unretired DEKs as the replicated rows hold them. */
+  storeKeys(): Promise<KeyRecord[]> {
+    return this.#storeKeys();
+  }
+
   /** Registry rows under this node's node_id16, by key_id. */
   myRows(): ReadonlyMap<number, WriterRow> {
     return this.#myRows;
@@ -201,6 +221,93 @@ export class EncryptionRuntime {
       sidecar_present: this.sidecar?.present ?? false,
       full_node_id: this.fullNodeId,
       local_epoch: localEpoch,
+    };
+  }
+
+  // ---- start-up checks (SPEC §9, §10) ------------------------------------
+
+  /**
+   * Before Raft starts, against the store's replicated rows:
+   * - DEKs in the store's rows but no encryption on this node → ErrKEKRequired;
+   * - the sidecar's cutover index disagrees with the store's → ErrEnvelopeCutoverDivergence;
+   * - the store applied entries the sidecar has not seen, and they changed
+   *   the encryption state (keys, wrapping, flags, cutover) → ErrSidecarBehindRaftLog
+   *   (checked on the state, so a log compacted past the gap is covered too);
+   * - a registry row under this node's node_id16 names another node → ErrNodeIDCollision;
+   * - a registry row records this node at or above the epoch it just bumped
+   *   to (its sidecar came from an older copy) → ErrLocalEpochRollback.
+   */
+  async checkAtStart(storeAppliedIndex: number): Promise<void> {
+    const keys = await this.#storeKeys();
+    const sidecar = this.sidecar;
+    if (sidecar === undefined) {
+      if (keys.length > 0) {
+        throw sealError('ErrKEKRequired', 'the store holds encryption keys (the cluster is bootstrapped) but this node runs without --encryption-enabled and a KEK');
+      }
+      return;
+    }
+    const state = sidecar.state;
+    const sideCut = state.raftEnvelopeCutoverIndex;
+    const storeCut = this.#rollout.raftEnvelopeCutoverIndex;
+    if (sideCut !== null && ((storeCut !== null && storeCut !== sideCut) || (storeCut === null && storeAppliedIndex >= sideCut))) {
+      throw sealError(
+        'ErrEnvelopeCutoverDivergence',
+        `keys.json records the raft envelope cutover at ${sideCut} but the store applied ${storeCut === null ? `up to ${storeAppliedIndex} without one there` : `it at ${storeCut}`}: this data dir mixes copies; restore it from one backup or re-add the node as a fresh member`,
+      );
+    }
+    if (storeAppliedIndex > state.raftAppliedIndex) {
+      const differs = encryptionStateDiff(state, keys, this.#rollout);
+      if (differs !== undefined) {
+        throw sealError(
+          'ErrSidecarBehindRaftLog',
+          `keys.json is current to Raft index ${state.raftAppliedIndex} but the store applied ${storeAppliedIndex}, and encryption changed in between (${differs}); run \`sealkv encryption resync-sidecar\` on this node (see the README's recovery runbook)`,
+        );
+      }
+    }
+    for (const key of state.keys.values()) {
+      const row = this.#myRows.get(key.keyId);
+      if (row === undefined) continue;
+      if (row.fullNodeId !== this.fullNodeId) {
+        throw sealError('ErrNodeIDCollision', `this node (${this.fullNodeId}) and registered writer ${row.fullNodeId} share node_id16 ${this.nodeId16}; start this node with another --raft-id`);
+      }
+      if (row.lastSeenLocalEpoch >= key.localEpoch) {
+        throw sealError(
+          'ErrLocalEpochRollback',
+          `DEK ${key.keyId}: local_epoch ${key.localEpoch} is not above the registered ${row.lastSeenLocalEpoch}: keys.json was restored from an older copy; run \`sealkv encryption resync-sidecar\` (see the README's recovery runbook)`,
+        );
+      }
+    }
+  }
+
+  /** SPEC §10: a sidecar current to an index past the Raft log's last durable index is corruption. */
+  checkLogBounds(lastIndex: number): void {
+    const index = this.sidecar?.state.raftAppliedIndex ?? 0;
+    if (index > lastIndex) {
+      throw sealError('ErrSidecarCorrupt', `keys.json is current to Raft index ${index}, past the Raft log's last index ${lastIndex}: it belongs to another copy of this node, or the log was lost; restore the data dir from one backup`);
+    }
+  }
+
+  /**
+   * GetSidecarState (SPEC §10): what a node whose log was compacted past
+   * its sidecar's gap needs — the unretired wrapped DEKs, the flags, the
+   * cutover, the applied index, and its own registry epochs.
+   */
+  async sidecarStateFor(raftId: string, appliedIndex: number): Promise<Record<string, unknown>> {
+    const node16 = nodeId16(raftId);
+    const registry: Record<string, number> = {};
+    for (const { key, value } of await this.#store.scanInternal(WRITER_ROW_PREFIX)) {
+      const name = key.toString('latin1');
+      if (!name.endsWith(`|${node16}`)) continue;
+      const row = decodeWriterRow(value);
+      if (row.fullNodeId === raftId) registry[name.slice(WRITER_ROW_PREFIX.length, name.length - `|${node16}`.length)] = row.lastSeenLocalEpoch;
+    }
+    return {
+      raft_applied_index: appliedIndex,
+      storage_envelope_active: this.#rollout.storageEnvelopeActive,
+      raft_envelope_cutover_index: this.#rollout.raftEnvelopeCutoverIndex,
+      active: { ...this.#rollout.active },
+      keys: (await this.#storeKeys()).map((k) => ({ key_id: k.keyId, purpose: k.purpose, wrapped: Buffer.from(k.wrapped).toString('base64'), created: k.created, kek: k.kek })),
+      registry_for_node: registry,
     };
   }
 
@@ -512,16 +619,37 @@ export class EncryptionRuntime {
         return { ok: true };
       }
       case 'rewrap-deks': {
+        // Re-wrapped bytes for DEKs this node has; a DEK it lacks (its sidecar
+        // fell behind, SPEC §10) is added, unwrapped with this node's KEK, at
+        // an epoch above any it is registered with.
         const changes: SidecarChange[] = [];
-        const rows: [number, KeyRecord][] = [];
+        const rows: KeyRecord[] = [];
+        const missing: KeyRecord[] = [];
         for (const k of p.keys) {
           const row = await tx.getInternal(keyRowKey(k.keyId));
           if (row === undefined) return refuse('ErrUnknownKeyId', `rewrap of unknown key_id ${k.keyId}`);
-          rows.push([k.keyId, { ...decodeKeyRow(k.keyId, row), wrapped: k.wrapped, kek: k.kek }]);
+          const key = { ...decodeKeyRow(k.keyId, row), wrapped: k.wrapped, kek: k.kek };
+          rows.push(key);
           if (sidecar.state.keys.has(k.keyId)) changes.push({ type: 'rewrap-key', keyId: k.keyId, wrapped: k.wrapped, kek: k.kek });
+          else if (!sidecar.isApplied(index)) missing.push(key);
+        }
+        await this.#unwrapInto(missing);
+        for (const key of missing) {
+          const mine = this.#myRows.get(key.keyId);
+          const localEpoch = Math.max(0, mine?.fullNodeId === this.fullNodeId ? mine.lastSeenLocalEpoch : 0) + 1;
+          changes.push({ type: 'add-key', keyId: key.keyId, purpose: key.purpose, wrapped: key.wrapped, kek: key.kek, created: key.created, localEpoch });
+        }
+        // The replicated actives, for a sidecar that lost one with its DEK.
+        for (const purpose of ['storage', 'raft'] as const) {
+          const id = rollout.active[purpose];
+          if (id !== undefined && sidecar.state.active[purpose] !== id && (sidecar.state.keys.has(id) || missing.some((k) => k.keyId === id))) {
+            changes.push({ type: 'set-active', purpose, keyId: id });
+          }
         }
         await this.#writeSidecar(sidecar, index, p.kind, changes);
-        for (const [keyId, key] of rows) tx.putInternal(keyRowKey(keyId), encodeKeyRow(key));
+        this.#activate(rollout.active);
+        for (const key of rows) tx.putInternal(keyRowKey(key.keyId), encodeKeyRow(key));
+        if (missing.length > 0) this.onRegistrationNeeded?.();
         return { ok: true };
       }
       case 'retire-dek': {
@@ -631,6 +759,20 @@ export class EncryptionRuntime {
     }
     return { ok: true };
   }
+}
+
+/** How the store's replicated encryption state differs from a sidecar's; undefined when they agree. */
+function encryptionStateDiff(side: SidecarState, keys: readonly KeyRecord[], rollout: Rollout): string | undefined {
+  if (side.storageEnvelopeActive !== rollout.storageEnvelopeActive) return 'storage envelope flag';
+  if (side.raftEnvelopeCutoverIndex !== rollout.raftEnvelopeCutoverIndex) return 'raft envelope cutover';
+  for (const purpose of ['storage', 'raft'] as const) if (side.active[purpose] !== rollout.active[purpose]) return `active ${purpose} DEK`;
+  if (keys.length !== side.keys.size) return 'set of DEKs';
+  for (const key of keys) {
+    const mine = side.keys.get(key.keyId);
+    if (mine === undefined) return `DEK ${key.keyId} missing`;
+    if (Buffer.compare(Buffer.from(mine.wrapped), Buffer.from(key.wrapped)) !== 0) return `DEK ${key.keyId} wrapping`;
+  }
+  return undefined;
 }
 
 /** Two writers with one node_id16 but different ids, named; undefined when none. */

@@ -26,6 +26,8 @@ export interface NodeConfig {
   peers: Peer[];
   join: string | undefined;
   encryptionEnabled: boolean;
+  /** --encryption-rotate-on-startup: rotate each active DEK the first time this process leads (SPEC §8.5). */
+  encryptionRotateOnStartup: boolean;
   kekUri: string | undefined;
   kekFile: string | undefined;
   clusterSecretFile: string | undefined;
@@ -52,6 +54,7 @@ export interface StartOptions {
   peers?: string;
   join?: string;
   encryptionEnabled?: boolean;
+  encryptionRotateOnStartup?: boolean;
   kekUri?: string;
   kekFile?: string;
   clusterSecretFile?: string;
@@ -143,6 +146,7 @@ export function resolveStartConfig(options: StartOptions, cwd = process.cwd()): 
     peers,
     join: options.join,
     encryptionEnabled: options.encryptionEnabled === true || dev,
+    encryptionRotateOnStartup: options.encryptionRotateOnStartup === true,
     kekUri: options.kekUri,
     kekFile: options.kekFile ?? (dev && options.kekUri === undefined ? path.resolve(cwd, DEV_HOME, 'kek.bin') : undefined),
     clusterSecretFile: options.clusterSecretFile,

@@ -17,7 +17,17 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Keystore, createBackend, fnv1a64, opensslHardwareAes } from '../crypto/index.js';
-import { CAPABILITY_METHOD, ADMIN_METHOD, EncryptionRuntime, RolloutController, type EncryptionOp, type RolloutRaft } from '../encryption/index.js';
+import {
+  ADMIN_METHOD,
+  CAPABILITY_METHOD,
+  ENCRYPTION_OPS,
+  EncryptionRuntime,
+  RolloutController,
+  SIDECAR_STATE_METHOD,
+  type EncryptionOp,
+  type EncryptionOpParams,
+  type RolloutRaft,
+} from '../encryption/index.js';
 import { isSealError, sealError } from '../errors/index.js';
 import { EXTENSION_TAGS, HybridClock, LATEST_TS, LeaderClock, StateMachine, fsmStoreOver, type EntryOutcome } from '../fsm/index.js';
 import { kvExecutor, type KvRangeReader } from '../kv/index.js';
@@ -224,9 +234,10 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       logger,
       ...(metrics === undefined ? {} : { metrics }),
       ...(options.writeCeiling === undefined ? {} : { writeCeiling: options.writeCeiling }),
-      onNearCeiling: (keyId) => logger.warn({ key_id: keyId }, 'DEK write count reached 90% of its ceiling in this process; rotate it (rotate-dek)'),
+      onNearCeiling: (keyId) => controller?.requestRotation(keyId),
     });
     const rt = runtime;
+    await rt.checkAtStart(Number(await store.appliedIndex()));
     const machine = await StateMachine.open(fsmStoreOver(store), kvExecutor, {
       clock: hlc,
       writeGate: (writes) => rt.writeGate(writes),
@@ -246,13 +257,18 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       peers,
       ...(config.join === undefined ? { bootstrap: { voters: config.peers.map((p) => raftNodeId(p.id)), learners: [] } } : {}),
       stateMachine: driverStateMachine(machine, store),
+      checkLog: ({ lastIndex }) => rt.checkLogBounds(lastIndex),
       applyHook: (entry, payload) => rt.applyHook(entry, payload),
       wrapProposal: (payload) => rt.wrapProposal(payload),
       admitProposal: (payload) => rt.admitProposal(payload),
       onLogEntries: (entries) => rt.onLogEntries(entries),
       rpcHandlers: {
         [CAPABILITY_METHOD]: async () => rt.capability(),
-        [ADMIN_METHOD]: async (body) => (controller ?? notReady()).runAsLeader(adminOp(body)),
+        [ADMIN_METHOD]: async (body) => {
+          const { op, params } = adminOp(body);
+          return (controller ?? notReady()).runAsLeader(op, params);
+        },
+        [SIDECAR_STATE_METHOD]: async (body) => rt.sidecarStateFor(nodeParam(body), raft.appliedIndex()),
       },
       // Applied entries kept after a compaction, for followers that lag a little.
       snapshotEntries: config.snapshotEntries,
@@ -281,6 +297,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     logger,
     onFatal: (err) => options.onFatal?.(err),
     nameOf: (id) => config.peers.find((p) => raftNodeId(p.id) === id)?.id ?? String(id),
+    rotateOnStartup: config.encryptionRotateOnStartup,
   });
   controller = rollout;
   rollout.ensureRegistered();
@@ -306,6 +323,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       return;
     }
     armedTerm = term;
+    rollout.onLeader();
     clock.becomeLeader().then(
       () => logger.info({ term }, 'leader clock armed'),
       (err: unknown) => {
@@ -315,7 +333,13 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     );
   }, LEADER_POLL_MS);
   const encryption: EngineEncryption = {
-    run: (op) => rollout.run(op),
+    run: (op, params) => rollout.run(op, params),
+    sidecarState: async (raftId) => {
+      if (raft.isLeader()) return runtime.sidecarStateFor(raftId, raft.appliedIndex());
+      const leader = raft.status(false).lead;
+      if (leader === 0) throw sealError('ErrNotLeader', 'no leader is known yet; retry');
+      return (await raft.callRpc(leader, SIDECAR_STATE_METHOD, { node: raftId }, { timeoutMs: 10_000 })) as Record<string, unknown>;
+    },
     status: async ({ verify }) => ({
       ...runtime.status(),
       raft_applied_index: raft.appliedIndex(),
@@ -351,8 +375,18 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   return engine;
 }
 
-function adminOp(body: unknown): EncryptionOp {
-  const op = (body as { op?: unknown } | null)?.op;
-  if (op !== 'bootstrap' && op !== 'enable-storage-envelope' && op !== 'enable-raft-envelope') throw sealError('ErrBadRequest', `unknown encryption operation ${JSON.stringify(op)}`);
-  return op;
+function adminOp(body: unknown): { op: EncryptionOp; params: EncryptionOpParams } {
+  const { op, params } = (body ?? {}) as { op?: unknown; params?: unknown };
+  if (typeof op !== 'string' || !(ENCRYPTION_OPS as readonly string[]).includes(op)) throw sealError('ErrBadRequest', `unknown encryption operation ${JSON.stringify(op)}`);
+  const p = (typeof params === 'object' && params !== null ? params : {}) as Record<string, unknown>;
+  return {
+    op: op as EncryptionOp,
+    params: { ...(typeof p.purpose === 'string' ? { purpose: p.purpose } : {}), ...(typeof p.kek_uri === 'string' ? { kek_uri: p.kek_uri } : {}) },
+  };
+}
+
+function nodeParam(body: unknown): string {
+  const node = (body as { node?: unknown } | null)?.node;
+  if (typeof node !== 'string' || node.length === 0) throw sealError('ErrBadRequest', 'GetSidecarState needs the node\'s --raft-id');
+  return node;
 }

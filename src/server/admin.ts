@@ -23,7 +23,8 @@
 import http from 'node:http';
 import { isSealError, sealError, type SealError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
-import type { EncryptionOp, EngineEncryption, EngineMembership } from './engine.js';
+import type { EncryptionOp, EncryptionOpParams, EngineEncryption, EngineMembership } from './engine.js';
+import { ENCRYPTION_OPS } from '../encryption/index.js';
 import { sealErrorDetail } from './errors.js';
 import type { SealkvMetrics } from '../metrics/index.js';
 import { boundAddress, listen } from './listen.js';
@@ -36,7 +37,6 @@ export const ENCRYPTION_DISABLE_EXPLANATION =
   'encryption is one-way and there is no in-place disable: to get a cleartext store, dump the data with a client ' +
   '(e.g. SCAN + GET) and load it into a new cluster started without --encryption-enabled';
 
-const ENCRYPTION_OPS: readonly EncryptionOp[] = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope'];
 
 export interface AdminServerOptions {
   token: string;
@@ -202,7 +202,22 @@ export class AdminServer {
         run: () => Promise.reject(sealError('ErrEncryptionDisableUnsupported', ENCRYPTION_DISABLE_EXPLANATION)),
       },
     };
-    for (const op of ENCRYPTION_OPS) routes[`/encryption/${op}`] = { method: 'POST', op, run: () => encryption.run(op) };
+    const params: EncryptionOpParams = {
+      ...(url.searchParams.has('purpose') ? { purpose: url.searchParams.get('purpose')! } : {}),
+      ...(url.searchParams.has('kek_uri') ? { kek_uri: url.searchParams.get('kek_uri')! } : {}),
+    };
+    for (const op of ENCRYPTION_OPS) routes[`/encryption/${op}`] = { method: 'POST', op, run: () => encryption.run(op, params) };
+    const sidecarState = encryption.sidecarState?.bind(encryption);
+    if (sidecarState !== undefined) {
+      routes['/encryption/sidecar-state'] = {
+        method: 'GET',
+        run: () => {
+          const node = url.searchParams.get('node');
+          if (node === null || node.length === 0) return Promise.reject(sealError('ErrBadRequest', 'sidecar-state needs ?node=<raft-id>'));
+          return sidecarState(node);
+        },
+      };
+    }
     const path = url.pathname;
     const route = routes[path];
     if (route === undefined) {

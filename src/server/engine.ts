@@ -8,6 +8,7 @@
 // batch with that error. Per-request failures (INCR on a non-integer) are
 // error replies inside a fulfilled result instead.
 
+import type { EncryptionOp, EncryptionOpParams } from '../encryption/index.js';
 import type { KvReply, KvRequest } from '../kv/index.js';
 
 export interface ReadOptions {
@@ -31,15 +32,17 @@ export interface EngineMembership {
   remove(id: string): Promise<Record<string, unknown>>;
 }
 
-export type EncryptionOp = 'bootstrap' | 'enable-storage-envelope' | 'enable-raft-envelope';
-
 /** The encryption rollout as the admin API drives it (replicated engines). */
 export interface EngineEncryption {
   /** Runs an operation cluster-wide (a follower forwards it to the leader); resolves with a JSON-able result. Typed SealErrors on refusal. */
-  run(op: EncryptionOp): Promise<Record<string, unknown>>;
+  run(op: EncryptionOp, params: EncryptionOpParams): Promise<Record<string, unknown>>;
+  /** GetSidecarState for node `raftId` (SPEC §10), from the leader; JSON-able. */
+  sidecarState?(raftId: string): Promise<Record<string, unknown>>;
   /** This node's encryption status (SPEC §12 `encryption status`); `verify` counts versions per key_id by a scan. JSON-able. */
   status(options: { verify: boolean }): Promise<Record<string, unknown>>;
 }
+
+export type { EncryptionOp, EncryptionOpParams };
 
 export interface Engine {
   /** Replicates and applies `requests` as one atomic batch; resolves with one reply per request. */

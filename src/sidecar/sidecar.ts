@@ -26,7 +26,8 @@ export const LOCAL_EPOCH_WARN = 0xff00;
 
 /** One change carried by an encryption-relevant Raft entry (SPEC §7). */
 export type SidecarChange =
-  | { readonly type: 'add-key'; readonly keyId: number; readonly purpose: Purpose; readonly wrapped: Uint8Array; readonly kek: string; readonly created: string }
+  /** A new DEK; `localEpoch` (default 0) for a DEK this node may have used before (repair, SPEC §10). */
+  | { readonly type: 'add-key'; readonly keyId: number; readonly purpose: Purpose; readonly wrapped: Uint8Array; readonly kek: string; readonly created: string; readonly localEpoch?: number }
   | { readonly type: 'rewrap-key'; readonly keyId: number; readonly wrapped: Uint8Array; readonly kek: string }
   | { readonly type: 'set-active'; readonly purpose: Purpose; readonly keyId: number }
   | { readonly type: 'retire-key'; readonly keyId: number }
@@ -208,7 +209,7 @@ function applyChanges(state: SidecarState, raftIndex: number, changes: readonly 
           purpose: change.purpose,
           wrapped: Uint8Array.from(change.wrapped),
           created: change.created,
-          localEpoch: 0,
+          localEpoch: change.localEpoch ?? 0,
           kek: change.kek,
         });
         break;

@@ -71,6 +71,12 @@ async function newKeys(): Promise<KeyRecord[]> {
   return keys;
 }
 
+/** Another raft id whose node_id16 equals that of `raftId`. */
+function collidingId(raftId: string): string {
+  const target = nodeId16(raftId);
+  for (let i = 0; ; i++) if (nodeId16(`c${i}`) === target && `c${i}` !== raftId) return `c${i}`;
+}
+
 function writer(raftId: string, localEpoch = 0) {
   return { nodeId16: nodeId16(raftId), fullNodeId: raftId, localEpoch };
 }
@@ -203,6 +209,105 @@ describe('encryption entries at apply', () => {
     expect(await applyOne(second, boot)).toEqual({ ok: true });
     expect(fs.readFileSync(first.sidecar.file, 'utf8')).toBe(before);
     expect(second.runtime.rollout.active).toEqual({ storage: 1001, raft: 2002 });
+  });
+});
+
+describe('key changes and start-up checks', () => {
+  async function bootstrapped(raftId = 'n1') {
+    const n = await openNode(raftId);
+    const entry = log();
+    const keys = await newKeys();
+    await applyOne(n, entry(encodeEncryptionPayload({ kind: 'bootstrap', keys, writers: [writer(raftId), writer('n2')] })));
+    return { n, entry, keys };
+  }
+
+  async function wrapped(keyId: number, purpose: 'storage' | 'raft'): Promise<KeyRecord> {
+    const kek = new LocalKekProvider('file', KEK, 'file://test-kek');
+    return { keyId, purpose, wrapped: await kek.wrap(crypto.randomBytes(32), { keyId, purpose }), created: '2026-11-29T00:00:00Z', kek: 'file://test-kek' };
+  }
+
+  it('rotate-dek makes the new DEK active and registers the writers under it', async () => {
+    const { n, entry } = await bootstrapped();
+    const key = await wrapped(3003, 'storage');
+    expect(await applyOne(n, entry(encodeEncryptionPayload({ kind: 'rotate-dek', key, writers: [writer('n1'), writer('n2')] })))).toEqual({ ok: true });
+    expect(n.runtime.rollout.active.storage).toBe(3003);
+    expect(n.runtime.keystore.active('storage')?.keyId).toBe(3003);
+    expect(n.sidecar.state.active.storage).toBe(3003);
+    expect((await n.runtime.writersUnder(3003)).map((w) => w.fullNodeId).sort()).toEqual(['n1', 'n2']);
+    expect(n.runtime.isRegisteredThisLifetime(3003)).toBe(true);
+    // Retiring the active one is refused; retiring the old one drops it and its rows.
+    expect(await applyOne(n, entry(encodeEncryptionPayload({ kind: 'retire-dek', keyId: 3003 })))).toMatchObject({ ok: false });
+    expect(await applyOne(n, entry(encodeEncryptionPayload({ kind: 'retire-dek', keyId: 1001 })))).toEqual({ ok: true });
+    expect(n.runtime.keystore.get(1001)).toBeUndefined();
+    expect(await n.runtime.writersUnder(1001)).toEqual([]);
+  });
+
+  it('rewrap-deks rewraps what the sidecar has and adds what it lacks, above the registered epoch', async () => {
+    const { n, entry } = await bootstrapped();
+    // A registration at epoch 4 for this node under the raft DEK, then the sidecar loses that DEK.
+    await applyOne(n, entry(encodeEncryptionPayload({ kind: 'register', rows: [{ keyId: 2002, ...writer('n1', 4) }], reason: 'start' })));
+    const kek = new LocalKekProvider('file', KEK, 'file://test-kek');
+    const storageBytes = n.runtime.keystore.get(1001)!.key;
+    const raftBytes = Uint8Array.from(n.runtime.keystore.get(2002)!.key);
+    const lost = new Map(n.sidecar.state.keys);
+    lost.delete(2002);
+    await n.sidecar.overwrite({ ...n.sidecar.state, keys: lost, active: { storage: 1001 } });
+    const keystore = new Keystore();
+    keystore.install(1001, 'storage', storageBytes);
+    keystore.setActive('storage', 1001);
+    const stuck = await openNode('n1', { store: n.store, sidecar: n.sidecar, keystore, dir: n.dir });
+    const rewrap = {
+      kind: 'rewrap-deks' as const,
+      keys: [
+        { keyId: 1001, wrapped: await kek.wrap(storageBytes, { keyId: 1001, purpose: 'storage' }), kek: 'file://test-kek' },
+        { keyId: 2002, wrapped: await kek.wrap(raftBytes, { keyId: 2002, purpose: 'raft' }), kek: 'file://test-kek' },
+      ],
+    };
+    expect(await applyOne(stuck, entry(encodeEncryptionPayload(rewrap)))).toEqual({ ok: true });
+    expect(stuck.sidecar.state.keys.get(2002)?.localEpoch).toBe(5);
+    expect(Buffer.from(stuck.sidecar.state.keys.get(1001)!.wrapped)).toEqual(Buffer.from(rewrap.keys[0]!.wrapped));
+    expect(keystore.get(2002)?.key).toEqual(raftBytes);
+    expect(keystore.active('raft')?.keyId).toBe(2002);
+  });
+
+  it('start checks refuse a sidecar behind the store, past the log, colliding or rolled back', async () => {
+    const { n, entry } = await bootstrapped();
+    const reopen = async (raftId = 'n1') => {
+      // What a start does first: load keys.json and bump every local_epoch.
+      const sidecar = await Sidecar.load(n.dir);
+      await sidecar.bumpLocalEpochs();
+      return openNode(raftId, { store: n.store, sidecar, keystore: n.runtime.keystore, dir: n.dir });
+    };
+    const before = fs.readFileSync(n.sidecar.file, 'utf8');
+    await applyOne(n, entry(encodeEncryptionPayload({ kind: 'enable-storage-envelope' })));
+    const current = fs.readFileSync(n.sidecar.file, 'utf8');
+    // keys.json from before the flag entry, the store past it.
+    fs.writeFileSync(n.sidecar.file, before);
+    await expect((await reopen()).runtime.checkAtStart(2)).rejects.toThrow(/^ErrSidecarBehindRaftLog/);
+    fs.writeFileSync(n.sidecar.file, current);
+    const ok = await reopen();
+    await ok.runtime.checkAtStart(2);
+    expect(() => ok.runtime.checkLogBounds(1)).toThrow(/^ErrSidecarCorrupt/);
+    ok.runtime.checkLogBounds(2);
+    // This lifetime (epoch 1 now in keys.json) registers; a copy of keys.json from before is rolled back.
+    const older = fs.readFileSync(n.sidecar.file, 'utf8');
+    await applyOne(ok, { index: 3, proposalId: 3n, payload: encodeEncryptionPayload({ kind: 'register', rows: [{ keyId: 1001, ...writer('n1', 1) }], reason: 'start' }) });
+    await (await reopen()).runtime.checkAtStart(3);
+    fs.writeFileSync(n.sidecar.file, older.replace(/"local_epoch": ?1/g, '"local_epoch":0'));
+    await expect((await reopen()).runtime.checkAtStart(3)).rejects.toThrow(/^ErrLocalEpochRollback/);
+    // A cutover index the store does not have.
+    await ok.sidecar.overwrite({ ...ok.sidecar.state, raftAppliedIndex: 3, raftEnvelopeCutoverIndex: 2 });
+    await expect(ok.runtime.checkAtStart(3)).rejects.toThrow(/^ErrEnvelopeCutoverDivergence/);
+    await ok.sidecar.overwrite({ ...ok.sidecar.state, raftEnvelopeCutoverIndex: null });
+    // Another id with the same node_id16 over this store.
+    const impostor = collidingId('n1');
+    await expect((await reopen(impostor)).runtime.checkAtStart(3)).rejects.toThrow(/^ErrNodeIDCollision/);
+  });
+
+  it('a store with DEKs and a node without encryption refuses to start', async () => {
+    const { n } = await bootstrapped();
+    const plain = await EncryptionRuntime.open({ raftId: 'n1', store: n.store, keystore: new Keystore(), backend: new AesniBackend(), compression: false, logger: silentLogger() });
+    await expect(plain.checkAtStart(1)).rejects.toThrow(/^ErrKEKRequired/);
   });
 });
 

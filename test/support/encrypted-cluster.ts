@@ -275,9 +275,16 @@ export class EncryptedCluster {
     return m.process.stop('SIGTERM');
   }
 
-  async restart(m: Member): Promise<void> {
+  /** Starts `m` again; `env` (e.g. SEALKV_TEST_FAULT) applies to this process lifetime only. */
+  async restart(m: Member, env: Record<string, string> = {}): Promise<void> {
     this.#dropClient(m);
-    await m.process.start();
+    await m.process.start(30_000, env);
+  }
+
+  /** Waits (bounded) for `m` to exit on its own (e.g. a test fault) and returns how. */
+  async exited(m: Member, ms = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.#dropClient(m);
+    return m.process.exited(ms);
   }
 
   /**

@@ -34,13 +34,13 @@ export class NodeProcess {
     return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
   }
 
-  /** Spawns the node and waits until it reports ready. */
-  async start(timeoutMs = 30_000): Promise<void> {
+  /** Spawns the node and waits until it reports ready; `extraEnv` is for this process lifetime only (e.g. a test fault). */
+  async start(timeoutMs = 30_000, extraEnv: Record<string, string> = {}): Promise<void> {
     if (this.running) throw new Error('already running');
     const child = spawn(process.execPath, [MAIN_JS, 'start', ...this.args], {
       cwd: this.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...this.env, NODE_ENV: 'test' },
+      env: { ...process.env, ...this.env, ...extraEnv, NODE_ENV: 'test' },
     });
     this.#child = child;
     const from = this.output.length;
@@ -61,6 +61,26 @@ export class NodeProcess {
         reject(new Error(`node exited with ${code} before ready:\n${this.output}`));
       });
     });
+  }
+
+  /**
+   * Waits (up to `timeoutMs`) for the process to exit on its own and
+   * returns how: {code, signal} (signal set when killed by one).
+   */
+  async exited(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const child = this.#child;
+    if (!child || !this.#exit) throw new Error('not started');
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`process did not exit within ${timeoutMs} ms:\n${this.output.slice(-2000)}`)), timeoutMs);
+    });
+    try {
+      const code = await Promise.race([this.#exit, timeout]);
+      this.#child = undefined;
+      return { code, signal: child.signalCode };
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Sends `signal` and waits for the exit code (null when killed by a signal). */

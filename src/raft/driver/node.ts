@@ -145,6 +145,14 @@ export class RaftNode {
       segmentBytes: o.segmentBytes,
       cacheBytes: o.cacheBytes,
     });
+    if (o.checkLog !== undefined) {
+      try {
+        await o.checkLog({ firstIndex: this.log.firstIndex(), lastIndex: this.log.lastIndex() });
+      } catch (err) {
+        await this.log.close();
+        throw err;
+      }
+    }
     const snap = this.log.snapshot();
     this.smApplied = this.sm.appliedIndex();
     // The founding snapshot (index 1) stands for an empty state machine.

@@ -84,6 +84,12 @@ export interface RaftNodeOptions {
   stateMachine: StateMachine;
   applyHook?: ApplyHook;
   /**
+   * Called once at start with the recovered log's bounds, before anything
+   * else runs (no apply, no peer traffic); a throw aborts the start (the
+   * encryption part refuses a sidecar ahead of the log, SPEC §10).
+   */
+  checkLog?: (log: { firstIndex: number; lastIndex: number }) => void | Promise<void>;
+  /**
    * Turns a payload into what goes in the log (the raft envelope after the
    * cutover). Called synchronously in propose() on the proposing node, before
    * framing; a throw rejects that propose with the error. Conf changes are
