@@ -96,6 +96,9 @@ export async function ensureDirDurably(dir: string, durable: DurableFs = nodeDur
  */
 export async function probeDurableDir(dir: string, durable: DurableFs = nodeDurableFs): Promise<void> {
   const sentinel = path.join(dir, PROBE_NAME);
+  // Test-only: SEALKV_TEST_FAULT=probe-fsync-dir makes the probe's directory
+  // fsync fail, as on a filesystem without one (the ErrUnsupportedFilesystem start test).
+  if (process.env.SEALKV_TEST_FAULT === 'probe-fsync-dir') durable = { fsyncDir: () => Promise.reject(Object.assign(new Error('test fault'), { code: 'EINVAL' })) };
   try {
     await ensureDirDurably(dir, durable);
     await writeFileDurably(sentinel, `sealkv fsync probe ${process.pid}\n`, durable);

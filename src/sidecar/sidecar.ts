@@ -134,6 +134,11 @@ export class Sidecar {
       const warnings: string[] = [];
       checkEpochsLeft(this.#state);
       for (const key of this.#state.keys.values()) {
+        // An exhausted DEK that is no longer active never seals again: it keeps its epoch.
+        if (key.localEpoch >= MAX_LOCAL_EPOCH) {
+          epochs.set(key.keyId, key.localEpoch);
+          continue;
+        }
         const localEpoch = key.localEpoch + 1;
         if (localEpoch > LOCAL_EPOCH_WARN) {
           warnings.push(`DEK ${key.keyId} (${key.purpose}) is at local_epoch ${localEpoch} of ${MAX_LOCAL_EPOCH}: ${MAX_LOCAL_EPOCH - localEpoch} restarts left; rotate it (rotate-dek --purpose=${key.purpose})`);
@@ -179,10 +184,15 @@ export class Sidecar {
   }
 }
 
-/** ErrLocalEpochExhausted when a DEK has no local_epoch left to bump to. */
+/**
+ * ErrLocalEpochExhausted when an active DEK has no local_epoch left to bump
+ * to. A DEK that was rotated away only opens, so its epoch does not matter:
+ * rotating the exhausted DEK (from another node) is what lets this node start.
+ */
 export function checkEpochsLeft(state: SidecarState): void {
+  const active = new Set(Object.values(state.active));
   for (const key of state.keys.values()) {
-    if (key.localEpoch >= MAX_LOCAL_EPOCH) {
+    if (active.has(key.keyId) && key.localEpoch >= MAX_LOCAL_EPOCH) {
       throw sealError('ErrLocalEpochExhausted', `DEK ${key.keyId} (${key.purpose}) has used every local_epoch on this node; rotate it (rotate-dek --purpose=${key.purpose}) from another node, then restart this one`);
     }
   }
