@@ -10,7 +10,9 @@
 //   - after Phase 2, no file holds the values written after the cutover, and
 //     the Raft log holds neither their keys nor their values, also on a
 //     follower that caught up by snapshot after a compaction.
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readLogEntries } from '../support/raft-log-tamper.js';
 import { checkKvHistory, describeKvHistory } from '../support/linearizability.js';
 import {
   EncryptedCluster,
@@ -117,6 +119,12 @@ describe('encryption rollout on a 3-voter + learner cluster of real processes', 
     const afterCutover = t.acked(['phase2']);
     const sentAfterCutover = t.sentIn(['phase2']);
     expect(afterCutover.length).toBeGreaterThan(SNAPSHOT_ENTRIES * 2);
+    // Every node has compacted its log past the cutover (the segment files may still hold older records:
+    // the scans below read the files, not the log).
+    for (const m of c.members) {
+      const entries = await readLogEntries(path.join(m.dataDir, 'raft'));
+      expect(entries[0]!.index, m.id).toBeGreaterThan(phases[0]!.cutover);
+    }
     for (const m of c.members) {
       // No file at all holds a value written after the cutover (their keys are in the store's files) ...
       expect(leaks(m, afterCutover, 'key', isStoreFile)).not.toBe('');
@@ -126,6 +134,11 @@ describe('encryption rollout on a 3-voter + learner cluster of real processes', 
       // ... and the store still holds no value written after the flag.
       expect(leaks(m, t.sentIn(['phase1']), 'value', isStoreFile)).toBe('');
     }
+    // There is no way back (SPEC §8.3): disable refuses and explains dump-and-reload.
+    const disable = await c.encryption('disable', c.members[0]!);
+    expect(disable.code).toBe(1);
+    expect(disable.stderr).toMatch(/^sealkv: ErrEncryptionDisableUnsupported: .*dump/);
+    expect((await c.encryption('status', c.members[0]!)).stdout).toContain('raft-envelope');
     console.log(
       `rollout: ${acked.length} acknowledged writes (${t.acked(['cleartext']).length} cleartext, ${afterFlag.length} after the flag, ` +
         `${afterCutover.length} after the cutover at index ${phases[0]!.cutover}), ${t.history.length} operations checked linearizable`,

@@ -214,7 +214,7 @@ export class EncryptedCluster {
         const s = await this.status(m).catch(() => undefined);
         if (s?.role === 'leader') return m;
       }
-      if (Date.now() > end) throw new Error('no leader');
+      if (Date.now() > end) throw new Error(`no leader\n${this.describe()}`);
       await sleep(100);
     }
   }
