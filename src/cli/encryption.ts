@@ -160,7 +160,7 @@ async function runResync(options: ResyncCliOptions): Promise<number> {
 /** What resync-sidecar changed, one fact per line (key_ids and epochs only). */
 function resyncSummary(r: ResyncReport): string {
   const lines = [
-    r.written ? `keys.json rewritten (${r.source}; ${r.entries_replayed} encryption entries replayed)` : `keys.json already current (${r.source}); nothing written`,
+    r.written ? `keys.json rewritten (${r.source}; ${r.entries_replayed} encryption entries replayed, ${r.raft_envelopes_opened} raft envelopes opened)` : `keys.json already current (${r.source}); nothing written`,
     `raft_applied_index: ${r.raft_applied_index.from} -> ${r.raft_applied_index.to}`,
   ];
   if (r.keys_added.length > 0) lines.push(`keys added: ${r.keys_added.join(', ')}`);

@@ -60,6 +60,8 @@ export interface ResyncReport extends SidecarDiff {
   readonly source: string;
   /** Encryption-relevant entries replayed from the log. */
   readonly entries_replayed: number;
+  /** Raft envelopes (entries after the cutover) opened during the replay. */
+  readonly raft_envelopes_opened: number;
   /** False when keys.json was already what the resync would write. */
   readonly written: boolean;
 }
@@ -86,6 +88,7 @@ export async function resyncSidecar(options: ResyncOptions): Promise<ResyncRepor
     const log = await SegmentLog.read(path.join(dataDir, 'raft', 'log'));
     let next: SidecarState;
     let replayed = 0;
+    let opened = 0;
     let source: string;
     try {
       const last = log.lastIndex();
@@ -98,6 +101,7 @@ export async function resyncSidecar(options: ResyncOptions): Promise<ResyncRepor
         const result = await replay(log, old, from, upTo, facts, kek, keystore);
         next = raiseEpochs(result.state, (id) => facts.registered.get(id), 0);
         replayed = result.replayed;
+        opened = result.opened;
         source = 'log-replay';
       } else if (options.fetchLeaderState === undefined) {
         throw from > last
@@ -125,7 +129,7 @@ export async function resyncSidecar(options: ResyncOptions): Promise<ResyncRepor
     for (const key of next!.keys.values()) await unwrapInto(kek, keystore, key, true);
     const written = serializeSidecar(next!) !== (sidecar.present ? serializeSidecar(old) : '');
     if (written) await sidecar.overwrite(next!);
-    return { source: source!, entries_replayed: replayed, written, ...sidecarDiff(old, next!) };
+    return { source: source!, entries_replayed: replayed, raft_envelopes_opened: opened, written, ...sidecarDiff(old, next!) };
   } finally {
     keystore.clear();
     kek.close();
@@ -186,9 +190,10 @@ async function replay(
   facts: StoreFacts,
   kek: KekProvider,
   keystore: Keystore,
-): Promise<{ state: SidecarState; replayed: number }> {
+): Promise<{ state: SidecarState; replayed: number; opened: number }> {
   let state = start;
   let replayed = 0;
+  let opened = 0;
   const learned = new Map<number, KeyRecord>();
   const sealer = new Sealer({
     keystore,
@@ -207,7 +212,10 @@ async function replay(
       if (entry.type !== 'normal' || entry.data.length === 0) continue;
       let payload = decodeProposal(entry.data).payload;
       const cut = state.raftEnvelopeCutoverIndex;
-      if (cut !== null && entry.index > cut) payload = openRaft(sealer, keystore, entry.index, payload);
+      if (cut !== null && entry.index > cut) {
+        payload = openRaft(sealer, keystore, entry.index, payload);
+        opened++;
+      }
       if (!isEncryptionRelevant(payload)) continue;
       const p = decodeEncryptionPayload(payload);
       if (p.kind === 'register') continue;
@@ -220,7 +228,7 @@ async function replay(
     }
     i += slice.length;
   }
-  return { state: upTo > state.raftAppliedIndex ? { ...state, raftAppliedIndex: upTo } : state, replayed };
+  return { state: upTo > state.raftAppliedIndex ? { ...state, raftAppliedIndex: upTo } : state, replayed, opened };
 }
 
 /** A DEK a replayed entry added or rewrapped goes into the keystore, when this KEK opens it (later raft envelopes may need it). */

@@ -4,11 +4,14 @@
 //     storage DEK rotation (after Phase 2, so the rotation entry in the log
 //     is a Raft envelope); its start is refused with ErrSidecarBehindRaftLog;
 //     resync-sidecar (refused with ErrDataDirLocked while n3 runs) replays
-//     the log into keys.json and n3 starts, reads and writes;
+//     the log into keys.json and n3 starts, reads and writes; then keys.json
+//     put back to a copy from an earlier lifetime → ErrLocalEpochRollback,
+//     recovered by resync-sidecar --admin (local epochs raised);
 //   - compacted log: the same with a tiny --snapshot-entries and enough
 //     writes that n3's log no longer holds the gap: resync-sidecar without
 //     --admin is refused with ErrLogCompactedPastSidecar, with --admin (a
-//     running node) it writes the leader's GetSidecarState and n3 serves.
+//     running node) but another KEK, ErrKEKMismatch and nothing written;
+//     with --admin and the KEK it writes the leader's GetSidecarState and n3 serves.
 // Each refusal is exit 1 with one `sealkv: <Code>: ...` line on stderr.
 
 import fs from 'node:fs';
@@ -38,8 +41,8 @@ function expectRefused(result: CliResult, code: string, context: string): void {
   expect(lines[0]).toMatch(new RegExp(`^sealkv: .*${code}: `));
 }
 
-function resync(c: EncryptedCluster, m: Member, extra: string[] = []): Promise<CliResult> {
-  return c.cli(['encryption', 'resync-sidecar', '--data-dir', m.dataDir, '--raft-id', m.id, '--kek-uri', c.kekUri, '--json', ...extra]);
+function resync(c: EncryptedCluster, m: Member, extra: string[] = [], kekUri = c.kekUri): Promise<CliResult> {
+  return c.cli(['encryption', 'resync-sidecar', '--data-dir', m.dataDir, '--raft-id', m.id, '--kek-uri', kekUri, '--json', ...extra]);
 }
 
 async function activeStorageKey(c: EncryptedCluster, via: Member): Promise<number> {
@@ -110,10 +113,31 @@ describe('encryption resync-sidecar on real processes', () => {
     expect(report.written).toBe(true);
     expect(report.keys_added).toEqual([rotated]);
     expect(report.entries_replayed).toBeGreaterThanOrEqual(1);
+    // The rotation came after the cutover: its entry was opened with the raft DEK.
+    expect(report.raft_envelopes_opened).toBeGreaterThanOrEqual(1);
     const after = parseSidecar(fs.readFileSync(keysJson(n3), 'utf8'));
     expect(after.active.storage).toBe(rotated);
     expect(after.raftEnvelopeCutoverIndex).not.toBeNull();
 
+    await expectServes(c, t, n3);
+
+    // ErrLocalEpochRollback: keys.json put back to a copy from an earlier
+    // lifetime (its epochs are ones n3 registered since); the documented
+    // procedure is resync-sidecar with --admin, which raises every local_epoch.
+    const earlier = fs.readFileSync(keysJson(n3), 'utf8');
+    expect(await c.stop(n3)).toBe(0);
+    await c.restart(n3);
+    expect(await c.client(n3).set('registered-again', 'x')).toBe('OK');
+    await c.settle();
+    expect(await c.stop(n3)).toBe(0);
+    fs.writeFileSync(keysJson(n3), earlier);
+    expectRefused(await c.cli(['start', ...n3.process.args]), 'ErrLocalEpochRollback', 'start of n3 with keys.json from an earlier lifetime');
+    const raised = await resync(c, n3, ['--admin', `127.0.0.1:${c.member('n1').admin}`, '--admin-token-file', c.tokenFile]);
+    expect(raised.code, raised.stderr).toBe(0);
+    const raisedReport = JSON.parse(raised.stdout) as { source: string; keys_added: number[]; epochs_raised: unknown[] };
+    expect(raisedReport.source).toBe('log-replay+leader-epochs');
+    expect(raisedReport.keys_added).toEqual([]);
+    expect(raisedReport.epochs_raised.length).toBe(parseSidecar(earlier).keys.size);
     await expectServes(c, t, n3);
   }, 90_000);
 
@@ -129,10 +153,18 @@ describe('encryption resync-sidecar on real processes', () => {
     expect(firstIndex, 'n3\'s log was compacted past the copy').toBeGreaterThan(parseSidecar(stale).raftAppliedIndex + 1);
     await expectStartRefused(c, n3);
 
+    // (The refused start bumped the epochs in keys.json: compare with what it holds now.)
+    const refusedOn = fs.readFileSync(keysJson(n3), 'utf8');
     expectRefused(await resync(c, n3), 'ErrLogCompactedPastSidecar', 'resync without --admin');
-    expect(fs.existsSync(keysJson(n3))).toBe(true);
+    expect(fs.readFileSync(keysJson(n3), 'utf8')).toBe(refusedOn);
 
-    const leaderSide = await resync(c, n3, ['--admin', `127.0.0.1:${c.member('n1').admin}`, '--admin-token-file', c.tokenFile]);
+    const admin = ['--admin', `127.0.0.1:${c.member('n1').admin}`, '--admin-token-file', c.tokenFile];
+    // Another KEK: the leader's DEKs do not unwrap, and nothing is written.
+    const otherKek = c.kms.uri(c.kms.createKey('not-the-cluster-kek').keyId);
+    expectRefused(await resync(c, n3, admin, otherKek), 'ErrKEKMismatch', 'resync with another KEK');
+    expect(fs.readFileSync(keysJson(n3), 'utf8')).toBe(refusedOn);
+
+    const leaderSide = await resync(c, n3, admin);
     expect(leaderSide.code, leaderSide.stderr).toBe(0);
     const report = JSON.parse(leaderSide.stdout) as { source: string; keys_added: number[]; epochs_raised: { key_id: number; from: number | null; to: number }[] };
     expect(report.source).toBe('leader');
