@@ -42,7 +42,7 @@ import {
 import { isSealError, sealError } from '../errors/index.js';
 import { isEncryptionRelevant } from '../fsm/index.js';
 import { kekConfigured, openKekProvider, type KekProvider } from '../kek/index.js';
-import { SegmentLog, decodeProposal } from '../raft/index.js';
+import { BOOTSTRAP_INDEX, SegmentLog, decodeProposal } from '../raft/index.js';
 import { Sidecar, applySidecarChanges, serializeSidecar, type SidecarChange, type SidecarState } from '../sidecar/index.js';
 import { openStore } from '../store/index.js';
 
@@ -94,7 +94,8 @@ export async function resyncSidecar(options: ResyncOptions): Promise<ResyncRepor
       const last = log.lastIndex();
       const upTo = Math.min(Math.max(facts.appliedIndex, log.initialState().hardState.commit), last);
       const from = old.raftAppliedIndex;
-      const gapHeld = from <= last && (from >= upTo || log.firstIndex() <= from + 1);
+      // A founding member's log starts after the bootstrap membership (index 1), which holds no entry.
+      const gapHeld = from <= last && (from >= upTo || log.firstIndex() <= from + 1 || log.snapshot().index <= BOOTSTRAP_INDEX);
       if (gapHeld) {
         // A DEK the KEK does not open may be rewrapped in the gap; the final check below is strict.
         for (const key of old.keys.values()) await unwrapInto(kek, keystore, key, false);
@@ -206,7 +207,7 @@ async function replay(
     keyRecord: (id: number) => learned.get(id) ?? facts.keys.get(id),
     registeredEpoch: (id: number) => facts.registered.get(id),
   };
-  for (let i = from + 1; i <= upTo; ) {
+  for (let i = Math.max(from + 1, log.firstIndex()); i <= upTo; ) {
     const slice = log.entries(i, upTo + 1, 16 * 1024 * 1024);
     for (const entry of slice) {
       if (entry.type !== 'normal' || entry.data.length === 0) continue;
