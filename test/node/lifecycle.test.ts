@@ -58,14 +58,22 @@ function count(text: string, needle: string): number {
 let cluster: EncryptedCluster | undefined;
 let traffic: Traffic | undefined;
 let single: EncryptedCluster | undefined;
-
-afterAll(async () => {
-  await traffic?.stop();
-  await cluster?.destroy();
-  await single?.destroy();
-});
+const CEILING = 60;
+/** SPEC §12's list, as written there (labels in braces). */
+const METRICS = (
+  'sealkv_encryption_active_dek_id{purpose} sealkv_encryption_decrypt_failures_total{reason} sealkv_encryption_writes_per_dek{key_id} ' +
+  'sealkv_encryption_last_proposed_index_per_raft_dek{key_id} sealkv_encryption_value_overhead_bytes sealkv_encryption_kek_unwrap_seconds ' +
+  'sealkv_encryption_sidecar_raft_index'
+)
+  .split(' ')
+  .map((m) => m.replace(/\{.*\}$/, ''));
 
 describe('key lifecycle on a 3-voter cluster of real processes', () => {
+  afterAll(async () => {
+    await traffic?.stop();
+    await cluster?.destroy();
+  });
+
   it('rotates two storage DEKs and one raft DEK, then rewraps to a second KMS key, under traffic with kill -9 after each step', async () => {
     const c = (cluster = await EncryptedCluster.start({ voters: 3 }));
     const oldKek = c.kekUri;
@@ -168,4 +176,122 @@ describe('key lifecycle on a 3-voter cluster of real processes', () => {
       `lifecycle: ${acked.length} acknowledged writes, ${t.history.length} operations linearizable; versions per key_id on ${c.voters[0]!.id}: ${JSON.stringify(finals[0]!.versions_per_key_id)}`,
     );
   }, 150_000);
+
+  it('--encryption-rotate-on-startup: the node that leads rotates each active purpose once, followers do not block', async () => {
+    const c = cluster!;
+    const before = await encStatus(c, await c.leader());
+    await Promise.all(c.voters.map((m) => c.stop(m)));
+    for (const m of [...c.voters]) c.reconfigure(m, (args) => withFlag(args, '--encryption-rotate-on-startup'));
+    const from = new Map(c.voters.map((m) => [m.id, m.process.output.length]));
+    // Every node gets ready, the followers included (they keep the request pending).
+    await Promise.all(c.voters.map((m) => c.restart(m)));
+    const leader = await c.leader();
+    const after = await until(c, leader, 'both purposes rotated', (s) => s.active.storage !== before.active.storage && s.active.raft !== before.active.raft);
+    const t = new Traffic(c);
+    await t.writeBatch(9);
+    await sleep(1_000);
+    await c.settle();
+    for (const m of c.voters) {
+      const s = await encStatus(c, m);
+      expect(s.active, m.id).toEqual(after.active);
+      // Exactly one new DEK per purpose.
+      expect(s.keys_present.length, m.id).toBe(before.keys_present.length + 2);
+    }
+    const rotations = c.voters.map((m) => count(m.process.output.slice(from.get(m.id)), '"msg":"DEK rotated"'));
+    expect(rotations.reduce((a, b) => a + b, 0), c.describe()).toBe(2);
+    expect(await c.unreadable(t.acked())).toBe('');
+  }, 60_000);
+
+  it('/metrics exports every sealkv_encryption_* metric of SPEC §12 with values that match the status', async () => {
+    const c = cluster!;
+    const token = fs.readFileSync(c.tokenFile, 'utf8').trim();
+    for (const m of c.voters) {
+      const url = `http://127.0.0.1:${m.admin}/metrics`;
+      expect((await fetch(url, { signal: AbortSignal.timeout(5_000) })).status).toBe(401);
+      const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      const samples = new Map<string, number>();
+      for (const line of text.split('\n')) {
+        const match = /^(sealkv_encryption_\w+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+        if (match !== null) samples.set(match[1]!, Number(match[2]));
+      }
+      const value = (name: string): number | undefined => samples.get(name);
+      const s = await encStatus(c, m);
+      const raftApplied = (s as unknown as { raft_applied_index: number }).raft_applied_index;
+      for (const name of METRICS) expect(text, `${m.id}: ${name}`).toMatch(new RegExp(`^# TYPE ${name} `, 'm'));
+      expect(value(`sealkv_encryption_active_dek_id{purpose="storage"}`), text).toBe(s.active.storage);
+      expect(value(`sealkv_encryption_active_dek_id{purpose="raft"}`), text).toBe(s.active.raft);
+      const failures = [...samples].filter(([k]) => k.startsWith('sealkv_encryption_decrypt_failures_total'));
+      for (const [k, v] of failures) expect(v, k).toBe(0);
+      expect(value(`sealkv_encryption_writes_per_dek{key_id="${s.active.storage}"}`), text).toBeGreaterThan(0);
+      const lastRaft = value(`sealkv_encryption_last_proposed_index_per_raft_dek{key_id="${s.active.raft}"}`) ?? 0;
+      expect(lastRaft, text).toBeGreaterThan(0);
+      expect(lastRaft).toBeLessThanOrEqual(raftApplied);
+      expect(value('sealkv_encryption_value_overhead_bytes'), text).toBeGreaterThan(0);
+      expect(value('sealkv_encryption_kek_unwrap_seconds_count'), text).toBeGreaterThanOrEqual(s.keys_present.length);
+      const sidecar = value('sealkv_encryption_sidecar_raft_index') ?? 0;
+      expect(sidecar, text).toBeGreaterThan(0);
+      expect(sidecar).toBeLessThanOrEqual(raftApplied);
+      expect(text).not.toContain('wrapped');
+    }
+  }, 30_000);
+});
+
+describe('automatic rotation at the write ceiling (SEALKV_TEST_WRITE_CEILING)', () => {
+  afterAll(async () => {
+    await single?.destroy();
+  });
+
+  it('rotates the storage DEK by itself at 90%, then refuses to seal at 100% when the rotation cannot happen', async () => {
+    const c = (single = await EncryptedCluster.start({ voters: 1 }));
+    let node = c.members[0]!;
+    for (const verb of ['enable-storage-envelope', 'enable-raft-envelope']) {
+      const r = await op(c, verb, node);
+      expect(r.code, why(r, c)).toBe(0);
+    }
+    // The ceiling is per (DEK, process): a restart with the test-only variable lowers it.
+    await c.stop(node);
+    node = c.reconfigure(node, (args) => args, { SEALKV_TEST_WRITE_CEILING: String(CEILING) });
+    await c.restart(node);
+    const before = await encStatus(c, node);
+    const t = new Traffic(c);
+    t.phase = 'auto';
+    const from = node.process.output.length;
+    let after = before;
+    for (let i = 0; i < 4 && after.active.storage === before.active.storage; i++) {
+      await t.writeBatch(CEILING / 2);
+      after = await encStatus(c, node);
+    }
+    expect(after.active.storage).not.toBe(before.active.storage);
+    const log = node.process.output.slice(from);
+    expect(log).toContain(`"key_id":${before.active.storage},"purpose":"storage","msg":"DEK near its write ceiling: proposing rotate-dek"`);
+    expect(log).toContain(`"key_id":${after.active.storage},"previous_key_id":${before.active.storage},"msg":"DEK rotated"`);
+    expect(await c.unreadable(t.acked())).toBe('');
+
+    // Rewrapped to another KEK without a restart: rotate-dek is refused (the node runs the old KEK),
+    // so the next automatic rotation cannot happen and the DEKs run into the ceiling.
+    const second = c.kms.uri(c.kms.createKey('sealkv-ceiling-second').keyId);
+    const rw = await op(c, 'rewrap-deks', node, ['--kek-uri', second]);
+    expect(rw.code, why(rw, c)).toBe(0);
+    let refusal: unknown;
+    for (let i = 0; i < CEILING * 3 && refusal === undefined; i++) {
+      await c.client(node).set(`ceiling-${i}`, `value-${i}`).catch((err: unknown) => (refusal = err));
+    }
+    // On a single node the raft DEK (sealed when the leader proposes) reaches it first: the client
+    // gets the code and the node goes on serving reads.
+    expect(String(refusal)).toContain('ErrWriteCeilingReached');
+    expect(node.process.running).toBe(true);
+    expect(node.process.output.slice(from)).toContain('ErrKEKMismatch');
+    expect(await c.unreadable(t.acked())).toBe('');
+
+    // Recovery: restart with the new KEK (a new process: fresh counters), then rotation works again.
+    await c.stop(node);
+    node = c.reconfigure(node, (args) => withKekUri(args, second));
+    await c.restart(node);
+    const rotated = await op(c, 'rotate-dek', node, ['--purpose', 'storage']);
+    expect(rotated.code, why(rotated, c)).toBe(0);
+    await t.writeBatch(10);
+    expect(await c.unreadable(t.acked())).toBe('');
+  }, 90_000);
 });
