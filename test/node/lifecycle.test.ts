@@ -3,9 +3,11 @@
 // KMS-protocol server, client traffic through every node, Phase 1 and 2,
 // two storage rotations and one raft rotation, a KEK rewrap to a second KMS
 // key and a restart of every node with it, kill -9 of a node after each
-// step; then --encryption-rotate-on-startup and the /metrics surface on the
-// same cluster; and, on a single node with a lowered write ceiling, the
-// automatic rotation at 90% and the refusal at 100%.
+// step; then --encryption-rotate-on-startup, the /metrics surface and a node
+// that was down through a rewrap, on the same cluster; and, on a single node
+// with a lowered write ceiling, the automatic rotation at 90% and the
+// refusal at 100% (the raft DEK, sealed at propose: the client gets
+// ErrWriteCeilingReached and the node keeps serving).
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EncryptedCluster, Traffic, finishTraffic, sleep, withFlag, withKekUri, type CliResult, type Member } from '../support/encrypted-cluster.js';
@@ -236,6 +238,43 @@ describe('key lifecycle on a 3-voter cluster of real processes', () => {
       expect(text).not.toContain('wrapped');
     }
   }, 30_000);
+
+  it('a node down through rewrap-deks starts once more with the old KEK to replay it, then with the new one', async () => {
+    const c = cluster!;
+    const current = c.voters[0]!.process.args[c.voters[0]!.process.args.indexOf('--kek-uri') + 1]!;
+    const third = c.kms.uri(c.kms.createKey('sealkv-lifecycle-third').keyId);
+    const leader = await c.leader();
+    const down = c.voters.find((m) => m.id !== leader.id)!;
+    await c.kill(down);
+    const t = new Traffic(c);
+    await t.writeBatch(5);
+    const rw = await op(c, 'rewrap-deks', leader, ['--kek-uri', third]);
+    expect(rw.code, why(rw, c)).toBe(0);
+    await t.writeBatch(5);
+    // Its sidecar is still wrapped under the KEK it ran with: the new one cannot open it.
+    const early = await c.cli(['start', ...withKekUri(down.process.args, third)], 30_000);
+    expect(early.code, why(early, c)).not.toBe(0);
+    expect(early.code).not.toBe(-1);
+    expect(early.stderr).toContain('ErrKEKMismatch');
+    // With the old KEK it starts and replays the rewrap from the log ...
+    await c.restart(down);
+    await c.settle();
+    const rewrapIndex = (JSON.parse(rw.stdout) as EncStatus).sidecar_raft_applied_index ?? Infinity;
+    await until(c, down, 'the rewrap replayed', (s) => (s.sidecar_raft_applied_index ?? 0) >= rewrapIndex);
+    // ... and from then on only the new KEK opens it: every node restarts with it (without rotate-on-startup now).
+    for (const m of [...c.voters]) {
+      await c.stop(m);
+      await c.restart(c.reconfigure(m, (args) => withFlag(withKekUri(args, third), '--encryption-rotate-on-startup', false)));
+      await c.settle();
+    }
+    const stale = c.voters[0]!;
+    await c.stop(stale);
+    const old = await c.cli(['start', ...withKekUri(stale.process.args, current)], 30_000);
+    expect(old.stderr, why(old, c)).toContain('ErrKEKMismatch');
+    await c.restart(stale);
+    await c.settle();
+    expect(await c.unreadable(t.acked())).toBe('');
+  }, 90_000);
 });
 
 describe('automatic rotation at the write ceiling (SEALKV_TEST_WRITE_CEILING)', () => {
