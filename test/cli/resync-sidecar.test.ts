@@ -6,6 +6,7 @@
 // open under the KEK given, a compacted log with and without a leader's
 // answer (epoch rule), and the refusal while the store is open elsewhere.
 
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +20,7 @@ import { SegmentLog, encodeProposal, type Entry } from '../../src/raft/index.js'
 import { Sidecar, sidecarPath } from '../../src/sidecar/index.js';
 import { openStore } from '../../src/store/index.js';
 import { expectSealError, tempDir } from '../support/kek-fixtures.js';
+import { MAIN_JS } from '../support/node-process.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -107,6 +109,19 @@ describe('resync-sidecar (offline, in process)', () => {
     const again = await resyncSidecar({ dataDir: f.dataDir, raftId: 'n1', kekFile: f.kek });
     expect(again.written).toBe(false);
     expect(again.keys_added).toEqual([]);
+  });
+
+  it('the CLI prints what changed, one fact per line (compiled sealkv)', async () => {
+    const f = await fixture();
+    const out = execFileSync(process.execPath, [MAIN_JS, 'encryption', 'resync-sidecar', '--data-dir', f.dataDir, '--raft-id', 'n1', '--kek-file', f.kek], { encoding: 'utf8' });
+    expect(out.split('\n').filter((l) => l.length > 0)).toEqual([
+      'keys.json rewritten (log-replay; 4 encryption entries replayed, 3 raft envelopes opened)',
+      'raft_applied_index: 0 -> 6',
+      'keys added: 11, 12, 21',
+      'active: {} -> {"storage":21,"raft":12}',
+      'storage_envelope_active: false -> true',
+      'raft_envelope_cutover_index: none -> 3',
+    ]);
   });
 
   it('writes nothing when the DEKs do not unwrap under the KEK given (ErrRaftUnwrapFailed / ErrKEKMismatch)', async () => {
