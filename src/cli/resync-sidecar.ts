@@ -14,7 +14,9 @@
 //      KEK, and those the replayed entries carry).
 //   3. The log no longer holds the gap → ErrLogCompactedPastSidecar, unless a
 //      running node's admin API is given: then the leader's GetSidecarState is
-//      written, every DEK at local_epoch max(old local, registered) + 1.
+//      written, every DEK at local_epoch max(old local, registered) + 1 —
+//      also when a replayed Raft envelope does not open under this KEK (a KEK
+//      rotation inside the gap: the old entries need the old KEK).
 //      With the admin API and a log that does hold the gap, the replay is
 //      followed by the same epoch rule (recovery from ErrLocalEpochRollback).
 //   4. Every DEK of the result must unwrap under the given KEK before
@@ -87,23 +89,28 @@ export async function resyncSidecar(options: ResyncOptions): Promise<ResyncRepor
   try {
     const log = await SegmentLog.read(path.join(dataDir, 'raft', 'log'));
     let next: SidecarState;
+    let source: string;
     let replayed = 0;
     let opened = 0;
-    let source: string;
     try {
       const last = log.lastIndex();
       const upTo = Math.min(Math.max(facts.appliedIndex, log.initialState().hardState.commit), last);
       const from = old.raftAppliedIndex;
       // A founding member's log starts after the bootstrap membership (index 1), which holds no entry.
       const gapHeld = from <= last && (from >= upTo || log.firstIndex() <= from + 1 || log.snapshot().index <= BOOTSTRAP_INDEX);
+      let replayedState: SidecarState | undefined;
       if (gapHeld) {
         // A DEK the KEK does not open may be rewrapped in the gap; the final check below is strict.
         for (const key of old.keys.values()) await unwrapInto(kek, keystore, key, false);
-        const result = await replay(log, old, from, upTo, facts, kek, keystore);
-        next = raiseEpochs(result.state, (id) => facts.registered.get(id), 0);
-        replayed = result.replayed;
-        opened = result.opened;
-        source = 'log-replay';
+        try {
+          const result = await replay(log, old, from, upTo, facts, kek, keystore);
+          replayedState = raiseEpochs(result.state, (id) => facts.registered.get(id), 0);
+          replayed = result.replayed;
+          opened = result.opened;
+        } catch (err) {
+          // A Raft envelope this KEK cannot open (a KEK rotation inside the gap): the leader's state will do, when asked for.
+          if (!isSealError(err, 'ErrRaftUnwrapFailed') || options.fetchLeaderState === undefined) throw err;
+        }
       } else if (options.fetchLeaderState === undefined) {
         throw from > last
           ? sealError('ErrSidecarCorrupt', `keys.json is current to Raft index ${from}, past this node's Raft log (last index ${last}); give --admin <a running node> to rewrite it from the leader's GetSidecarState`)
@@ -112,10 +119,13 @@ export async function resyncSidecar(options: ResyncOptions): Promise<ResyncRepor
               `keys.json is current to Raft index ${from} but this node's Raft log starts at ${log.firstIndex()}: the entries in between were compacted; give --admin <a running node's admin address> (and --admin-token-file) to rewrite it from the leader's GetSidecarState`,
             );
       }
-      if (options.fetchLeaderState !== undefined) {
+      if (options.fetchLeaderState === undefined) {
+        next = replayedState!;
+        source = 'log-replay';
+      } else {
         const leader = parseLeaderSidecarState(await options.fetchLeaderState());
-        if (gapHeld) {
-          next = raiseEpochs(next!, (id) => leader.registry.get(id), 1);
+        if (replayedState !== undefined) {
+          next = raiseEpochs(replayedState, (id) => leader.registry.get(id), 1);
           source = 'log-replay+leader-epochs';
         } else {
           // SPEC §10 refuses a sidecar past the log; entries up to the answer's index that this node has not received re-apply idempotently.
@@ -127,10 +137,10 @@ export async function resyncSidecar(options: ResyncOptions): Promise<ResyncRepor
       await log.close();
     }
     // Nothing is written unless every DEK of the result opens under this KEK.
-    for (const key of next!.keys.values()) await unwrapInto(kek, keystore, key, true);
-    const written = serializeSidecar(next!) !== (sidecar.present ? serializeSidecar(old) : '');
-    if (written) await sidecar.overwrite(next!);
-    return { source: source!, entries_replayed: replayed, raft_envelopes_opened: opened, written, ...sidecarDiff(old, next!) };
+    for (const key of next.keys.values()) await unwrapInto(kek, keystore, key, true);
+    const written = serializeSidecar(next) !== (sidecar.present ? serializeSidecar(old) : '');
+    if (written) await sidecar.overwrite(next);
+    return { source, entries_replayed: replayed, raft_envelopes_opened: opened, written, ...sidecarDiff(old, next) };
   } finally {
     keystore.clear();
     kek.close();

@@ -2,9 +2,11 @@
 // a real store, a real segment log and a file KEK in temp dirs: replay into
 // an absent sidecar through a cutover (the later entries are Raft envelopes
 // opened with the raft DEK), a second run that finds nothing to write, the
-// KEK check before any write, a compacted log with and without a leader's
+// KEK check before any write, the leader's state when an envelope does not
+// open under the KEK given, a compacted log with and without a leader's
 // answer (epoch rule), and the refusal while the store is open elsewhere.
 
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,6 +20,7 @@ import { SegmentLog, encodeProposal, type Entry } from '../../src/raft/index.js'
 import { Sidecar, sidecarPath } from '../../src/sidecar/index.js';
 import { openStore } from '../../src/store/index.js';
 import { expectSealError, tempDir } from '../support/kek-fixtures.js';
+import { MAIN_JS } from '../support/node-process.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -37,6 +40,8 @@ interface Fixture {
   storage: KeyRecord;
   raft: KeyRecord;
   rotated: KeyRecord;
+  /** The DEK bytes by key_id (to wrap them again under another KEK). */
+  deks: Map<number, Buffer>;
 }
 
 /**
@@ -81,7 +86,7 @@ async function fixture(compactTo?: number): Promise<Fixture> {
   const store = await openStore(path.join(dataDir, 'store'));
   await store.applyBatch([], { appliedIndex: 5n });
   await store.close();
-  return { dataDir, kek, otherKek, storage, raft, rotated };
+  return { dataDir, kek, otherKek, storage, raft, rotated, deks };
 }
 
 describe('resync-sidecar (offline, in process)', () => {
@@ -106,6 +111,19 @@ describe('resync-sidecar (offline, in process)', () => {
     expect(again.keys_added).toEqual([]);
   });
 
+  it('the CLI prints what changed, one fact per line (compiled sealkv)', async () => {
+    const f = await fixture();
+    const out = execFileSync(process.execPath, [MAIN_JS, 'encryption', 'resync-sidecar', '--data-dir', f.dataDir, '--raft-id', 'n1', '--kek-file', f.kek], { encoding: 'utf8' });
+    expect(out.split('\n').filter((l) => l.length > 0)).toEqual([
+      'keys.json rewritten (log-replay; 4 encryption entries replayed, 3 raft envelopes opened)',
+      'raft_applied_index: 0 -> 6',
+      'keys added: 11, 12, 21',
+      'active: {} -> {"storage":21,"raft":12}',
+      'storage_envelope_active: false -> true',
+      'raft_envelope_cutover_index: none -> 3',
+    ]);
+  });
+
   it('writes nothing when the DEKs do not unwrap under the KEK given (ErrRaftUnwrapFailed / ErrKEKMismatch)', async () => {
     const f = await fixture();
     // The cutover's envelopes cannot be opened without the raft DEK.
@@ -115,6 +133,23 @@ describe('resync-sidecar (offline, in process)', () => {
     const before = fs.readFileSync(sidecarPath(f.dataDir), 'utf8');
     await expectSealError(resyncSidecar({ dataDir: f.dataDir, raftId: 'n1', kekFile: f.otherKek }), 'ErrKEKMismatch');
     expect(fs.readFileSync(sidecarPath(f.dataDir), 'utf8')).toBe(before);
+  });
+
+  it('with --admin, a replay that meets an envelope the KEK cannot open (KEK rotated in the gap) takes the leader\'s state', async () => {
+    const f = await fixture();
+    // The cluster's DEKs rewrapped under the other KEK (rewrap-deks to a new KEK), as the leader reports them.
+    const rewrap = loadFileKek(f.otherKek);
+    const keys = [];
+    for (const k of [f.storage, f.raft, f.rotated]) {
+      const wrapped = await rewrap.wrap(f.deks.get(k.keyId)!, { keyId: k.keyId, purpose: k.purpose });
+      keys.push({ key_id: k.keyId, purpose: k.purpose, wrapped: Buffer.from(wrapped).toString('base64'), created: k.created, kek: rewrap.describe() });
+    }
+    rewrap.close();
+    const answer = { raft_applied_index: 6, storage_envelope_active: true, raft_envelope_cutover_index: 3, active: { storage: 21, raft: 12 }, keys, registry_for_node: {} };
+    const report = await resyncSidecar({ dataDir: f.dataDir, raftId: 'n1', kekFile: f.otherKek, fetchLeaderState: async () => answer });
+    expect(report.source).toBe('leader');
+    expect(report.keys_added).toEqual([11, 12, 21]);
+    expect((await Sidecar.load(f.dataDir)).state.keys.get(12)!.kek).toBe(keys[1]!.kek);
   });
 
   it('a log compacted past the gap: ErrLogCompactedPastSidecar, or the leader\'s answer with local_epoch = max(local, registered) + 1', async () => {

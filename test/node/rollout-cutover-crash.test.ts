@@ -125,5 +125,5 @@ describe('the leader and the learner killed at the Phase 2 cutover under client 
       const scan = scanFiles(m.dataDir, after.flatMap((w) => [Buffer.from(w.keyNeedle), Buffer.from(w.needle)]), isRaftLogFile);
       expect(scan.hits.size, `${m.id}: ${[...scan.hits.values()].flat().join(', ')}`).toBe(0);
     }
-  }, 150_000);
+  }, 180_000);
 });

@@ -102,7 +102,7 @@ describe('encryption rollout faults on 3 voters of real processes', () => {
     const verdict = checkKvHistory(history);
     expect(verdict.result, verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? [])).toBe('ok');
     console.log(`rollout faults: ${history.length} operations across nine kill -9s checked linearizable`);
-  }, 150_000);
+  }, 240_000);
 
   it('registers a capable learner after Phase 2 and refuses an incapable one', async () => {
     const c = cluster!;
@@ -131,7 +131,7 @@ describe('encryption rollout faults on 3 voters of real processes', () => {
     await c.stop(incapable.member);
     await t.writeBatch(5);
     expect(await c.unreadable(t.acked())).toBe('');
-  }, 60_000);
+  }, 90_000);
 
   it('halts a follower whose stored Raft payload was tampered after the cutover, without advancing its applied index', async () => {
     const c = cluster!;
@@ -172,7 +172,7 @@ describe('encryption rollout faults on 3 voters of real processes', () => {
     expect(others.length).toBe(3); // two voters and the capable learner
     await t.writeBatch(10);
     expect(await c.unreadable(t.acked(), others)).toBe('');
-  }, 60_000);
+  }, 90_000);
 });
 
 async function appliedIndexOf(storeDir: string): Promise<number> {

@@ -82,7 +82,7 @@ describe('an incapable or silent member blocks every rollout phase', () => {
     await c.settle();
     const acked = t.acked();
     expect(await c.unreadable(acked)).toBe('');
-  }, 90_000);
+  }, 150_000);
 });
 
 /** Restarts `m` until another member leads (bounded). */

@@ -143,5 +143,5 @@ describe('encryption rollout on a 3-voter + learner cluster of real processes', 
       `rollout: ${acked.length} acknowledged writes (${t.acked(['cleartext']).length} cleartext, ${afterFlag.length} after the flag, ` +
         `${afterCutover.length} after the cutover at index ${phases[0]!.cutover}), ${t.history.length} operations checked linearizable`,
     );
-  }, 120_000);
+  }, 180_000);
 });
