@@ -351,8 +351,24 @@ describe('automatic rotation at the write ceiling (SEALKV_TEST_WRITE_CEILING)', 
     expect(await c.unreadable(t.acked())).toBe('');
   }, 90_000);
 
-  it('on 3 voters a storage DEK at the ceiling stops apply on every replica; no acknowledged write is lost and a restart with the right KEK recovers', async () => {
+  it('on 3 voters: every replica asks for the rotation at 90% and the DEK rotates once; at the ceiling apply stops on every replica, no acknowledged write is lost, and a restart with the right KEK recovers', async () => {
     const c = await ceilingCluster(3);
+    // Every replica seals every value at apply, so all three reach 90% of the storage DEK together:
+    // the leader rotates it once (requests name the DEK; one that was rotated meanwhile is done).
+    const before = await encStatus(c, c.members[0]!);
+    const marks = c.members.map((m) => m.process.output.length);
+    const warm = new Traffic(c);
+    await warm.writeBatch(CEILING + 10);
+    const rotatedEnd = Date.now() + 15_000;
+    let now = await encStatus(c, c.members[0]!);
+    while (now.active.storage === before.active.storage && Date.now() < rotatedEnd) {
+      await sleep(200);
+      now = await encStatus(c, c.members[0]!);
+    }
+    await sleep(2000);
+    const rotatedLines = c.members.map((m, i) => m.process.output.slice(marks[i]).split('\n').filter((l) => l.includes('"purpose":"storage"') && l.includes('"msg":"DEK rotated"')).length);
+    expect(rotatedLines.reduce((x, y) => x + y, 0), c.describe()).toBe(1);
+    expect(await c.unreadable(warm.acked())).toBe('');
     // Rotation blocked (the nodes run the old KEK after the rewrap).
     const second = c.kms.uri(c.kms.createKey('sealkv-ceiling-apply').keyId);
     const rw = await op(c, 'rewrap-deks', c.members[0]!, ['--kek-uri', second]);
