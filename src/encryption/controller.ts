@@ -22,7 +22,12 @@ import { newKeyId, writerCollision, type ApplyAnswer, type EncryptionRuntime } f
 export type EncryptionOp = 'bootstrap' | 'enable-storage-envelope' | 'enable-raft-envelope' | 'rotate-dek' | 'rewrap-deks';
 export const ENCRYPTION_OPS: readonly EncryptionOp[] = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope', 'rotate-dek', 'rewrap-deks'];
 /** Parameters of an operation: `purpose` (rotate-dek), `kek_uri` (rewrap-deks: the KEK to wrap under; default the leader's). */
-export type EncryptionOpParams = Readonly<{ purpose?: string; kek_uri?: string }>;
+export type EncryptionOpParams = Readonly<{
+  purpose?: string;
+  kek_uri?: string;
+  /** rotate-dek: only if this key_id is still the active DEK of the purpose (automatic rotation asks once per DEK). */
+  if_active?: number;
+}>;
 export const ADMIN_METHOD = 'EncryptionAdmin';
 export const SIDECAR_STATE_METHOD = 'GetSidecarState';
 
@@ -109,6 +114,13 @@ export class RolloutController {
     return next;
   }
 
+  /** An operation forwarded by a follower: the same one-at-a-time queue as this node's own. */
+  runForwarded(op: EncryptionOp, params: EncryptionOpParams): Promise<Record<string, unknown>> {
+    const next = this.#running.then(() => this.runAsLeader(op, params));
+    this.#running = next.catch(() => undefined);
+    return next;
+  }
+
   async #runOrForward(op: EncryptionOp, params: EncryptionOpParams): Promise<Record<string, unknown>> {
     if (!this.#raft.isLeader()) {
       const leader = this.#raft.leaderId();
@@ -121,6 +133,8 @@ export class RolloutController {
   /** The operation itself (the EncryptionAdmin RPC handler calls this on the leader). */
   async runAsLeader(op: EncryptionOp, params: EncryptionOpParams = {}): Promise<Record<string, unknown>> {
     if (!this.#raft.isLeader()) throw sealError('ErrNotLeader', `node ${this.#runtime.fullNodeId} is not the leader`);
+    // An incapable leader is named by the capability poll, like any member (SPEC §8.2).
+    if (!this.#runtime.enabled && (op === 'bootstrap' || op === 'enable-storage-envelope' || op === 'enable-raft-envelope')) await this.pollMembers();
     if (!this.#runtime.enabled) throw sealError('ErrKEKRequired', `the leader ${this.#runtime.fullNodeId} runs without --encryption-enabled and a KEK`);
     switch (op) {
       // A step already taken answers at once, without a poll (so it works with a member down).
@@ -137,9 +151,13 @@ export class RolloutController {
       case 'enable-raft-envelope':
         await this.#enableRaftEnvelope();
         break;
-      case 'rotate-dek':
-        await this.#rotate(purposeParam(params.purpose));
+      case 'rotate-dek': {
+        const purpose = purposeParam(params.purpose);
+        // An automatic request for a DEK that was rotated meanwhile (by another node's request) is done.
+        if (params.if_active !== undefined && this.#runtime.rollout.active[purpose] !== params.if_active) break;
+        await this.#rotate(purpose);
         break;
+      }
       case 'rewrap-deks':
         await this.#rewrap(params.kek_uri);
         break;
@@ -205,7 +223,7 @@ export class RolloutController {
     this.#logger.warn({ key_id: keyId, purpose }, 'DEK near its write ceiling: proposing rotate-dek');
     const attempt = (left: number): void => {
       if (this.#stopped || this.#runtime.rollout.active[purpose] !== keyId) return;
-      this.run('rotate-dek', { purpose }).catch((err: unknown) => {
+      this.run('rotate-dek', { purpose, if_active: keyId }).catch((err: unknown) => {
         this.#logger.warn({ err, key_id: keyId }, 'automatic rotate-dek failed; retrying');
         if (left > 0) setTimeout(() => attempt(left - 1), 1000).unref();
       });

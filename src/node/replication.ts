@@ -266,7 +266,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
         [CAPABILITY_METHOD]: async () => rt.capability(),
         [ADMIN_METHOD]: async (body) => {
           const { op, params } = adminOp(body);
-          return (controller ?? notReady()).runAsLeader(op, params);
+          return (controller ?? notReady()).runForwarded(op, params);
         },
         [SIDECAR_STATE_METHOD]: async (body) => rt.sidecarStateFor(nodeParam(body), raft.appliedIndex()),
       },
@@ -381,7 +381,11 @@ function adminOp(body: unknown): { op: EncryptionOp; params: EncryptionOpParams 
   const p = (typeof params === 'object' && params !== null ? params : {}) as Record<string, unknown>;
   return {
     op: op as EncryptionOp,
-    params: { ...(typeof p.purpose === 'string' ? { purpose: p.purpose } : {}), ...(typeof p.kek_uri === 'string' ? { kek_uri: p.kek_uri } : {}) },
+    params: {
+      ...(typeof p.purpose === 'string' ? { purpose: p.purpose } : {}),
+      ...(typeof p.kek_uri === 'string' ? { kek_uri: p.kek_uri } : {}),
+      ...(typeof p.if_active === 'number' ? { if_active: p.if_active } : {}),
+    },
   };
 }
 

@@ -18,7 +18,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Keystore } from '../crypto/index.js';
-import { sealError } from '../errors/index.js';
+import { isSealError, sealError } from '../errors/index.js';
 import { kekConfigured, openKekProvider, timedUnwrap, type KekOptions, type KekProvider } from '../kek/index.js';
 import { nodeDurableFs, probeDurableDir, TMP_SUFFIX, type DurableFs } from './durable.js';
 import { checkEpochsLeft, Sidecar, SIDECAR_DIR, sidecarPath, type EpochBump } from './sidecar.js';
@@ -80,7 +80,14 @@ export async function openKeysAtStart(options: KeysAtStartOptions): Promise<Keys
     let bump: EpochBump;
     try {
       for (const key of sidecar.state.keys.values()) {
-        const { dek, seconds } = await timedUnwrap(kek, key.wrapped, { keyId: key.keyId, purpose: key.purpose });
+        let unwrapped;
+        try {
+          unwrapped = await timedUnwrap(kek, key.wrapped, { keyId: key.keyId, purpose: key.purpose });
+        } catch (err) {
+          if (!isSealError(err, 'ErrKEKMismatch')) throw err;
+          throw sealError('ErrKEKMismatch', `${err.message.replace(/^ErrKEKMismatch: /, '')}; keys.json records DEK ${key.keyId} as wrapped under ${key.kek}: start with that KEK (--kek-uri/--kek-file)`, err);
+        }
+        const { dek, seconds } = unwrapped;
         deks.set(key.keyId, dek);
         unwrapSeconds.set(key.keyId, seconds);
         options.onUnwrap?.(seconds, key.keyId);
