@@ -44,6 +44,7 @@ program
   .option('--requirepass-file <path>', 'RESP password (or env SEALKV_REQUIREPASS)')
   .option('--crypto-backend <name>', 'aesni | batch | wasm | auto')
   .option('--compression <on|off>', 'Snappy before sealing')
+  .option('--raft-segment-bytes <n>', 'Raft log segment size in bytes; compaction deletes whole segments (default 64 MiB)')
   .option('--snapshot-entries <n>', `snapshot and compact the Raft log every n applied entries (default ${DEFAULT_SNAPSHOT_ENTRIES})`)
   .option('--gc-interval-ms <ms>', `remove old versions from the store every <ms> milliseconds (default ${DEFAULT_GC_INTERVAL_MS})`)
   .option('--gc-retention-ms <ms>', `keep every version a read up to <ms> milliseconds behind the last commit can see (default ${DEFAULT_GC_RETENTION_MS})`)

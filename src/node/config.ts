@@ -37,6 +37,8 @@ export interface NodeConfig {
   compression: 'on' | 'off';
   /** Raft takes a state-machine snapshot and compacts its log every this many applied entries. */
   snapshotEntries: number;
+  /** Raft log segment size; compaction deletes whole segments (undefined: the log's default, 64 MiB). */
+  raftSegmentBytes: number | undefined;
   /** Store GC runs every this many ms (src/node/gc.ts). */
   gcIntervalMs: number;
   /** Store GC keeps every version a read this many ms behind the last commit sees. */
@@ -63,6 +65,7 @@ export interface StartOptions {
   cryptoBackend?: string;
   compression?: string;
   snapshotEntries?: string;
+  raftSegmentBytes?: string;
   gcIntervalMs?: string;
   gcRetentionMs?: string;
 }
@@ -155,6 +158,7 @@ export function resolveStartConfig(options: StartOptions, cwd = process.cwd()): 
     cryptoBackend: oneOf(options.cryptoBackend ?? 'auto', ['aesni', 'batch', 'wasm', 'auto'] as const, '--crypto-backend'),
     compression: oneOf(options.compression ?? 'on', ['on', 'off'] as const, '--compression'),
     snapshotEntries: positiveInt(options.snapshotEntries ?? String(DEFAULT_SNAPSHOT_ENTRIES), '--snapshot-entries'),
+    raftSegmentBytes: options.raftSegmentBytes === undefined ? undefined : positiveInt(options.raftSegmentBytes, '--raft-segment-bytes'),
     gcIntervalMs: positiveInt(options.gcIntervalMs ?? String(DEFAULT_GC_INTERVAL_MS), '--gc-interval-ms'),
     gcRetentionMs: nonNegativeInt(options.gcRetentionMs ?? String(DEFAULT_GC_RETENTION_MS), '--gc-retention-ms'),
   };

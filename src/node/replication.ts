@@ -273,6 +273,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       // Applied entries kept after a compaction, for followers that lag a little.
       snapshotEntries: config.snapshotEntries,
       compactionRetain: Math.max(1, Math.floor(config.snapshotEntries / 10)),
+      ...(config.raftSegmentBytes === undefined ? {} : { segmentBytes: config.raftSegmentBytes }),
       onHalt: (err) => {
         logger.error({ err, code: isSealError(err) ? err.code : undefined }, 'apply halted');
         options.onHalt?.(err);
