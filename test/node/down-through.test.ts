@@ -5,7 +5,8 @@
 //   - restart: the leader's log no longer holds the rotations, so the
 //     follower catches up by snapshot install, which teaches it the new
 //     DEKs and flags (afterRestore: each new DEK at local_epoch =
-//     max(0, registered) + 1); no refusal, no resync. Then its status,
+//     max(0, registered) + 1 = 1, where a rotation entry applied from the
+//     log gives 0); no refusal, no resync. Then its status,
 //     keys.json, reads of every write, and new writes through it sealed
 //     under the new storage DEK; a second restart after kill -9 (its
 //     registration under the new DEKs is then at a higher epoch) still
@@ -157,12 +158,13 @@ describe('a follower down through DEK rotations and log compaction', () => {
     const sidecar = sidecarOf(down);
     expect(sidecar.active).toEqual({ storage: storageKey, raft: raftKey });
     expect(sidecar.raftAppliedIndex).toBeGreaterThanOrEqual(rotatedBy);
-    // Never registered under them before: max(0, registered) + 1.
+    // Learned from the snapshot, never registered under them before: max(0, registered) + 1 = 1
+    // (a rotation entry applied from the log would have given 0: this is the snapshot path).
     const firstEpochs = new Map<number, number>();
     for (const id of [storageKey, raftKey]) {
       const key = sidecar.keys.get(id);
       expect(key, `keys.json of ${down.id} holds DEK ${id}`).toBeDefined();
-      expect(key!.localEpoch).toBeGreaterThanOrEqual(1);
+      expect(key!.localEpoch).toBe(1);
       firstEpochs.set(id, key!.localEpoch);
     }
     expect(sidecar.keys.get(storageKey)!.purpose).toBe('storage');
