@@ -681,3 +681,37 @@ export function phasesOf(statusJson: string): Phases {
     cutover: Number.isFinite(cutover) ? cutover : 0,
   };
 }
+
+// ---- encryption verbs and status for the key lifecycle tests -----------------------------
+
+/** The `encryption status --json` fields the key lifecycle tests read. */
+export interface EncryptionStatus {
+  phase: string;
+  active: { storage?: number; raft?: number };
+  keys_present: number[];
+  versions_per_key_id?: Record<string, number>;
+  sidecar_raft_applied_index: number | null;
+}
+
+/** What the failure of a CLI call says, with the cluster's output. */
+export function cliFailure(r: CliResult, c: EncryptedCluster): string {
+  return `exit ${r.code}\n${r.stdout}\n${r.stderr}\n${c.describe()}`;
+}
+
+/** `encryption status --json [--verify]` through `m` (throws when it fails). */
+export async function encryptionStatus(c: EncryptedCluster, m: Member, verify = false): Promise<EncryptionStatus> {
+  const r = await c.encryption('status', m, true, verify ? ['--verify'] : []);
+  if (r.code !== 0) throw new Error(`status on ${m.id}: ${cliFailure(r, c)}`);
+  const json = JSON.parse(r.stdout) as Record<string, unknown>;
+  return ((json.encryption as EncryptionStatus | undefined) ?? json) as EncryptionStatus;
+}
+
+/** An encryption verb through `via` (default: the leader of the moment), retried (bounded) while no leader is known or the leader changes. */
+export async function encryptionOp(c: EncryptedCluster, verb: string, via?: Member, extra: string[] = []): Promise<CliResult> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const r = await c.encryption(verb, via ?? (await c.leader()), true, extra);
+    if (r.code === 0 || !/ErrNotLeader|ErrTimeout|ErrProposalDropped|ECONNREFUSED/.test(r.stderr) || Date.now() > end) return r;
+    await sleep(300);
+  }
+}
