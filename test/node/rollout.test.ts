@@ -28,6 +28,8 @@ import {
 } from '../support/encrypted-cluster.js';
 
 const SNAPSHOT_ENTRIES = 300;
+/** Small Raft segments, so that compaction (which deletes whole segments) removes every record from before the cutover. */
+const SEGMENT_BYTES = 64 * 1024;
 let cluster: EncryptedCluster | undefined;
 let traffic: Traffic | undefined;
 
@@ -46,7 +48,7 @@ function leaks(m: Member, writes: WriteRecord[], what: 'value' | 'key', filter: 
 
 describe('encryption rollout on a 3-voter + learner cluster of real processes', () => {
   it('goes cleartext → Phase 1 → Phase 2 under traffic without losing a write or leaking a later value', async () => {
-    cluster = await EncryptedCluster.start({ voters: 3, learners: 1, extraArgs: ['--snapshot-entries', String(SNAPSHOT_ENTRIES)] });
+    cluster = await EncryptedCluster.start({ voters: 3, learners: 1, extraArgs: ['--snapshot-entries', String(SNAPSHOT_ENTRIES), '--raft-segment-bytes', String(SEGMENT_BYTES)] });
     const c = cluster;
     expect(c.members.map((m) => m.learner)).toEqual([false, false, false, true]);
     traffic = new Traffic(c, { workers: 4 });
@@ -133,6 +135,10 @@ describe('encryption rollout on a 3-voter + learner cluster of real processes', 
       expect(leaks(m, sentAfterCutover, 'key', isRaftLogFile)).toBe('');
       // ... and the store still holds no value written after the flag.
       expect(leaks(m, t.sentIn(['phase1']), 'value', isStoreFile)).toBe('');
+      // Once the segments from before the cutover are compacted, the Raft log holds no key or value in clear at all.
+      const everything = t.sentIn(['cleartext', 'phase1-switch', 'phase1', 'phase2-switch', 'phase2']);
+      expect(leaks(m, everything, 'value', isRaftLogFile)).toBe('');
+      expect(leaks(m, everything, 'key', isRaftLogFile)).toBe('');
     }
     // There is no way back (SPEC §8.3): disable refuses and explains dump-and-reload.
     const disable = await c.encryption('disable', c.members[0]!);
