@@ -5,13 +5,16 @@
 // (nested fields dotted). Exit 0 on success; 1 with one stderr line
 // `sealkv: <Code>: <message>` when the node refuses or cannot be asked; 2 for
 // usage errors (bad options, no admin token). `disable` needs no node: it
-// always refuses with the dump-and-reload explanation.
+// always refuses with the dump-and-reload explanation. `resync-sidecar` runs
+// offline on a stopped node's data dir (resync-sidecar.ts); it asks a
+// running node's admin API only with --admin.
 
 import http from 'node:http';
 import { Command, type CommanderError } from 'commander';
 import { isSealError, type ErrorCode } from '../errors/index.js';
 import { DEFAULT_ADMIN_LISTEN, parseHostPort, type HostPort } from '../node/index.js';
 import { ENCRYPTION_DISABLE_EXPLANATION, loadSecret } from '../server/index.js';
+import { resyncSidecar, type ResyncReport } from './resync-sidecar.js';
 
 export interface EncryptionCliOptions {
   admin: string;
@@ -75,6 +78,20 @@ export function encryptionCommand(): Command {
       process.exitCode = await runVerb(verb, options);
     });
   }
+  command
+    .command('resync-sidecar')
+    .description('OFFLINE, on a stopped node: replay the Raft log into its keys.json (after ErrSidecarBehindRaftLog); with --admin, from the leader when the log was compacted past it, and local epochs raised (after ErrLocalEpochRollback)')
+    .requiredOption('--data-dir <path>', 'the stopped node\'s data directory')
+    .requiredOption('--raft-id <id>', 'the node\'s --raft-id')
+    .option('--kek-uri <uri>', 'the node\'s KEK (aws-kms://, file://, env://)')
+    .option('--kek-file <path>', 'the node\'s KEK file (32 raw bytes)')
+    .option('--admin <host:port>', 'a running node\'s admin HTTP address: fetch GetSidecarState from the leader through it')
+    .option('--admin-token-file <path>', 'file holding the admin bearer token (or env SEALKV_ADMIN_TOKEN)')
+    .option('--json', 'print what changed as JSON')
+    .option('--timeout <ms>', 'how long to wait for the admin API\'s answer', String(DEFAULT_TIMEOUT_MS))
+    .action(async (options: ResyncCliOptions) => {
+      process.exitCode = await runResync(options);
+    });
   withCommonOptions(command.command('disable').description('refused: encryption is one-way (prints the dump-and-reload way out)')).action(() => {
     process.exitCode = fail(failure('ErrEncryptionDisableUnsupported', ENCRYPTION_DISABLE_EXPLANATION));
   });
@@ -103,6 +120,57 @@ async function runVerb(verb: Verb, options: EncryptionCliOptions): Promise<numbe
     if (err instanceof CliFailure) return fail(err);
     throw err;
   }
+}
+
+interface ResyncCliOptions {
+  dataDir: string;
+  raftId: string;
+  kekUri?: string;
+  kekFile?: string;
+  admin?: string;
+  adminTokenFile?: string;
+  json?: boolean;
+  timeout: string;
+}
+
+async function runResync(options: ResyncCliOptions): Promise<number> {
+  try {
+    let fetchLeaderState: (() => Promise<unknown>) | undefined;
+    if (options.admin !== undefined) {
+      const request = requestOptions({ ...options, admin: options.admin });
+      fetchLeaderState = () => callAdmin(request, 'GET', `/encryption/sidecar-state?node=${encodeURIComponent(options.raftId)}`);
+    }
+    const report = await resyncSidecar({
+      dataDir: options.dataDir,
+      raftId: options.raftId,
+      ...(options.kekUri === undefined ? {} : { kekUri: options.kekUri }),
+      ...(options.kekFile === undefined ? {} : { kekFile: options.kekFile }),
+      ...(fetchLeaderState === undefined ? {} : { fetchLeaderState }),
+    });
+    process.stdout.write(options.json === true ? `${JSON.stringify(report, null, 2)}\n` : resyncSummary(report));
+    return 0;
+  } catch (err) {
+    if (err instanceof CliFailure) return fail(err);
+    if (isSealError(err)) return fail(new CliFailure(err.code, err.message));
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    return fail(new CliFailure(typeof code === 'string' ? code : 'Error', err instanceof Error ? err.message : String(err)));
+  }
+}
+
+/** What resync-sidecar changed, one fact per line (key_ids and epochs only). */
+function resyncSummary(r: ResyncReport): string {
+  const lines = [
+    r.written ? `keys.json rewritten (${r.source}; ${r.entries_replayed} encryption entries replayed, ${r.raft_envelopes_opened} raft envelopes opened)` : `keys.json already current (${r.source}); nothing written`,
+    `raft_applied_index: ${r.raft_applied_index.from} -> ${r.raft_applied_index.to}`,
+  ];
+  if (r.keys_added.length > 0) lines.push(`keys added: ${r.keys_added.join(', ')}`);
+  if (r.keys_retired.length > 0) lines.push(`keys retired: ${r.keys_retired.join(', ')}`);
+  if (r.keys_rewrapped.length > 0) lines.push(`keys rewrapped: ${r.keys_rewrapped.join(', ')}`);
+  for (const e of r.epochs_raised) lines.push(`local_epoch of ${e.key_id}: ${e.from ?? 'new'} -> ${e.to}`);
+  if (r.active !== null) lines.push(`active: ${JSON.stringify(r.active.from)} -> ${JSON.stringify(r.active.to)}`);
+  if (r.storage_envelope_active !== null) lines.push(`storage_envelope_active: ${r.storage_envelope_active.from} -> ${r.storage_envelope_active.to}`);
+  if (r.raft_envelope_cutover_index !== null) lines.push(`raft_envelope_cutover_index: ${r.raft_envelope_cutover_index.from ?? 'none'} -> ${r.raft_envelope_cutover_index.to ?? 'none'}`);
+  return lines.map((line) => `${line}\n`).join('');
 }
 
 /** The address, token and timeout from the options; a usage failure (exit 2) when they do not make a request. */

@@ -123,10 +123,12 @@ export class RolloutController {
     if (!this.#raft.isLeader()) throw sealError('ErrNotLeader', `node ${this.#runtime.fullNodeId} is not the leader`);
     if (!this.#runtime.enabled) throw sealError('ErrKEKRequired', `the leader ${this.#runtime.fullNodeId} runs without --encryption-enabled and a KEK`);
     switch (op) {
+      // A step already taken answers at once, without a poll (so it works with a member down).
       case 'bootstrap':
-        await this.#bootstrap(await this.pollMembers());
+        if (!this.#runtime.bootstrapped) await this.#bootstrap(await this.pollMembers());
         break;
       case 'enable-storage-envelope': {
+        if (this.#runtime.rollout.storageEnvelopeActive) break;
         const caps = await this.pollMembers();
         if (!this.#runtime.bootstrapped) await this.#bootstrap(caps);
         if (!this.#runtime.rollout.storageEnvelopeActive) await this.#proposeChecked({ kind: 'enable-storage-envelope' }, 'enable-storage-envelope');

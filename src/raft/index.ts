@@ -3,7 +3,7 @@
 
 export { RawNode, type Status } from './core/rawnode.js';
 export { makeMessage, type RaftConfig, type RandInt } from './core/raft.js';
-export { MemoryStorage, type Storage } from './core/storage.js';
+export { BOOTSTRAP_INDEX, MemoryStorage, type Storage } from './core/storage.js';
 export { encodeProposal, decodeProposal, PROPOSAL_HEADER_BYTES } from './core/proposal.js';
 export { encodeConfChange, decodeConfChange } from './core/confchange.js';
 export { seededRandom, seededRandInt } from './core/rand.js';

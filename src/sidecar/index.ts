@@ -15,5 +15,5 @@ export {
   type SidecarState,
 } from './schema.js';
 export { PROBE_NAME, TMP_SUFFIX, ensureDirDurably, fsyncDirectory, nodeDurableFs, probeDurableDir, writeFileDurably, type DurableFs } from '../durable/index.js';
-export { LOCAL_EPOCH_WARN, checkEpochsLeft, SIDECAR_DIR, SIDECAR_FILE, Sidecar, sidecarPath, type EpochBump, type SidecarChange } from './sidecar.js';
+export { LOCAL_EPOCH_WARN, applySidecarChanges, checkEpochsLeft, SIDECAR_DIR, SIDECAR_FILE, Sidecar, sidecarPath, type EpochBump, type SidecarChange } from './sidecar.js';
 export { openKeysAtStart, type KeysAtStart, type KeysAtStartOptions } from './startup.js';

@@ -116,7 +116,7 @@ export class Sidecar {
     if (!Number.isSafeInteger(raftIndex) || raftIndex < 1) throw new RangeError(`raft index ${raftIndex} is not a positive integer`);
     return this.#serialise(async () => {
       if (this.isApplied(raftIndex)) return false;
-      const next = applyChanges(this.#state, raftIndex, changes);
+      const next = applySidecarChanges(this.#state, raftIndex, changes);
       await this.#write(next, 'ErrEncryptionApply');
       return true;
     });
@@ -136,6 +136,7 @@ export class Sidecar {
       for (const key of this.#state.keys.values()) {
         // An exhausted DEK that is no longer active never seals again: it keeps its epoch.
         if (key.localEpoch >= MAX_LOCAL_EPOCH) {
+          keys.set(key.keyId, key);
           epochs.set(key.keyId, key.localEpoch);
           continue;
         }
@@ -198,7 +199,12 @@ export function checkEpochsLeft(state: SidecarState): void {
   }
 }
 
-function applyChanges(state: SidecarState, raftIndex: number, changes: readonly SidecarChange[]): SidecarState {
+/**
+ * The state after one entry's changes, without writing anything (apply()
+ * writes it; resync-sidecar replays many entries, then writes once).
+ * Changes that do not fit the state are ErrEncryptionApply.
+ */
+export function applySidecarChanges(state: SidecarState, raftIndex: number, changes: readonly SidecarChange[]): SidecarState {
   const keys = new Map(state.keys);
   const active = { ...state.active };
   let storageEnvelopeActive = state.storageEnvelopeActive;

@@ -9,9 +9,13 @@
 // of an earlier kind, so a restart may already carry the next phase's fault.
 //
 // Runs: two clusters with a faulty follower (every kind at each point, one
-// of them under client traffic checked for linearizability), one with the
-// leader dying right after its own sidecar write of the Raft cutover.
+// of them under client traffic checked for linearizability); the leader
+// dying right after its own sidecar write of the Raft cutover (under
+// traffic); every voter dying right before its sidecar write of the cutover.
+// SEALKV_ROLLOUT_CRASH_ALL=1 runs the leader and whole-cluster crashes at
+// every kind and point (about 5 minutes more).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkKvHistory, describeKvHistory } from '../support/linearizability.js';
@@ -30,6 +34,9 @@ import {
 const KINDS = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope'] as const;
 type Kind = (typeof KINDS)[number];
 type Point = 'before' | 'after';
+
+/** Bound on a catch-up (2 shared cores, a node replaying after a restart). */
+const SETTLE_MS = 45_000;
 
 /** The CLI verb that runs a phase whose entry is `kind`. */
 const VERB: Record<Kind, string> = { bootstrap: 'bootstrap', 'enable-storage-envelope': 'enable-storage-envelope', 'enable-raft-envelope': 'enable-raft-envelope' };
@@ -52,7 +59,13 @@ interface Status {
 
 let cluster: EncryptedCluster | undefined;
 
-afterEach(async () => {
+afterEach(async (ctx) => {
+  if (cluster !== undefined && ctx.task.result?.state === 'fail') {
+    // The nodes' own logs, for the failure report (the data dir goes with destroy()).
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-rollout-crash-logs-'));
+    for (const m of cluster.members) fs.writeFileSync(path.join(out, `${m.id}.log`), m.process.output);
+    console.log(`rollout-crash: node logs of the failed test in ${out}`);
+  }
   await cluster?.destroy();
   cluster = undefined;
 });
@@ -79,7 +92,7 @@ function agreed(s: Status): unknown {
 }
 
 /** Polls (bounded) until `check` is true of `m`'s status; returns the last status. */
-async function waitStatus(c: EncryptedCluster, m: Member, check: (s: Status) => boolean, ms = 20_000): Promise<Status> {
+async function waitStatus(c: EncryptedCluster, m: Member, check: (s: Status) => boolean, ms = SETTLE_MS): Promise<Status> {
   const end = Date.now() + ms;
   for (;;) {
     const s = await status(c, m);
@@ -145,6 +158,18 @@ function expectWrappedInRaftLogs(c: EncryptedCluster, late: { key: string; needl
   }
 }
 
+/** No unexpected client errors; every acknowledged write readable through every node; the history linearizable. */
+async function expectTrafficSound(c: EncryptedCluster, traffic: Traffic): Promise<void> {
+  const acked = traffic.acked();
+  expect(traffic.errors).toEqual([]);
+  expect(acked.length).toBeGreaterThan(10);
+  await c.settle(SETTLE_MS);
+  await expectReadableEverywhere(c, acked);
+  const verdict = checkKvHistory(traffic.history);
+  expect(verdict.result, verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? [])).toBe('ok');
+  console.log(`rollout-crash: ${acked.length} acknowledged writes under faults, ${traffic.history.length} operations linearizable`);
+}
+
 /** Runs, through `via`, the phases that come before `kind`. */
 async function phasesBefore(c: EncryptedCluster, kind: Kind, via: Member): Promise<void> {
   for (const earlier of KINDS.slice(0, KINDS.indexOf(kind))) {
@@ -196,7 +221,7 @@ async function phaseWithFaultyFollower(
   written.push(await writeRead(c, leader));
 
   await c.restart(follower, nextEnv);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   const now = await waitStatus(c, follower, (s) => JSON.stringify(agreed(s)) === JSON.stringify(agreed(expected)));
   expect(agreed(now)).toEqual(agreed(expected));
   const recovered = keysFile(follower)!;
@@ -207,7 +232,7 @@ async function phaseWithFaultyFollower(
   expect(recovered.active).toEqual(leaderKeys.active);
 
   written.push(await writeRead(c, follower));
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, written);
 }
 
@@ -239,19 +264,11 @@ async function followerRun(points: readonly Point[], withTraffic: boolean): Prom
   // After the cutover: a value proposed now is wrapped in every Raft log, the restarted follower's included.
   const after = await writeRead(c, follower);
   written.push(after);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, written);
   expectWrappedInRaftLogs(c, [after]);
 
-  if (withTraffic) {
-    const acked = traffic.acked();
-    expect(traffic.errors).toEqual([]);
-    expect(acked.length).toBeGreaterThan(10);
-    await expectReadableEverywhere(c, acked);
-    const verdict = checkKvHistory(traffic.history);
-    expect(verdict.result, verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? [])).toBe('ok');
-    console.log(`rollout-crash: ${acked.length} acknowledged writes under faults, ${traffic.history.length} operations linearizable`);
-  }
+  if (withTraffic) await expectTrafficSound(c, traffic);
 }
 
 /** Whether `s` shows the phase whose entry is `kind` applied. */
@@ -267,12 +284,15 @@ function phaseApplied(kind: Kind, s: Status): boolean {
  * the survivors apply it at the same index under a new leader; running the
  * phase again completes (a no-op); the old leader restarts and converges.
  */
-async function leaderRun(kind: Kind, point: Point): Promise<void> {
+async function leaderRun(kind: Kind, point: Point, withTraffic: boolean): Promise<void> {
   const c = (cluster = await EncryptedCluster.start({ voters: 3 }));
   const written: { key: string; value: string }[] = [];
   const first = await c.leader();
   written.push(await writeRead(c, first));
   await phasesBefore(c, kind, first);
+  const traffic = new Traffic(c, { workers: 3, pauseMs: 5 });
+  traffic.phase = kind;
+  if (withTraffic) traffic.start();
 
   // The faulty node must be the leader when the entry is proposed: restart
   // it with the fault, then restart whoever else leads until it does.
@@ -287,7 +307,7 @@ async function leaderRun(kind: Kind, point: Point): Promise<void> {
     await c.leader();
     await c.restart(leader);
   }
-  await c.settle();
+  await c.settle(SETTLE_MS);
   written.push(await writeRead(c, faulty));
   const before = keysFile(faulty);
 
@@ -322,7 +342,7 @@ async function leaderRun(kind: Kind, point: Point): Promise<void> {
   for (const m of survivors) late.push(await writeRead(c, m));
 
   await c.restart(faulty);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   // Running the phase again through the new leader (every member up: the
   // capability poll of a phase comes first) is a no-op: same keys, same cutover.
   const again = await c.encryption(VERB[kind], newLeader);
@@ -337,11 +357,15 @@ async function leaderRun(kind: Kind, point: Point): Promise<void> {
 
   for (const m of c.members) late.push(await writeRead(c, m));
   written.push(...late);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, written);
 
   // Proposed after the cutover: wrapped in every Raft log, the old leader's included.
   if (cutover !== null) expectWrappedInRaftLogs(c, late);
+  if (withTraffic) {
+    await traffic.stop();
+    await expectTrafficSound(c, traffic);
+  }
   console.log(`rollout-crash: leader ${faulty.id} died ${point} its sidecar write of ${kind} (index ${index}; CLI exit ${r.code}); new leader ${newLeader.id}`);
 }
 
@@ -360,7 +384,7 @@ async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
   for (const m of c.voters) {
     await c.kill(m);
     await c.restart(m, faultEnv(point, kind));
-    await c.settle();
+    await c.settle(SETTLE_MS);
   }
   for (const m of c.voters) written.push(await writeRead(c, m));
   const before = new Map(c.voters.map((m) => [m.id, keysFile(m)?.raft_applied_index ?? 0]));
@@ -386,7 +410,7 @@ async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
   }
 
   await Promise.all(c.voters.map((m) => c.restart(m)));
-  await c.settle();
+  await c.settle(SETTLE_MS);
   const leader = await c.leader();
   const expected = await waitStatus(c, leader, (s) => phaseApplied(kind, s));
   const cutover = expected.raft_envelope_cutover_index;
@@ -403,7 +427,7 @@ async function wholeClusterRun(kind: Kind, point: Point): Promise<void> {
   const late = [];
   for (const m of c.voters) late.push(await writeRead(c, m));
   written.push(...late);
-  await c.settle();
+  await c.settle(SETTLE_MS);
   await expectReadableEverywhere(c, written);
   if (cutover !== null) expectWrappedInRaftLogs(c, late);
   console.log(`rollout-crash: every voter crashed ${point} its sidecar write of ${kind} (${exits.join(', ')}; CLI exit ${r.code}); entry ${index}`);
@@ -425,7 +449,7 @@ describe('crash between the Raft apply of an encryption entry and its sidecar wr
 
   for (const [kind, point] of LEADER_CASES) {
     it(`the leader killed ${point} its own sidecar write of ${kind}: a new leader carries the entry, the old leader converges`, async () => {
-      await leaderRun(kind, point);
+      await leaderRun(kind, point, kind === 'enable-raft-envelope');
     }, 120_000);
   }
 

@@ -141,6 +141,21 @@ describe('Sidecar', () => {
     expect(fileText()).toBe(before);
   });
 
+  it('an exhausted DEK that is no longer active keeps its epoch and does not refuse', async () => {
+    const sidecar = await bootstrapped();
+    // rotate-dek: a new storage DEK becomes active; the old one only opens from now on.
+    const wrapped = await kek.wrap(crypto.randomBytes(32), { keyId: 0x0badcafe, purpose: 'storage' });
+    await sidecar.apply(11, [
+      { type: 'add-key', keyId: 0x0badcafe, purpose: 'storage', wrapped, kek: kek.describe(), created: '2026-11-29T00:00:00Z' },
+      { type: 'set-active', purpose: 'storage', keyId: 0x0badcafe },
+    ]);
+    editOnDisk((doc) => (doc.keys[String(0x12345678)].local_epoch = 0xffff));
+    const bump = await (await Sidecar.load(dataDir)).bumpLocalEpochs();
+    expect(bump.epochs.get(0x12345678)).toBe(0xffff);
+    expect(bump.epochs.get(0x0badcafe)).toBe(1);
+    expect((await Sidecar.load(dataDir)).state.keys.get(0x12345678)!.localEpoch).toBe(0xffff);
+  });
+
   it('refuses a corrupt file on load and never reads the tmp file', async () => {
     await bootstrapped();
     fs.writeFileSync(sidecarPath(dataDir) + '.tmp', '{"half": ');

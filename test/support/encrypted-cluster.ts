@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import type { KvOperation } from './linearizability.js';
+import { checkKvHistory, describeKvHistory, type KvOperation } from './linearizability.js';
 import { KmsTestServer, type KmsTestCredentials } from './kms-server.js';
 import { MAIN_JS, NodeProcess, freePorts } from './node-process.js';
 
@@ -312,6 +312,24 @@ export class EncryptedCluster {
       .join('\n');
   }
 
+  /**
+   * The same node (id, ports, data dir) with its `sealkv start` arguments
+   * edited by `edit` and `env` on top of its environment, in place of `m`
+   * (which must be stopped); not started. Its earlier output is kept. For
+   * the key lifecycle tests: a new `--kek-uri` after rewrap-deks, a start
+   * flag, a test-only variable such as SEALKV_TEST_WRITE_CEILING.
+   */
+  reconfigure(m: Member, edit: (args: string[]) => string[], env: Record<string, string> = {}): Member {
+    if (m.process.running) throw new Error(`${m.id} is running`);
+    const i = this.members.indexOf(m);
+    if (i < 0) throw new Error(`${m.id} is not a current member`);
+    const process = new NodeProcess(edit([...m.process.args]), m.process.cwd, { ...m.process.env, ...env });
+    process.output = m.process.output;
+    const replacement: Member = { ...m, process };
+    this.members[i] = replacement;
+    return replacement;
+  }
+
   async destroy(): Promise<void> {
     for (const client of this.#clients.values()) client.disconnect();
     this.#clients.clear();
@@ -323,6 +341,24 @@ export class EncryptedCluster {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+// ---- start arguments -------------------------------------------------------------
+
+/** `args` with the value of `--kek-uri` (or `--kek-file`, replaced by `--kek-uri`) set to `uri`. */
+export function withKekUri(args: readonly string[], uri: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--kek-uri' || args[i] === '--kek-file') i++;
+    else out.push(args[i]!);
+  }
+  return [...out, '--kek-uri', uri];
+}
+
+/** `args` with the boolean flag `flag` present (`on`) or absent. */
+export function withFlag(args: readonly string[], flag: string, on = true): string[] {
+  const out = args.filter((a) => a !== flag);
+  return on ? [...out, flag] : out;
 }
 
 // ---- values that cannot be mistaken ------------------------------------------
@@ -533,6 +569,21 @@ export class Traffic {
       if (this.#options.pauseMs > 0) await sleep(this.#options.pauseMs);
     }
   }
+}
+
+/**
+ * Ends a traffic run: stops it, writes `extra` more values synchronously,
+ * lets every running member apply everything, then reads every acknowledged
+ * write back on each of them and checks the history. `unreadable` and
+ * `linearizable` are '' when all is well, else what went wrong.
+ */
+export async function finishTraffic(cluster: EncryptedCluster, traffic: Traffic, extra = 10): Promise<{ acked: WriteRecord[]; unreadable: string; linearizable: string }> {
+  await traffic.stop();
+  await traffic.writeBatch(extra);
+  await cluster.settle();
+  const acked = traffic.acked();
+  const verdict = checkKvHistory(traffic.history);
+  return { acked, unreadable: await cluster.unreadable(acked), linearizable: verdict.result === 'ok' ? '' : describeKvHistory(verdict.ops ?? []) };
 }
 
 // ---- scanning data directories for plaintext ----------------------------------------

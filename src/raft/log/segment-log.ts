@@ -97,6 +97,8 @@ export class SegmentLog implements Storage {
   private writer: fsp.FileHandle | undefined;
   private busy = false;
   private closed = false;
+  /** Opened by read(): recovery changed no file and writes are refused. */
+  private readOnly = false;
   /** Data offsets of the Entry records just written, consumed in order by applyRecord. */
   private pendingOffsets: number[] = [];
 
@@ -128,6 +130,32 @@ export class SegmentLog implements Storage {
     }
     await fsyncDirectory(path.dirname(path.resolve(opts.dir)));
     await log.startSegment(1, 'install');
+    return log;
+  }
+
+  /**
+   * Recovers the log in `dir` into memory WITHOUT changing any file, for
+   * offline tools on a stopped node (resync-sidecar): a torn tail is left
+   * in place (its records are ignored, as recovery would cut them), no
+   * segment is created or deleted, and save()/compact() are refused. A
+   * directory with no segment (or none at all) reads as an empty log.
+   */
+  static async read(dir: string): Promise<SegmentLog> {
+    const log = new SegmentLog({ dir });
+    log.readOnly = true;
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return log;
+      throw err;
+    }
+    const seqs = names
+      .map((n) => SEGMENT_RE.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => parseInt(m[1]!, 16))
+      .sort((a, b) => a - b);
+    if (seqs.length > 0) await log.recover(seqs);
     return log;
   }
 
@@ -237,6 +265,7 @@ export class SegmentLog implements Storage {
 
   private async exclusive(fn: () => Promise<void>): Promise<void> {
     if (this.closed) throw sealError('ErrRaftStopped', 'raft log is closed');
+    if (this.readOnly) throw sealError('ErrRaftStopped', 'raft log was opened read-only (SegmentLog.read)');
     if (this.busy) throw new Error('SegmentLog: concurrent writes (the driver must serialise save/compact)');
     this.busy = true;
     try {
@@ -399,7 +428,7 @@ export class SegmentLog implements Storage {
           if (!isLast || findNextValidRecord(buf, off + 1) >= 0) {
             throw corrupt(`${segmentName(seq)}: damaged record at offset ${off} (${res.reason}) before valid data`);
           }
-          await this.truncateTail(file, off);
+          if (!this.readOnly) await this.truncateTail(file, off);
           break;
         }
         const r = res.record;
@@ -428,7 +457,7 @@ export class SegmentLog implements Storage {
         off = res.end;
         seg.size = off;
       }
-      if (off === 0 && isLast) {
+      if (off === 0 && isLast && !this.readOnly) {
         // A crash while creating this segment: nothing in it was acknowledged.
         await fsp.rm(file);
         await fsyncDirectory(this.dir);
@@ -440,6 +469,7 @@ export class SegmentLog implements Storage {
       if (seqs.length === 1 && seqs[0] === 1) return false;
       throw corrupt('no readable segment');
     }
+    if (this.readOnly) return true;
     // Appends go to a new segment: the recovered one may end in a cut tail.
     await this.startSegment(this.active().seq + 1, 'compact');
     await this.deleteCoveredSegments();

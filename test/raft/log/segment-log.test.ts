@@ -1,9 +1,11 @@
 // The durable Raft log: round trips, suffix overwrite, rotation and deletion
 // after compaction, torn tails cut on reopen, damage in the middle refused
-// with ErrRaftLogCorrupt, and a SIGKILL test against a child that appends
-// with fsync.
+// with ErrRaftLogCorrupt, a SIGKILL test against a child that appends
+// with fsync, and SegmentLog.read (the read-only recovery for offline tools:
+// the same view as open(), not a byte of the directory changed).
 
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -257,4 +259,85 @@ describe('SegmentLog under SIGKILL', () => {
       await log.close();
     }
   }, 30_000 + rounds * 2_000);
+});
+
+/** Every file of the directory with a hash of its bytes. */
+function fingerprint(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of fs.readdirSync(dir).sort()) out[name] = crypto.createHash('sha256').update(fs.readFileSync(path.join(dir, name))).digest('hex');
+  return out;
+}
+
+describe('SegmentLog.read', () => {
+  it('reads entries, hard state and the compaction point across segments, changing nothing', async () => {
+    const dir = tmpDir();
+    const log = await SegmentLog.open({ dir, bootstrap: VOTERS, segmentBytes: 2048 });
+    for (let i = 2; i < 60; i += 10) await log.save({ entries: ents(i, i + 9, 2) }, true);
+    await log.save({ entries: ents(60, 60, 2), hardState: { term: 2, vote: 1, commit: 55 } }, true);
+    await log.compact(20, VOTERS);
+    await log.save({ entries: ents(61, 70, 3), hardState: { term: 3, vote: 1, commit: 68 } }, true);
+    await log.close();
+    const before = fingerprint(dir);
+    expect(Object.keys(before).length).toBeGreaterThan(1);
+
+    const ro = await SegmentLog.read(dir);
+    expect(ro.firstIndex()).toBe(21);
+    expect(ro.lastIndex()).toBe(70);
+    expect(ro.initialState().hardState).toEqual({ term: 3, vote: 1, commit: 68 });
+    const got = ro.entries(21, 71, Number.MAX_SAFE_INTEGER);
+    expect(got.map((e) => e.index)).toEqual(Array.from({ length: 50 }, (_, i) => i + 21));
+    for (const e of got) expect(Buffer.from(e.data).equals(Buffer.from(entryData(e.index, e.index > 60 ? 3 : 2)))).toBe(true);
+    await expect(ro.save({ entries: ents(71, 71, 3) }, true)).rejects.toSatisfy((err) => isSealError(err, 'ErrRaftStopped'));
+    await expect(ro.compact(30, VOTERS)).rejects.toSatisfy((err) => isSealError(err, 'ErrRaftStopped'));
+    await ro.close();
+    expect(fingerprint(dir)).toEqual(before);
+
+    // The same view as a normal open (which does change the directory).
+    const rw = await SegmentLog.open({ dir });
+    expect([rw.firstIndex(), rw.lastIndex()]).toEqual([21, 70]);
+    await rw.close();
+  });
+
+  it('ignores a torn tail without cutting it, where open() would cut it', async () => {
+    const dir = tmpDir();
+    const log = await SegmentLog.open({ dir, bootstrap: VOTERS });
+    await log.save({ entries: ents(2, 30, 2) }, true);
+    await log.close();
+    const file = path.join(dir, fs.readdirSync(dir).filter((n) => n.endsWith('.seg')).sort().at(-1)!);
+    const full = fs.readFileSync(file);
+    fs.writeFileSync(file, full.subarray(0, full.length - 5));
+    const before = fingerprint(dir);
+    const ro = await SegmentLog.read(dir);
+    expect(ro.lastIndex()).toBe(29);
+    expect(ro.entries(29, 30, 1 << 20)[0]!.data).toEqual(entryData(29, 2));
+    await ro.close();
+    expect(fingerprint(dir)).toEqual(before);
+  });
+
+  it('reads a missing or empty directory as an empty log without creating anything', async () => {
+    const parent = tmpDir();
+    const missing = path.join(parent, 'no-log');
+    const ro = await SegmentLog.read(missing);
+    expect([ro.firstIndex(), ro.lastIndex()]).toEqual([1, 0]);
+    await ro.close();
+    expect(fs.existsSync(missing)).toBe(false);
+    const empty = path.join(parent, 'empty');
+    fs.mkdirSync(empty);
+    const ro2 = await SegmentLog.read(empty);
+    expect(ro2.lastIndex()).toBe(0);
+    await ro2.close();
+    expect(fs.readdirSync(empty)).toEqual([]);
+  });
+
+  it('still refuses damage in the middle of the log with ErrRaftLogCorrupt', async () => {
+    const dir = tmpDir();
+    const log = await SegmentLog.open({ dir, bootstrap: VOTERS, segmentBytes: 2048 });
+    for (let i = 2; i <= 100; i += 10) await log.save({ entries: ents(i, i + 9, 2) }, true);
+    await log.close();
+    const first = path.join(dir, fs.readdirSync(dir).filter((n) => n.endsWith('.seg')).sort()[1]!);
+    const bad = fs.readFileSync(first);
+    bad[bad.length - 3]! ^= 1;
+    fs.writeFileSync(first, bad);
+    await expect(SegmentLog.read(dir)).rejects.toSatisfy((err) => isSealError(err, 'ErrRaftLogCorrupt'));
+  });
 });
