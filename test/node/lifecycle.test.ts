@@ -7,7 +7,10 @@
 // that was down through a rewrap, on the same cluster; and, on a single node
 // with a lowered write ceiling, the automatic rotation at 90% and the
 // refusal at 100% (the raft DEK, sealed at propose: the client gets
-// ErrWriteCeilingReached and the node keeps serving).
+// ErrWriteCeilingReached and the node keeps serving); on 3 voters the
+// storage DEK, sealed at apply, reaches it first and every replica halts with
+// ErrWriteCeilingReached at that entry: no acknowledged write is lost and a
+// restart with the right KEK brings the cluster back.
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EncryptedCluster, Traffic, finishTraffic, sleep, withFlag, withKekUri, type CliResult, type Member } from '../support/encrypted-cluster.js';
@@ -60,6 +63,7 @@ function count(text: string, needle: string): number {
 let cluster: EncryptedCluster | undefined;
 let traffic: Traffic | undefined;
 let single: EncryptedCluster | undefined;
+let trio: EncryptedCluster | undefined;
 const CEILING = 60;
 /** SPEC §12's list, as written there (labels in braces). */
 const METRICS = (
@@ -91,7 +95,7 @@ describe('key lifecycle on a 3-voter cluster of real processes', () => {
       victimIsLeader = !victimIsLeader;
       await c.kill(victim);
       t.phase = `${label}-down`;
-      await t.untilAcked(20, 30_000);
+      await t.untilAcked(15, 30_000);
       await c.restart(edit === undefined ? victim : c.reconfigure(victim, edit));
       await c.settle();
     };
@@ -100,7 +104,7 @@ describe('key lifecycle on a 3-voter cluster of real processes', () => {
       const via = c.running[Math.floor(Math.random() * c.running.length)]!;
       const r = await op(c, verb, via, extra);
       expect(r.code, why(r, c)).toBe(0);
-      await t.untilAcked(30, 30_000);
+      await t.untilAcked(20, 30_000);
       const s = await encStatus(c, await c.leader());
       if (s.active.storage !== undefined) storageDeks.add(s.active.storage);
       return s;
@@ -280,19 +284,32 @@ describe('key lifecycle on a 3-voter cluster of real processes', () => {
 describe('automatic rotation at the write ceiling (SEALKV_TEST_WRITE_CEILING)', () => {
   afterAll(async () => {
     await single?.destroy();
+    await trio?.destroy();
   });
 
-  it('rotates the storage DEK by itself at 90%, then refuses to seal at 100% when the rotation cannot happen', async () => {
-    const c = (single = await EncryptedCluster.start({ voters: 1 }));
-    let node = c.members[0]!;
+  /** A cluster through both phases, then restarted with the lowered ceiling (per (DEK, process): a new process). */
+  const ceilingCluster = async (voters: number): Promise<EncryptedCluster> => {
+    const c = await EncryptedCluster.start({ voters });
+    if (voters === 1) single = c;
+    else trio = c;
+    await c.leader();
     for (const verb of ['enable-storage-envelope', 'enable-raft-envelope']) {
-      const r = await op(c, verb, node);
+      const r = await op(c, verb, c.members[0]!);
       expect(r.code, why(r, c)).toBe(0);
     }
-    // The ceiling is per (DEK, process): a restart with the test-only variable lowers it.
-    await c.stop(node);
-    node = c.reconfigure(node, (args) => args, { SEALKV_TEST_WRITE_CEILING: String(CEILING) });
-    await c.restart(node);
+    await c.settle();
+    for (const m of [...c.members]) {
+      await c.stop(m);
+      c.reconfigure(m, (args) => args, { SEALKV_TEST_WRITE_CEILING: String(CEILING) });
+    }
+    await Promise.all(c.members.map((m) => c.restart(m)));
+    await c.leader();
+    return c;
+  };
+
+  it('rotates the storage DEK by itself at 90%, then refuses to seal at 100% when the rotation cannot happen', async () => {
+    const c = (single = await ceilingCluster(1));
+    let node = c.members[0]!;
     const before = await encStatus(c, node);
     const t = new Traffic(c);
     t.phase = 'auto';
@@ -332,5 +349,33 @@ describe('automatic rotation at the write ceiling (SEALKV_TEST_WRITE_CEILING)', 
     expect(rotated.code, why(rotated, c)).toBe(0);
     await t.writeBatch(10);
     expect(await c.unreadable(t.acked())).toBe('');
+  }, 90_000);
+
+  it('on 3 voters a storage DEK at the ceiling stops apply on every replica; no acknowledged write is lost and a restart with the right KEK recovers', async () => {
+    const c = await ceilingCluster(3);
+    // Rotation blocked (the nodes run the old KEK after the rewrap).
+    const second = c.kms.uri(c.kms.createKey('sealkv-ceiling-apply').keyId);
+    const rw = await op(c, 'rewrap-deks', c.members[0]!, ['--kek-uri', second]);
+    expect(rw.code, why(rw, c)).toBe(0);
+    // Writes through every node in turn: every replica seals every value at apply under the storage
+    // DEK, while the raft DEK is sealed only by the node that proposes, so the storage DEK gets there first.
+    const t = new Traffic(c);
+    let refusal = '';
+    for (let i = 0; i < CEILING * 2 && refusal === ''; i++) await t.burst(1, c.members[i % c.members.length]!).catch((err: unknown) => (refusal = String(err)));
+    expect(refusal, 'no write failed').not.toBe('');
+    const end = Date.now() + 15_000;
+    while (c.running.length > 0 && !refusal.includes('ErrWriteCeilingReached') && Date.now() < end) await sleep(100);
+    const halted = c.members.filter((m) => !m.process.running && m.process.output.includes('halted: ErrWriteCeilingReached'));
+    console.log(`storage DEK at the ceiling on 3 voters: client saw "${refusal.slice(0, 120)}"; halted with ErrWriteCeilingReached: ${halted.map((m) => m.id).join(', ') || 'none'}`);
+    expect(refusal.includes('ErrWriteCeilingReached') || halted.length === c.members.length, c.describe()).toBe(true);
+    for (const m of [...c.members]) {
+      await c.stop(m);
+      await c.restart(c.reconfigure(m, (args) => withKekUri(args, second)));
+    }
+    await c.settle();
+    await t.writeBatch(5);
+    expect(await c.unreadable(t.acked())).toBe('');
+    const actives = await Promise.all(c.members.map(async (m) => (await encStatus(c, m)).active));
+    for (const a of actives) expect(a).toEqual(actives[0]);
   }, 90_000);
 });
