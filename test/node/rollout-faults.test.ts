@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
-import { EncryptedCluster, Traffic, isRaftLogFile, phasesOf, scanFiles, type Phases } from '../support/encrypted-cluster.js';
+import { EncryptedCluster, Traffic, findField, isRaftLogFile, phasesOf, scanFiles, type Phases } from '../support/encrypted-cluster.js';
 import { checkKvHistory, describeKvHistory } from '../support/linearizability.js';
 import { until } from '../support/ports.js';
 import { readLogEntries, tamperLogEntry } from '../support/raft-log-tamper.js';
@@ -114,6 +114,10 @@ describe('encryption rollout faults on 3 voters of real processes', () => {
     expect(capable.member.process.running, capable.member.process.output.slice(-2000)).toBe(true);
     expect(await c.unreadable(t.acked(), [capable.member])).toBe('');
     await expectPhases(c, (p) => expect(p.cutover).toBeGreaterThan(0));
+    // Its status shows it registered as a writer under both active DEKs.
+    const learnerStatus = JSON.parse((await c.encryption('status', capable.member)).stdout) as Record<string, unknown>;
+    const active = findField(learnerStatus, 'active') as { storage: number; raft: number };
+    expect(findField(learnerStatus, 'registered_this_process')).toEqual(expect.arrayContaining([active.storage, active.raft]));
     // Nothing written after the cutover reached the new learner's disk in the clear.
     const scan = scanFiles(capable.member.dataDir, t.sentIn(['phase2']).flatMap((w) => [Buffer.from(w.needle), Buffer.from(w.keyNeedle)]), isRaftLogFile);
     expect(scan.files.length).toBeGreaterThan(0);
