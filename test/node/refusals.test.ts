@@ -276,11 +276,12 @@ describe('start-up refusals against an encrypted node\'s data dir', () => {
     await expectRefused(startArgs({ id: 'n1', dataDir, ports, kekFile }), 'ErrLocalEpochRollback');
   });
 
-  it('ErrLocalEpochExhausted: a DEK at local_epoch 65535', async () => {
+  it('ErrLocalEpochExhausted: the active storage DEK at local_epoch 65535', async () => {
     const dataDir = copyOfBase('exhausted');
     const keys = readKeys(dataDir);
-    const first = Object.keys(keys.keys)[0]!;
-    keys.keys[first]!.local_epoch = 65535;
+    // Only an active DEK matters: one rotated away only opens (test/sidecar covers that it does not refuse).
+    const active = String((keys.active as { storage: number }).storage);
+    keys.keys[active]!.local_epoch = 65535;
     writeKeys(dataDir, keys);
     await expectRefused(startArgs({ id: 'n1', dataDir, ports, kekFile }), 'ErrLocalEpochExhausted');
   });
