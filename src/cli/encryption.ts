@@ -49,7 +49,7 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
  * Why a verb failed: a code (from this CLI, or as the node sent it — a newer
  * node may know codes this CLI does not) and the exit status, 2 for usage.
  */
-class CliFailure extends Error {
+export class CliFailure extends Error {
   constructor(
     readonly code: string,
     message: string,
@@ -59,7 +59,7 @@ class CliFailure extends Error {
   }
 }
 
-function failure(code: ErrorCode, message: string, exitCode: 1 | 2 = 1): CliFailure {
+export function failure(code: ErrorCode, message: string, exitCode: 1 | 2 = 1): CliFailure {
   return new CliFailure(code, message, exitCode);
 }
 
@@ -150,11 +150,16 @@ async function runResync(options: ResyncCliOptions): Promise<number> {
     process.stdout.write(options.json === true ? `${JSON.stringify(report, null, 2)}\n` : resyncSummary(report));
     return 0;
   } catch (err) {
-    if (err instanceof CliFailure) return fail(err);
-    if (isSealError(err)) return fail(new CliFailure(err.code, err.message));
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    return fail(new CliFailure(typeof code === 'string' ? code : 'Error', err instanceof Error ? err.message : String(err)));
+    return failOn(err);
   }
+}
+
+/** Any failure of a local (offline) command as its one stderr line; the exit status. */
+export function failOn(err: unknown): number {
+  if (err instanceof CliFailure) return fail(err);
+  if (isSealError(err)) return fail(new CliFailure(err.code, err.message));
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return fail(new CliFailure(typeof code === 'string' ? code : 'Error', err instanceof Error ? err.message : String(err)));
 }
 
 /** What resync-sidecar changed, one fact per line (key_ids and epochs only). */
@@ -174,7 +179,7 @@ function resyncSummary(r: ResyncReport): string {
 }
 
 /** The address, token and timeout from the options; a usage failure (exit 2) when they do not make a request. */
-function requestOptions(options: EncryptionCliOptions): AdminRequest {
+export function requestOptions(options: Pick<EncryptionCliOptions, 'admin' | 'adminTokenFile' | 'timeout'>): AdminRequest {
   let address: HostPort;
   let token: string | undefined;
   try {
@@ -191,14 +196,14 @@ function requestOptions(options: EncryptionCliOptions): AdminRequest {
   return { address, token, timeoutMs: Number(options.timeout) };
 }
 
-interface AdminRequest {
+export interface AdminRequest {
   address: HostPort;
   token: string;
   timeoutMs: number;
 }
 
 /** One admin API call; the JSON object on 2xx, else a CliFailure saying why. */
-async function callAdmin(request: AdminRequest, method: 'GET' | 'POST', path: string): Promise<Record<string, unknown>> {
+export async function callAdmin(request: AdminRequest, method: 'GET' | 'POST', path: string): Promise<Record<string, unknown>> {
   const { host, port } = request.address;
   const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const { status, text } = await exchange(request, method, path, where);
@@ -252,7 +257,7 @@ function parseObject(text: string): Record<string, unknown> | undefined {
 }
 
 /** `key: value` lines, nested objects dotted, arrays of scalars joined. */
-function summary(result: Record<string, unknown>): string {
+export function summary(result: Record<string, unknown>): string {
   const lines: string[] = [];
   const walk = (value: unknown, key: string): void => {
     if (Array.isArray(value) && value.every((v) => v === null || typeof v !== 'object')) {
@@ -270,7 +275,7 @@ function summary(result: Record<string, unknown>): string {
 }
 
 /** Writes the one failure line on stderr; the exit status. */
-function fail(err: CliFailure): number {
+export function fail(err: CliFailure): number {
   process.stderr.write(`sealkv: ${err.code}: ${oneLine(detail(err.code, err.message))}\n`);
   return err.exitCode;
 }

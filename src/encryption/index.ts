@@ -19,7 +19,8 @@ export {
   type WriterRegistration,
 } from './payload.js';
 export { INITIAL_ROLLOUT, KEY_ROW_PREFIX, ROLLOUT_ROW_KEY, WRITER_ROW_PREFIX, decodeKeyRow, decodeRollout, decodeWriterRow, keyIdOfKeyRow, type Rollout, type WriterRow } from './rows.js';
-export { BUILD, EncryptionRuntime, isInternalPayload, isRaftEnvelope, type ApplyAnswer, type RuntimeOptions } from './runtime.js';
+export { encodeKeyRow, encodeRollout, encodeWriterRow, keyRowKey, writerRegistryKey, writerRowPrefix } from './rows.js';
+export { BUILD, EncryptionRuntime, isInternalPayload, isRaftEnvelope, newKeyId, type ApplyAnswer, type RuntimeOptions } from './runtime.js';
 export { ADMIN_METHOD, ENCRYPTION_OPS, RolloutController, SIDECAR_STATE_METHOD, type ControllerOptions, type EncryptionOp, type EncryptionOpParams, type RolloutRaft } from './controller.js';
 export { CAPABILITY_METHOD, decodeCapability, pollCapabilities, type Capability, type CapabilityFailure, type CapabilityMember } from './capability.js';
 export {

@@ -64,6 +64,7 @@ export const ERROR_CODES = {
   ErrDEKStillReferenced: { retryable: false },
   ErrBackupMissingSidecar: { retryable: false },
   ErrBackupCorrupt: { retryable: false },
+  ErrDataDirNotEmpty: { retryable: false },
   ErrDataDirLocked: { retryable: false },
   // Requests (SPEC §12)
   ErrRequestTooLarge: { retryable: false },

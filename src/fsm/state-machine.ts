@@ -268,6 +268,19 @@ export class StateMachine {
     });
   }
 
+  /**
+   * Runs `work` between two applies, with the applied index: nothing
+   * applies until it resolves, so the store and everything an apply
+   * changes with it (the sidecar) agree there. A backup takes its point
+   * here; `work` must be short (it holds apply up).
+   */
+  atApplyPoint<T>(work: (appliedIndex: number) => Promise<T>): Promise<T> {
+    return this.#serial(async () => {
+      this.#checkRunning();
+      return work(this.#appliedIndex);
+    });
+  }
+
   #serial<T>(work: () => Promise<T>): Promise<T> {
     const run = this.#queue.then(work);
     this.#queue = run.catch(() => undefined);

@@ -25,7 +25,7 @@
 import { sealError } from '../errors/index.js';
 import { applyRequests, isWriteRequest, type KvRangeReader, type KvReply, type KvRequest } from '../kv/index.js';
 import { encodeBatchPayload, encodeRequestPayload, packHlc, type EntryOutcome, type LeaderClock } from '../fsm/index.js';
-import type { Engine, EngineEncryption, EngineMembership, EngineStatus, ReadOptions } from '../server/index.js';
+import type { Engine, EngineBackup, EngineEncryption, EngineMembership, EngineStatus, ReadOptions } from '../server/index.js';
 
 /** What the engine needs from the Raft driver. */
 export interface ReplicatedLog {
@@ -52,6 +52,8 @@ export interface RaftEngineOptions {
   membership?: EngineMembership;
   /** The encryption rollout for the admin API (absent: none). */
   encryption?: EngineEncryption;
+  /** Backups for the admin API (absent: none). */
+  backup?: EngineBackup;
   /** Called when the engine closes (stop the driver, close the store). */
   onClose?: () => Promise<void>;
 }
@@ -64,6 +66,7 @@ export class RaftEngine implements Engine {
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly membership: EngineMembership | undefined;
   readonly encryption: EngineEncryption | undefined;
+  readonly backup: EngineBackup | undefined;
   #closed = false;
 
   constructor(options: RaftEngineOptions) {
@@ -74,6 +77,7 @@ export class RaftEngine implements Engine {
     this.#onClose = options.onClose;
     this.membership = options.membership;
     this.encryption = options.encryption;
+    this.backup = options.backup;
   }
 
   async execute(requests: readonly KvRequest[]): Promise<KvReply[]> {

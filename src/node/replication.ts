@@ -16,6 +16,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { capturePoint, createBackup } from '../backup/index.js';
 import { Keystore, createBackend, fnv1a64, opensslHardwareAes } from '../crypto/index.js';
 import {
   ADMIN_METHOD,
@@ -34,7 +35,7 @@ import { kvExecutor, type KvRangeReader } from '../kv/index.js';
 import type { Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
 import { RaftNode, type ConfState, type StateMachine as RaftStateMachine } from '../raft/index.js';
-import type { Engine, EngineEncryption, EngineMembership } from '../server/index.js';
+import type { Engine, EngineBackup, EngineEncryption, EngineMembership } from '../server/index.js';
 import { openKeysAtStart } from '../sidecar/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { parseHostPort, type NodeConfig } from './config.js';
@@ -219,6 +220,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   let raft: RaftNode;
   let runtime: EncryptionRuntime;
   let controller: RolloutController | undefined;
+  let backup: EngineBackup | undefined;
   const notReady = (): never => {
     throw sealError('ErrNotLeader', 'the node is still starting');
   };
@@ -245,6 +247,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       afterRestore: (info) => rt.afterRestore(info),
     });
     for (const tag of EXTENSION_TAGS) machine.handlers.register(tag, (payload, tx) => rt.handle(payload, tx));
+    backup = nodeBackup(config, store, machine, rt, () => raft.members());
     const self = raftNodeId(config.raftId);
     const peers: Record<number, string> = {};
     for (const peer of config.peers) if (peer.id !== config.raftId) peers[raftNodeId(peer.id)] = `${peer.host}:${peer.port}`;
@@ -351,6 +354,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     log: { ...log, status: () => ({ ...log.status(), ...gc.status() }) },
     membership: raftMembership(raft, rollout),
     encryption,
+    ...(backup === undefined ? {} : { backup }),
     // The clock observes a commit timestamp only once its batch is in the store.
     openReader: () => storeReader(store, Date.now, hlc.lastCommitTs),
     clock,
@@ -374,6 +378,33 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     }
   }
   return engine;
+}
+
+/**
+ * POST /backup (src/backup): the store's read view and the sidecar are
+ * taken between two applies, so that they agree; the files are written
+ * after, while applies go on.
+ */
+function nodeBackup(config: NodeConfig, store: Store, machine: StateMachine, runtime: EncryptionRuntime, members: () => { voters: number[]; learners: number[] }): EngineBackup {
+  return {
+    create: async (out) =>
+      createBackup(out, {
+        mode: 'online',
+        dataDir: config.dataDir,
+        raftId: config.raftId,
+        raftNodeId: raftNodeId(config.raftId),
+        members: members(),
+        capture: () =>
+          machine.atApplyPoint((appliedIndex) =>
+            capturePoint(store, {
+              appliedIndex,
+              ceiling: machine.clock.appliedCeiling,
+              cutover: runtime.snapshotCutover(),
+              sidecar: runtime.sidecar?.present === true ? runtime.sidecar.state : undefined,
+            }),
+          ),
+      }),
+  };
 }
 
 function adminOp(body: unknown): { op: EncryptionOp; params: EncryptionOpParams } {

@@ -18,12 +18,15 @@
 // Their refusals are `{error, code, retryable}`: 409 when retrying cannot
 // help, 503 when it can (capability poll failed, cutover barrier, no leader).
 // An operation may run long (polls, barrier): no server-side deadline.
+//   POST /backup?out=<dir>   a consistent backup of this node into <dir> on its
+//                            host (absent or empty); 200 with the summary, 409
+//                            with the code when refused (replicated engines only)
 // Other paths are 404, other methods 405; all errors are JSON.
 
 import http from 'node:http';
 import { isSealError, sealError, type SealError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
-import type { EncryptionOp, EncryptionOpParams, EngineEncryption, EngineMembership } from './engine.js';
+import type { EncryptionOp, EncryptionOpParams, EngineBackup, EngineEncryption, EngineMembership } from './engine.js';
 import { ENCRYPTION_OPS } from '../encryption/index.js';
 import { sealErrorDetail } from './errors.js';
 import type { SealkvMetrics } from '../metrics/index.js';
@@ -47,6 +50,8 @@ export interface AdminServerOptions {
   membership?: EngineMembership;
   /** The encryption rollout (replicated engines); the /encryption routes are 404 without. */
   encryption?: EngineEncryption;
+  /** Backups (replicated engines); POST /backup is 404 without. */
+  backup?: EngineBackup;
   host?: string;
   port?: number;
   logger?: Logger;
@@ -60,6 +65,7 @@ export class AdminServer {
   readonly #status: AdminServerOptions['status'];
   readonly #membership: EngineMembership | undefined;
   readonly #encryption: EngineEncryption | undefined;
+  readonly #backup: EngineBackup | undefined;
   readonly #host: string;
   readonly #port: number;
   readonly #log: Logger;
@@ -74,6 +80,7 @@ export class AdminServer {
     this.#status = options.status;
     this.#membership = options.membership;
     this.#encryption = options.encryption;
+    this.#backup = options.backup;
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? DEFAULT_ADMIN_PORT;
     this.#log = options.logger ?? silentLogger();
@@ -142,6 +149,11 @@ export class AdminServer {
     const encryption = this.#encryption;
     if (path.startsWith('/encryption/') && encryption !== undefined) {
       await this.#encryptionRoute(req, res, url, encryption);
+      return;
+    }
+    const backup = this.#backup;
+    if (path === '/backup' && backup !== undefined) {
+      await this.#backupRoute(req, res, url, backup);
       return;
     }
     const route = routes[path];
@@ -240,6 +252,31 @@ export class AdminServer {
       return;
     }
     if (route.op !== undefined) this.#log.info({ op: route.op }, 'encryption operation done');
+    send(res, 200, result);
+  }
+
+  async #backupRoute(req: http.IncomingMessage, res: http.ServerResponse, url: URL, backup: EngineBackup): Promise<void> {
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      send(res, 405, { error: `${req.method} is not allowed on /backup` });
+      return;
+    }
+    const out = url.searchParams.get('out');
+    if (out === null || out.length === 0) {
+      send(res, 400, { error: 'POST /backup needs ?out=<directory on the node\'s host>', code: 'ErrBadRequest' });
+      return;
+    }
+    this.#log.info({ out }, 'backup requested');
+    let result: Record<string, unknown>;
+    try {
+      result = await backup.create(out);
+    } catch (err) {
+      if (!isSealError(err)) throw err;
+      this.#log.warn({ out, code: err.code }, 'backup refused');
+      sendSealError(res, err);
+      return;
+    }
+    this.#log.info({ out, applied_index: result.applied_index }, 'backup written');
     send(res, 200, result);
   }
 }

@@ -42,6 +42,12 @@ export interface EngineEncryption {
   status(options: { verify: boolean }): Promise<Record<string, unknown>>;
 }
 
+/** Backups of this node (src/backup), for the admin API's POST /backup. */
+export interface EngineBackup {
+  /** Writes a consistent backup into `out` (absent or empty, on this node's host); resolves with its summary. */
+  create(out: string): Promise<Record<string, unknown>>;
+}
+
 export type { EncryptionOp, EncryptionOpParams };
 
 export interface Engine {
@@ -55,4 +61,6 @@ export interface Engine {
   readonly membership?: EngineMembership;
   /** Present on replicated engines: the encryption rollout for the admin API. */
   readonly encryption?: EngineEncryption;
+  /** Present on replicated engines: backups for the admin API. */
+  readonly backup?: EngineBackup;
 }

@@ -48,6 +48,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       logger: log,
       ...(engine.membership === undefined ? {} : { membership: engine.membership }),
       ...(engine.encryption === undefined ? {} : { encryption: engine.encryption }),
+      ...(engine.backup === undefined ? {} : { backup: engine.backup }),
       status: async () => ({ engine: engine.status(), resp: { ...respAddress, ...resp.stats() }, ...(await options.status?.()) }),
     });
     try {

@@ -12,7 +12,8 @@ export {
   writerRegistryKey,
 } from './keys.js';
 export { FLAG_TOMBSTONE, STATE_CLEARTEXT, STATE_ENVELOPE, decodeValue, encodeValueHeader, type ValueHeader } from './value.js';
-export { SNAPSHOT_MAGIC_V1, encodeSnapshotHeader, type SnapshotHeader, type SnapshotInfo } from './snapshot.js';
+export { SNAPSHOT_MAGIC_V1, encodeSnapshotHeader, readSnapshot, type SnapshotHeader, type SnapshotInfo } from './snapshot.js';
+export { SPACE_INTERNAL, SPACE_VERSION } from './keys.js';
 
 import { RocksEngine } from './rocksdb.js';
 import { Store, type EncryptionSettings } from './store.js';
