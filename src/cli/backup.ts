@@ -9,6 +9,7 @@
 // with one stderr line `sealkv: <Code>: <message>` on any failure (verify
 // also prints its report first, counts and failures); 2 on usage errors.
 
+import path from 'node:path';
 import { Command, type CommanderError } from 'commander';
 import { createOfflineBackup, firstFailure, restoreBackup, verifyBackup } from '../backup/index.js';
 import type { BackendName } from '../crypto/index.js';
@@ -98,7 +99,8 @@ async function runCreate(options: CreateOptions): Promise<number> {
     let result: Record<string, unknown>;
     if (options.admin !== undefined) {
       const request = requestOptions({ admin: options.admin, adminTokenFile: options.adminTokenFile, timeout: options.timeout });
-      result = await callAdmin(request, 'POST', `/backup?out=${encodeURIComponent(options.out)}`);
+      // The node writes the files; a relative --out means the caller's directory, not the node's.
+      result = await callAdmin(request, 'POST', `/backup?out=${encodeURIComponent(path.resolve(options.out))}`);
     } else {
       result = await createOfflineBackup(options.dataDir!, options.out, options.raftId ?? null);
     }

@@ -24,6 +24,7 @@ import {
   retrying,
   runCli,
   startedNode,
+  waitLeader,
   writeSecrets,
   type NodePorts,
 } from '../support/backup-fixtures.js';
@@ -63,7 +64,7 @@ beforeAll(async () => {
   fs.writeFileSync(kekFile, crypto.randomBytes(32), { mode: 0o600 });
   const ports = await nodePorts();
   const dataDir = path.join(dir, 'n1');
-  const node = await startedNode(nodeArgs({ id: 'n1', dataDir, ports, dir, kek: ['--kek-file', kekFile] }), dir);
+  const node = await startedNode(nodeArgs({ id: 'n1', dataDir, ports, dir, kek: ['--kek-file', kekFile] }), dir, ports);
   running.push(node);
   original = { ports, node, dataDir };
   const put = async (key: string, value: string, sealed: boolean, ...extra: string[]): Promise<void> => {
@@ -160,7 +161,7 @@ describe('restore of the backup into an empty data dir', () => {
     expect(restore.raft_envelope_cutover_index, 'Phase 2 from the new log\'s first entry').toBe(1);
     expect(restore.storage_envelope_active).toBe(true);
     const ports = await nodePorts();
-    const node = await startedNode(nodeArgs({ id: 'n1', dataDir: restoredDir, ports, dir, kek: ['--kek-file', kekFile] }), dir);
+    const node = await startedNode(nodeArgs({ id: 'n1', dataDir: restoredDir, ports, dir, kek: ['--kek-file', kekFile] }), dir, ports);
     running.push(node);
     restored = { ports, node };
     const keys = [...expected.keys()];
@@ -187,6 +188,7 @@ describe('restore of the backup into an empty data dir', () => {
     // A restart bumps every local_epoch and registers again: no ErrLocalEpochRollback.
     expect(await restored.node.stop('SIGTERM')).toBe(0);
     await restored.node.start();
+    await waitLeader(restored.ports);
     await set(restored.ports, 'after-restart', 'x');
     s = await status(restored.ports, true);
     expect(s.versions_per_key_id[String(fresh[0])]).toBe(11);

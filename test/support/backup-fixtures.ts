@@ -35,10 +35,14 @@ export function runCli(cwd: string, args: string[], env: Record<string, string> 
   });
 }
 
-/** A CLI run that must fail with `code`: exit 1 and exactly one stderr line `sealkv: <code>: ...`. */
+/**
+ * A CLI run that must fail with `code`: exit 1 and exactly one stderr line
+ * `sealkv: <code>: ...` (Node's own warnings, such as the AWS SDK's about the
+ * Node version, are not the CLI's).
+ */
 export function expectCliFailure(r: CliResult, code: string): string {
   const detail = `exit ${r.code}\n--- stderr:\n${r.stderr.slice(-2000)}\n--- stdout:\n${r.stdout.slice(-2000)}`;
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+  const lines = r.stderr.split('\n').filter((l) => l.startsWith('sealkv'));
   expect(r.code, detail).toBe(1);
   expect(lines, detail).toHaveLength(1);
   expect(lines[0], detail).toMatch(new RegExp(`^sealkv: ${code}: .+`));
@@ -81,10 +85,27 @@ export function adminArgs(dir: string, ports: NodePorts): string[] {
   return ['--admin', `127.0.0.1:${ports.admin}`, '--admin-token-file', path.join(dir, 'admin-token')];
 }
 
-export async function startedNode(args: string[], cwd: string, env: Record<string, string> = {}): Promise<NodeProcess> {
+/** Starts a single-voter node and waits until it leads (it logs ready before its first election). */
+export async function startedNode(args: string[], cwd: string, ports: NodePorts, env: Record<string, string> = {}): Promise<NodeProcess> {
   const node = new NodeProcess(args, cwd, env);
   await node.start();
+  await waitLeader(ports);
   return node;
+}
+
+export async function waitLeader(ports: NodePorts, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${ports.admin}/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(5_000) });
+      const body = (await res.json()) as { role?: string; engine?: { role?: string } };
+      if ((body.engine?.role ?? body.role) === 'leader') return;
+    } catch {
+      // not serving yet
+    }
+    if (Date.now() > end) throw new Error(`the node on admin port ${ports.admin} did not become leader within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /**

@@ -1,0 +1,159 @@
+// What `sealkv backup` refuses, with real processes: one single-voter node
+// whose KEK lives in the loopback KMS-protocol server, taken to Phase 2.
+// An offline backup is refused while the node holds its data dir's lock and
+// works once it is stopped; then copies of a good backup are damaged one
+// way each, and verify must fail with exit 1, one line, and the code that
+// names what failed: no sidecar (ErrBackupMissingSidecar, also when
+// backup.json was rewritten to hide it), a flipped byte in store.snap,
+// keys.json or backup.json (ErrBackupCorrupt), a flipped ciphertext byte
+// with every checksum recomputed (ErrEncryptedReadIntegrity), another KEK
+// (ErrKEKMismatch) or none (ErrKEKRequired). A refused restore leaves the
+// target empty.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  adminArgs,
+  expectCliFailure,
+  expectCliOk,
+  firstCiphertextOffset,
+  flipByte,
+  needle,
+  nodeArgs,
+  nodePorts,
+  resealBackup,
+  retrying,
+  runCli,
+  startedNode,
+  writeSecrets,
+  type CliResult,
+} from '../support/backup-fixtures.js';
+import { KMS_CREDENTIALS, KMS_ENV } from '../support/encrypted-cluster.js';
+import { KmsTestServer } from '../support/kms-server.js';
+import type { NodeProcess } from '../support/node-process.js';
+
+let dir: string;
+let kms: KmsTestServer;
+let kekUri: string;
+let node: NodeProcess | undefined;
+let dataDir: string;
+let good: string;
+let written = 0;
+
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(dir, args, KMS_ENV);
+}
+
+/** A fresh copy of the good (offline) backup. */
+function copyOfGood(name: string): string {
+  const copy = path.join(dir, `case-${name}`);
+  fs.cpSync(good, copy, { recursive: true });
+  return copy;
+}
+
+function verify(backup: string, kek: string[] = ['--kek-uri', kekUri]): Promise<CliResult> {
+  return cli(['backup', 'verify', '--in', backup, ...kek]);
+}
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-backup-refusals-'));
+  writeSecrets(dir);
+  kms = await KmsTestServer.start({ credentials: KMS_CREDENTIALS });
+  kekUri = kms.uri(kms.createKey('sealkv-backup').keyId);
+  const ports = await nodePorts();
+  dataDir = path.join(dir, 'n1');
+  node = await startedNode(nodeArgs({ id: 'n1', dataDir, ports, dir, kek: ['--kek-uri', kekUri] }), dir, ports, KMS_ENV);
+  for (const verb of ['enable-storage-envelope', 'enable-raft-envelope']) expectCliOk(await cli(['encryption', verb, ...adminArgs(dir, ports), '--json']), verb);
+  for (let i = 0; i < 20; i++) {
+    await retrying(ports.resp, (c) => c.set(`k-${i}`, needle('v')));
+    written++;
+  }
+
+  const locked = await cli(['backup', 'create', '--data-dir', dataDir, '--out', path.join(dir, 'locked'), '--raft-id', 'n1']);
+  expectCliFailure(locked, 'ErrDataDirLocked');
+  expect(await node.stop('SIGTERM')).toBe(0);
+  node = undefined;
+  good = path.join(dir, 'good');
+  const created = expectCliOk(await cli(['backup', 'create', '--data-dir', dataDir, '--out', good, '--raft-id', 'n1', '--json']), 'offline backup create');
+  expect(created.mode).toBe('offline');
+  expect(created.node.raft_id).toBe('n1');
+}, 60_000);
+
+afterAll(async () => {
+  await node?.stop('SIGKILL');
+  await kms?.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('backup create and verify, refusals', () => {
+  it('an offline backup of the stopped data dir verifies with the KMS KEK', async () => {
+    const report = expectCliOk(await cli(['backup', 'verify', '--in', good, '--kek-uri', kekUri, '--json']), 'verify');
+    expect(report.failures).toBe(0);
+    expect(report.encrypted_versions).toBe(written);
+    expect(report.cleartext_versions).toBe(0);
+    const plain = await verify(good);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stdout).toMatch(/^encrypted_versions: 20$/m);
+  });
+
+  it('refuses a backup directory that is not empty or lies inside the data dir', async () => {
+    expectCliFailure(await cli(['backup', 'create', '--data-dir', dataDir, '--out', good]), 'ErrBadRequest');
+    expectCliFailure(await cli(['backup', 'create', '--data-dir', dataDir, '--out', path.join(dataDir, 'inside')]), 'ErrBadRequest');
+    expect(fs.existsSync(path.join(dataDir, 'inside'))).toBe(false);
+  });
+
+  it('ErrBackupMissingSidecar: keys.json removed, and removed with backup.json rewritten to hide it', async () => {
+    const removed = copyOfGood('nosidecar');
+    fs.rmSync(path.join(removed, 'keys.json'));
+    expectCliFailure(await verify(removed), 'ErrBackupMissingSidecar');
+    const hidden = copyOfGood('hiddensidecar');
+    fs.rmSync(path.join(hidden, 'keys.json'));
+    resealBackup(hidden);
+    expect(JSON.parse(fs.readFileSync(path.join(hidden, 'backup.json'), 'utf8')).files['keys.json']).toBeUndefined();
+    expectCliFailure(await verify(hidden), 'ErrBackupMissingSidecar');
+  });
+
+  it('ErrBackupCorrupt: one flipped byte in store.snap, keys.json or backup.json, named', async () => {
+    for (const file of ['store.snap', 'keys.json', 'backup.json']) {
+      const copy = copyOfGood(`flip-${file}`);
+      flipByte(path.join(copy, file));
+      const line = expectCliFailure(await verify(copy), 'ErrBackupCorrupt');
+      expect(line).toContain(file);
+    }
+  });
+
+  it('ErrEncryptedReadIntegrity: a flipped ciphertext byte with every checksum recomputed', async () => {
+    const copy = copyOfGood('ciphertext');
+    const file = path.join(copy, 'store.snap');
+    flipByte(file, firstCiphertextOffset(fs.readFileSync(file)));
+    resealBackup(copy);
+    const r = await cli(['backup', 'verify', '--in', copy, '--kek-uri', kekUri, '--json']);
+    expectCliFailure(r, 'ErrEncryptedReadIntegrity');
+    const report = JSON.parse(r.stdout) as { failures: number; encrypted_versions: number; failure_samples: { code: string }[] };
+    expect(report.failures).toBe(1);
+    expect(report.encrypted_versions).toBe(written - 1);
+    expect(report.failure_samples[0]!.code).toBe('ErrEncryptedReadIntegrity');
+  });
+
+  it('ErrKEKMismatch under another KMS key or a file KEK; ErrKEKRequired without one', async () => {
+    const otherUri = kms.uri(kms.createKey('sealkv-other').keyId);
+    expectCliFailure(await verify(good, ['--kek-uri', otherUri]), 'ErrKEKMismatch');
+    const fileKek = path.join(dir, 'other-kek.bin');
+    fs.writeFileSync(fileKek, crypto.randomBytes(32), { mode: 0o600 });
+    expectCliFailure(await verify(good, ['--kek-file', fileKek]), 'ErrKEKMismatch');
+    expectCliFailure(await verify(good, []), 'ErrKEKRequired');
+  });
+
+  it('a restore that fails verification leaves the target empty', async () => {
+    const copy = copyOfGood('restore-flip');
+    flipByte(path.join(copy, 'store.snap'));
+    const target = path.join(dir, 'restore-target');
+    fs.mkdirSync(target);
+    expectCliFailure(await cli(['backup', 'restore', '--in', copy, '--data-dir', target, '--kek-uri', kekUri]), 'ErrBackupCorrupt');
+    expect(fs.readdirSync(target)).toEqual([]);
+    expect(fs.readdirSync(dir).filter((n) => n.includes('restoring'))).toEqual([]);
+  });
+});
