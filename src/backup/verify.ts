@@ -10,7 +10,8 @@
 //      EVERY encrypted version is opened, in batches, with its storage AAD
 //      (SPEC §3.1) — a version under a key_id the sidecar lacks fails as
 //      ErrUnknownKeyId. Encrypted rows (or DEK rows) without a sidecar →
-//      ErrBackupMissingSidecar: such a backup can never be read again.
+//      ErrBackupMissingSidecar: such a backup can never be read again; DEK
+//      rows the sidecar lacks → ErrBackupCorrupt (files of two points).
 //
 // The report counts rows, versions per key_id, cleartext versions,
 // tombstones and failures (row number, key_id, code — never bytes of a key
@@ -19,7 +20,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Keystore, createBackend, type BackendName, type OpenItem } from '../crypto/index.js';
-import { KEY_ROW_PREFIX } from '../encryption/index.js';
+import { KEY_ROW_PREFIX, keyIdOfKeyRow } from '../encryption/index.js';
 import { ERROR_CODES, isSealError, sealError, type ErrorCode, type SealError } from '../errors/index.js';
 import { timedUnwrap, type KekProvider } from '../kek/index.js';
 import { parseSidecar, type SidecarState } from '../sidecar/index.js';
@@ -73,7 +74,13 @@ export async function verifyBackup(dir: string, options: VerifyOptions = {}): Pr
   const keystore = new Keystore();
   try {
     if (sidecar !== undefined && sidecar.keys.size > 0) await unwrapAll(sidecar, options.kek, keystore);
-    const counts = await openRows(path.join(root, STORE_FILE), keystore, sidecar !== undefined, options.backend ?? 'auto');
+    const { dekRows, ...counts } = await openRows(path.join(root, STORE_FILE), keystore, sidecar !== undefined, options.backend ?? 'auto');
+    // Taken at one point, the sidecar holds every DEK the store's rows name
+    // (it is written before the rows at apply; it may be one entry ahead).
+    const unknown = dekRows.filter((id) => sidecar?.keys.has(id) !== true);
+    if (unknown.length > 0) {
+      throw sealError('ErrBackupCorrupt', `${STORE_FILE} names DEKs [${unknown.join(', ')}] that ${SIDECAR_FILE} lacks: the two files are not from the same point`);
+    }
     if (counts.rows !== meta.store.rows) throw sealError('ErrBackupCorrupt', `${STORE_FILE} holds ${counts.rows} rows but ${META_FILE} says ${meta.store.rows}`);
     return {
       in: root,
@@ -128,10 +135,11 @@ async function unwrapAll(sidecar: SidecarState, kek: KekProvider | undefined, ke
 
 type Counts = Omit<VerifyReport, 'in' | 'applied_index' | 'created' | 'node' | 'sidecar' | 'keys'>;
 
-async function openRows(file: string, keystore: Keystore, haveSidecar: boolean, backendName: BackendName): Promise<Counts> {
+async function openRows(file: string, keystore: Keystore, haveSidecar: boolean, backendName: BackendName): Promise<Counts & { dekRows: number[] }> {
   const backend = createBackend(backendName);
   const perKeyId: Record<string, number> = {};
   const samples: VerifyFailure[] = [];
+  const dekRows: number[] = [];
   let rows = 0;
   let versions = 0;
   let tombstones = 0;
@@ -152,7 +160,10 @@ async function openRows(file: string, keystore: Keystore, haveSidecar: boolean, 
       if (op.type !== 'put') continue;
       const row = rows++;
       const space = op.key[0];
-      if (space === SPACE_INTERNAL && !haveSidecar && Buffer.from(op.key.subarray(1, 1 + KEY_ROW_PREFIX.length)).equals(KEY_ROW_PREFIX)) missingSidecar('DEK rows');
+      if (space === SPACE_INTERNAL && Buffer.from(op.key.subarray(1, 1 + KEY_ROW_PREFIX.length)).equals(KEY_ROW_PREFIX)) {
+        if (!haveSidecar) missingSidecar('DEK rows');
+        dekRows.push(keyIdOfKeyRow(op.key.subarray(1)));
+      }
       if (space !== SPACE_VERSION) continue;
       versions++;
       let decoded;
@@ -189,5 +200,5 @@ async function openRows(file: string, keystore: Keystore, haveSidecar: boolean, 
   } finally {
     backend.close?.();
   }
-  return { rows, versions, tombstones, cleartext_versions: cleartext, encrypted_versions: encrypted, per_key_id: perKeyId, failures, failure_samples: samples };
+  return { rows, versions, tombstones, cleartext_versions: cleartext, encrypted_versions: encrypted, per_key_id: perKeyId, failures, failure_samples: samples, dekRows };
 }

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   adminArgs,
+  collidingId,
   expectCliFailure,
   expectCliOk,
   needle,
@@ -200,6 +201,27 @@ describe('restore of the backup into an empty data dir', () => {
     const o = await status(original.ports);
     expect(fresh).not.toContain(o.active.storage);
     expect(fresh).not.toContain(o.active.raft);
+  }, 60_000);
+
+  it('under another --raft-id: starts and serves; a --raft-id sharing a writer\'s node_id16 is refused', async () => {
+    const colliding = collidingId('n1');
+    const refusedDir = path.join(dir, 'restored-colliding');
+    const line = expectCliFailure(await cli(['backup', 'restore', '--in', backupDir, '--data-dir', refusedDir, '--kek-file', kekFile, '--raft-id', colliding]), 'ErrNodeIDCollision');
+    expect(line).toContain(colliding);
+    expect(fs.existsSync(refusedDir), 'nothing written').toBe(false);
+
+    const otherDir = path.join(dir, 'restored-n9');
+    const report = expectCliOk(await cli(['backup', 'restore', '--in', backupDir, '--data-dir', otherDir, '--kek-file', kekFile, '--raft-id', 'n9', '--json']), 'restore as n9');
+    expect(report.raft_id).toBe('n9');
+    expect([report.new_active.storage, report.new_active.raft]).not.toContain(restore.new_active.storage);
+    const ports = await nodePorts();
+    const node = await startedNode(nodeArgs({ id: 'n9', dataDir: otherDir, ports, dir, kek: ['--kek-file', kekFile] }), dir, ports);
+    running.push(node);
+    const keys = [...expected.keys()];
+    expect(await retrying(ports.resp, (c) => c.mget(...keys))).toEqual(keys.map((k) => expected.get(k)));
+    await set(ports, 'written-by-n9', 'z');
+    expect((await status(ports, true)).versions_per_key_id[String(report.new_active.storage)]).toBe(1);
+    expect(await node.stop('SIGTERM')).toBe(0);
   }, 60_000);
 
   it('refuses a data dir that is not empty', async () => {

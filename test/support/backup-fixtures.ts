@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { META_FILE, STORE_FILE, metaText, type BackupMeta } from '../../src/backup/index.js';
+import { nodeId16 } from '../../src/crypto/index.js';
 import { MAIN_JS, NodeProcess, freePorts, nodeClient } from './node-process.js';
 
 export const ADMIN_TOKEN = 'backup-tests-admin-token-0123456789';
@@ -127,6 +128,16 @@ export async function retrying<T>(port: number, command: (client: ReturnType<typ
   } finally {
     client.disconnect();
   }
+}
+
+/** A short raft id other than `id` with the same node_id16. */
+export function collidingId(id: string): string {
+  const want = nodeId16(id);
+  for (let i = 0; i < 10_000_000; i++) {
+    const candidate = `c${i.toString(36)}`;
+    if (nodeId16(candidate) === want) return candidate;
+  }
+  throw new Error(`no id colliding with ${id}`);
 }
 
 /** A fresh random value that occurs nowhere else (a needle for the plaintext scans). */
