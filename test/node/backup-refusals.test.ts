@@ -41,6 +41,7 @@ let kekUri: string;
 let node: NodeProcess | undefined;
 let dataDir: string;
 let good: string;
+let early: string;
 let written = 0;
 
 function cli(args: string[]): Promise<CliResult> {
@@ -67,7 +68,14 @@ beforeAll(async () => {
   dataDir = path.join(dir, 'n1');
   node = await startedNode(nodeArgs({ id: 'n1', dataDir, ports, dir, kek: ['--kek-uri', kekUri] }), dir, ports, KMS_ENV);
   for (const verb of ['enable-storage-envelope', 'enable-raft-envelope']) expectCliOk(await cli(['encryption', verb, ...adminArgs(dir, ports), '--json']), verb);
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < 10; i++) {
+    await retrying(ports.resp, (c) => c.set(`k-${i}`, needle('v')));
+    written++;
+  }
+  early = path.join(dir, 'early');
+  expectCliOk(await cli(['backup', 'create', ...adminArgs(dir, ports), '--out', early, '--json']), 'online backup before the rotation');
+  expectCliOk(await cli(['encryption', 'rotate-dek', '--purpose', 'storage', ...adminArgs(dir, ports), '--json']), 'rotate-dek');
+  for (let i = 10; i < 20; i++) {
     await retrying(ports.resp, (c) => c.set(`k-${i}`, needle('v')));
     written++;
   }
@@ -138,6 +146,18 @@ describe('backup create and verify, refusals', () => {
     expect(report.failure_samples[0]!.code).toBe('ErrEncryptedReadIntegrity');
   });
 
+  it('ErrBackupCorrupt: keys.json from an earlier point, with backup.json made to agree', async () => {
+    expectCliOk(await cli(['backup', 'verify', '--in', early, '--kek-uri', kekUri, '--json']), 'the earlier backup verifies');
+    const copy = copyOfGood('mixed');
+    fs.copyFileSync(path.join(early, 'keys.json'), path.join(copy, 'keys.json'));
+    const meta = JSON.parse(fs.readFileSync(path.join(copy, 'backup.json'), 'utf8'));
+    meta.encryption.keys = JSON.parse(fs.readFileSync(path.join(early, 'backup.json'), 'utf8')).encryption.keys;
+    fs.writeFileSync(path.join(copy, 'backup.json'), JSON.stringify(meta));
+    resealBackup(copy);
+    const line = expectCliFailure(await verify(copy), 'ErrBackupCorrupt');
+    expect(line).toMatch(/not from the same point/);
+  });
+
   it('ErrKEKMismatch under another KMS key or a file KEK; ErrKEKRequired without one', async () => {
     const otherUri = kms.uri(kms.createKey('sealkv-other').keyId);
     expectCliFailure(await verify(good, ['--kek-uri', otherUri]), 'ErrKEKMismatch');
@@ -156,4 +176,26 @@ describe('backup create and verify, refusals', () => {
     expect(fs.readdirSync(target)).toEqual([]);
     expect(fs.readdirSync(dir).filter((n) => n.includes('restoring'))).toEqual([]);
   });
+});
+
+describe('a node without encryption', () => {
+  it('backs up without a sidecar, verifies and restores without a KEK', async () => {
+    const ports = await nodePorts();
+    const clearDir = path.join(dir, 'clear');
+    node = await startedNode(nodeArgs({ id: 'c1', dataDir: clearDir, ports, dir, kek: null }), dir, ports);
+    const values = Array.from({ length: 5 }, () => needle('clear'));
+    for (const [i, v] of values.entries()) await retrying(ports.resp, (c) => c.set(`c-${i}`, v));
+    const backup = path.join(dir, 'clear-backup');
+    expectCliOk(await cli(['backup', 'create', ...adminArgs(dir, ports), '--out', backup, '--json']), 'backup create');
+    expect(await node.stop('SIGTERM')).toBe(0);
+    node = undefined;
+    expect(fs.readdirSync(backup).sort()).toEqual(['backup.json', 'store.snap']);
+    const report = expectCliOk(await cli(['backup', 'verify', '--in', backup, '--json']), 'verify without a KEK');
+    expect(report).toMatchObject({ sidecar: false, cleartext_versions: 5, encrypted_versions: 0, failures: 0 });
+    const target = path.join(dir, 'clear-restored');
+    expectCliOk(await cli(['backup', 'restore', '--in', backup, '--data-dir', target, '--json']), 'restore without a KEK');
+    const restoredPorts = await nodePorts();
+    node = await startedNode(nodeArgs({ id: 'c1', dataDir: target, ports: restoredPorts, dir, kek: null }), dir, restoredPorts);
+    expect(await retrying(restoredPorts.resp, (c) => c.mget(...values.map((_, i) => `c-${i}`)))).toEqual(values);
+  }, 60_000);
 });

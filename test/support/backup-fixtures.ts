@@ -55,8 +55,8 @@ export function expectCliOk(r: CliResult, what: string): Record<string, any> {
   return JSON.parse(r.stdout) as Record<string, any>;
 }
 
-/** `sealkv start` flags of a single-voter encrypted node. */
-export function nodeArgs(o: { id: string; dataDir: string; ports: NodePorts; dir: string; kek: string[] }): string[] {
+/** `sealkv start` flags of a single-voter node: encrypted with the `kek` flags, cleartext when null. */
+export function nodeArgs(o: { id: string; dataDir: string; ports: NodePorts; dir: string; kek: string[] | null }): string[] {
   return [
     '--raft-id', o.id,
     '--data-dir', o.dataDir,
@@ -66,8 +66,7 @@ export function nodeArgs(o: { id: string; dataDir: string; ports: NodePorts; dir
     '--peers', `${o.id}=127.0.0.1:${o.ports.raft}`,
     '--cluster-secret-file', path.join(o.dir, 'cluster-secret'),
     '--admin-token-file', path.join(o.dir, 'admin-token'),
-    '--encryption-enabled',
-    ...o.kek,
+    ...(o.kek === null ? [] : ['--encryption-enabled', ...o.kek]),
   ];
 }
 
