@@ -22,7 +22,7 @@ import { sealError } from '../errors/index.js';
 import { CLOCK_ROW_KEY } from '../fsm/index.js';
 import { parseSidecar, serializeSidecar, sidecarPath, type SidecarState } from '../sidecar/index.js';
 import { RocksEngine, Store, type SnapshotHeader } from '../store/index.js';
-import { BACKUP_FORMAT, BACKUP_VERSION, META_FILE, SIDECAR_FILE, STORE_FILE, metaText, nowRfc3339, type BackupMeta, type FileSum } from './format.js';
+import { BACKUP_FORMAT, BACKUP_VERSION, META_FILE, SIDECAR_FILE, STORE_FILE, metaText, nowRfc3339, testFault, type BackupMeta, type FileSum } from './format.js';
 
 /** record_count(8 BE) ‖ SHA-256(32): the end of every snapshot stream. */
 const TRAILER_TAIL = 40;
@@ -108,6 +108,7 @@ export async function createBackup(out: string, source: BackupSource): Promise<B
           },
     files,
   };
+  testFault('backup-before-meta');
   await writeFileDurably(path.join(dir, META_FILE), metaText(meta));
   const { files: _files, ...summary } = meta;
   return { ...summary, out: dir, bytes: Object.values(files).reduce((n, f) => n + f.bytes, 0) };

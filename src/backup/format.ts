@@ -151,3 +151,13 @@ export async function checkFiles(dir: string, meta: BackupMeta): Promise<{ sidec
 export function nowRfc3339(): string {
   return new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 }
+
+/**
+ * Test-only: SEALKV_TEST_FAULT=<point> SIGKILLs this process at a named
+ * point (as a power cut would), for the crash tests of create and restore:
+ * `backup-before-meta` (files written, backup.json not yet) and
+ * `restore-before-rename` (the data dir built beside the target).
+ */
+export function testFault(point: 'backup-before-meta' | 'restore-before-rename'): void {
+  if (process.env.SEALKV_TEST_FAULT === point) process.kill(process.pid, 'SIGKILL');
+}

@@ -26,7 +26,8 @@
 // whole with the KEK; build the data dir in a hidden sibling directory
 // (store rows, then the key/rollout/registry rows and applied index in one
 // batch, flushed; keys.json durably); rename it into place. A failure
-// leaves the target as it was.
+// leaves the target as it was; a restore killed part way leaves only the
+// hidden sibling, which the next restore into the same target removes.
 
 import crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -53,7 +54,7 @@ import type { KekProvider } from '../kek/index.js';
 import { BOOTSTRAP_INDEX } from '../raft/index.js';
 import { SIDECAR_DIR, SIDECAR_FILE as SIDECAR_NAME, parseSidecar, serializeSidecar, sidecarTextProblem, type SidecarKey, type SidecarState } from '../sidecar/index.js';
 import { RocksEngine, Store, type WriteOp } from '../store/index.js';
-import { SIDECAR_FILE, STORE_FILE, nowRfc3339, readMeta } from './format.js';
+import { SIDECAR_FILE, STORE_FILE, nowRfc3339, readMeta, testFault } from './format.js';
 import { firstFailure, verifyBackup, type VerifyReport } from './verify.js';
 
 export interface RestoreOptions {
@@ -98,7 +99,8 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
   const sidecar = verify.sidecar ? parseSidecar(await fs.readFile(path.join(source, SIDECAR_FILE), 'utf8'), `${SIDECAR_FILE} of the backup`) : undefined;
 
   await fs.mkdir(path.dirname(target), { recursive: true });
-  const staging = path.join(path.dirname(target), `.${path.basename(target)}.restoring-${crypto.randomBytes(4).toString('hex')}`);
+  await removeInterrupted(target);
+  const staging = path.join(path.dirname(target), `${stagingPrefix(target)}${crypto.randomBytes(4).toString('hex')}`);
   await fs.mkdir(staging, { mode: 0o700 });
   let plan: Plan;
   try {
@@ -118,6 +120,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
       await writeFileDurably(path.join(dir, SIDECAR_NAME), serializeSidecar(plan.sidecar));
       await fsyncDirectory(staging);
     }
+    testFault('restore-before-rename');
     await fs.rename(staging, target);
     await fsyncDirectory(path.dirname(target));
   } catch (err) {
@@ -134,6 +137,19 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRep
     storage_envelope_active: plan.sidecar?.storageEnvelopeActive ?? false,
     raft_envelope_cutover_index: plan.sidecar?.raftEnvelopeCutoverIndex ?? null,
   };
+}
+
+/** The hidden sibling a restore into `target` builds in: `.<name>.restoring-<random>`. */
+function stagingPrefix(target: string): string {
+  return `.${path.basename(target)}.restoring-`;
+}
+
+/** What a restore into `target` that was killed part way left beside it (never read: it was not renamed into place). */
+async function removeInterrupted(target: string): Promise<void> {
+  const prefix = stagingPrefix(target);
+  for (const name of await fs.readdir(path.dirname(target))) {
+    if (name.startsWith(prefix)) await fs.rm(path.join(path.dirname(target), name), { recursive: true, force: true });
+  }
 }
 
 async function checkEmpty(dir: string): Promise<void> {

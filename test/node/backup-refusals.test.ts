@@ -7,8 +7,11 @@
 // backup.json was rewritten to hide it), a flipped byte in store.snap,
 // keys.json or backup.json (ErrBackupCorrupt), a flipped ciphertext byte
 // with every checksum recomputed (ErrEncryptedReadIntegrity), another KEK
-// (ErrKEKMismatch) or none (ErrKEKRequired). A refused restore leaves the
-// target empty.
+// (ErrKEKMismatch) or none (ErrKEKRequired), a keys.json from an earlier
+// backup (ErrBackupCorrupt: two points). A refused restore leaves the target
+// empty; a backup or a restore SIGKILLed part way (SEALKV_TEST_FAULT) leaves
+// nothing that passes for a backup or a data dir, and the next restore works.
+// Last, a node without encryption: backup, verify and restore need no KEK.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -43,6 +46,7 @@ let dataDir: string;
 let good: string;
 let early: string;
 let written = 0;
+const values = new Map<string, string>();
 
 function cli(args: string[]): Promise<CliResult> {
   return runCli(dir, args, KMS_ENV);
@@ -68,17 +72,17 @@ beforeAll(async () => {
   dataDir = path.join(dir, 'n1');
   node = await startedNode(nodeArgs({ id: 'n1', dataDir, ports, dir, kek: ['--kek-uri', kekUri] }), dir, ports, KMS_ENV);
   for (const verb of ['enable-storage-envelope', 'enable-raft-envelope']) expectCliOk(await cli(['encryption', verb, ...adminArgs(dir, ports), '--json']), verb);
-  for (let i = 0; i < 10; i++) {
-    await retrying(ports.resp, (c) => c.set(`k-${i}`, needle('v')));
+  const put = async (i: number): Promise<void> => {
+    const value = needle('v');
+    await retrying(ports.resp, (c) => c.set(`k-${i}`, value));
+    values.set(`k-${i}`, value);
     written++;
-  }
+  };
+  for (let i = 0; i < 10; i++) await put(i);
   early = path.join(dir, 'early');
   expectCliOk(await cli(['backup', 'create', ...adminArgs(dir, ports), '--out', early, '--json']), 'online backup before the rotation');
   expectCliOk(await cli(['encryption', 'rotate-dek', '--purpose', 'storage', ...adminArgs(dir, ports), '--json']), 'rotate-dek');
-  for (let i = 10; i < 20; i++) {
-    await retrying(ports.resp, (c) => c.set(`k-${i}`, needle('v')));
-    written++;
-  }
+  for (let i = 10; i < 20; i++) await put(i);
 
   const locked = await cli(['backup', 'create', '--data-dir', dataDir, '--out', path.join(dir, 'locked'), '--raft-id', 'n1']);
   expectCliFailure(locked, 'ErrDataDirLocked');
@@ -176,6 +180,32 @@ describe('backup create and verify, refusals', () => {
     expect(fs.readdirSync(target)).toEqual([]);
     expect(fs.readdirSync(dir).filter((n) => n.includes('restoring'))).toEqual([]);
   });
+});
+
+describe('SIGKILL part way', () => {
+  it('a backup killed before backup.json is refused; a killed restore leaves the target empty and the next one succeeds', async () => {
+    const killed = path.join(dir, 'killed-backup');
+    const create = await runCli(dir, ['backup', 'create', '--data-dir', dataDir, '--out', killed, '--raft-id', 'n1'], { ...KMS_ENV, SEALKV_TEST_FAULT: 'backup-before-meta' });
+    expect(create.code, create.stderr).toBeNull();
+    expect(fs.readdirSync(killed).sort()).toEqual(['keys.json', 'store.snap']);
+    expect(expectCliFailure(await verify(killed), 'ErrBackupCorrupt')).toMatch(/did not finish/);
+
+    const target = path.join(dir, 'killed-restore');
+    const args = ['backup', 'restore', '--in', good, '--data-dir', target, '--kek-uri', kekUri, '--json'];
+    const interrupted = await runCli(dir, args, { ...KMS_ENV, SEALKV_TEST_FAULT: 'restore-before-rename' });
+    expect(interrupted.code, interrupted.stderr).toBeNull();
+    expect(fs.existsSync(target)).toBe(false);
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.killed-restore.restoring-'))).toHaveLength(1);
+    expectCliOk(await cli(args), 'restore after the killed one');
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.restoring-'))).toEqual([]);
+
+    const ports = await nodePorts();
+    node = await startedNode(nodeArgs({ id: 'n1', dataDir: target, ports, dir, kek: ['--kek-uri', kekUri] }), dir, ports, KMS_ENV);
+    const keys = [...values.keys()];
+    expect(await retrying(ports.resp, (c) => c.mget(...keys))).toEqual(keys.map((k) => values.get(k)));
+    expect(await node.stop('SIGTERM')).toBe(0);
+    node = undefined;
+  }, 60_000);
 });
 
 describe('a node without encryption', () => {
