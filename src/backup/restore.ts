@@ -47,6 +47,7 @@ import {
   keyRowKey,
   newKeyId,
   writerRegistryKey,
+  writerRowPrefix,
   type KeyRecord,
 } from '../encryption/index.js';
 import { sealError } from '../errors/index.js';
@@ -179,7 +180,15 @@ async function planRestore(store: Store, side: SidecarState | undefined, raftId:
   const rows: WriteOp[] = [];
   const keys = new Map<number, SidecarKey>();
   const taken = new Set<number>(side.keys.keys());
-  for (const { key } of await store.scanInternal(KEY_ROW_PREFIX)) taken.add(keyIdOfKeyRow(key));
+  for (const { key } of await store.scanInternal(KEY_ROW_PREFIX)) {
+    const keyId = keyIdOfKeyRow(key);
+    taken.add(keyId);
+    // A DEK the sidecar already retired (it was one entry ahead): its rows go too, as the entry's batch would have done.
+    if (!side.keys.has(keyId)) {
+      rows.push({ type: 'deleteInternal', key: keyRowKey(keyId) });
+      for (const writer of await store.scanInternal(writerRowPrefix(keyId))) rows.push({ type: 'deleteInternal', key: writer.key });
+    }
+  }
   for (const key of side.keys.values()) {
     const raw = await store.getInternal(writerRegistryKey(key.keyId, me16));
     const row = raw === undefined ? undefined : decodeWriterRow(raw);
