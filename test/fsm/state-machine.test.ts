@@ -278,3 +278,27 @@ describe('StateMachine halts', () => {
     await expect(machine.applyEntries([{ index: 1, proposalId: 0n, payload: null }])).rejects.toThrow(/halted/);
   });
 });
+
+describe('StateMachine.atApplyPoint', () => {
+  it('runs between two applies: an apply queued meanwhile waits until the work resolves', async () => {
+    const { store, machine } = await fresh();
+    await machine.applyEntries([{ index: 1, proposalId: 1n, payload: encodeRequestPayload({ op: 'set', key: 'a', value: '1' }, packHlc(T0)) }]);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const seen: string[] = [];
+    const point = machine.atApplyPoint(async (appliedIndex) => {
+      seen.push(`point at ${appliedIndex}`);
+      await gate;
+      seen.push(`point sees a=${(await store.getLatest(Buffer.from('a'), T0))?.value.toString()}`);
+      return appliedIndex;
+    });
+    const apply = machine.applyEntries([{ index: 2, proposalId: 2n, payload: encodeRequestPayload({ op: 'set', key: 'a', value: '2' }, packHlc(T0 + 1)) }]).then(() => seen.push('applied 2'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(machine.appliedIndex, 'the apply waits for the point').toBe(1);
+    release();
+    expect(await point).toBe(1);
+    await apply;
+    expect(seen).toEqual(['point at 1', 'point sees a=1', 'applied 2']);
+    expect(machine.appliedIndex).toBe(2);
+  });
+});
