@@ -6,7 +6,9 @@
 // plaintext of any value written after Phase 1 (the cleartext ones are the
 // scanner's positive control) and no KEK bytes; restored into an empty data
 // dir it must start as a new node serving every key acknowledged before the
-// backup, and seal its own writes only under DEKs the original never had.
+// backup, seal its own writes only under DEKs the original never had, and
+// grow by a member that joins it (the data reaches it only by snapshot: the
+// new cluster's log does not hold it).
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -14,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  ADMIN_TOKEN,
   adminArgs,
   collidingId,
   expectCliFailure,
@@ -29,7 +32,7 @@ import {
   writeSecrets,
   type NodePorts,
 } from '../support/backup-fixtures.js';
-import type { NodeProcess } from '../support/node-process.js';
+import { NodeProcess } from '../support/node-process.js';
 
 let dir: string;
 let kekFile: string;
@@ -201,6 +204,36 @@ describe('restore of the backup into an empty data dir', () => {
     const o = await status(original.ports);
     expect(fresh).not.toContain(o.active.storage);
     expect(fresh).not.toContain(o.active.raft);
+  }, 60_000);
+
+  it('grows by a member that joins the new cluster and learns the data by snapshot', async () => {
+    const ports = await nodePorts();
+    const leaderRaft = `127.0.0.1:${restored.ports.raft}`;
+    const args = nodeArgs({ id: 'n2', dataDir: path.join(dir, 'joined-n2'), ports, dir, kek: ['--kek-file', kekFile] });
+    args[args.indexOf('--peers') + 1] = `n1=${leaderRaft}`;
+    const joiner = new NodeProcess([...args, '--join', leaderRaft], dir);
+    running.push(joiner);
+    await joiner.start();
+    const res = await fetch(`http://127.0.0.1:${restored.ports.admin}/cluster/learners`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'n2', raft_address: `127.0.0.1:${ports.raft}` }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const keys = [...expected.keys()];
+    const want = keys.map((k) => expected.get(k));
+    let got: (string | null)[] = [];
+    for (const end = Date.now() + 30_000; Date.now() < end; ) {
+      got = await retrying(ports.resp, (c) => c.mget(...keys)).catch(() => []);
+      if (JSON.stringify(got) === JSON.stringify(want)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(got, 'the joined member serves the restored data').toEqual(want);
+    const s = await status(ports);
+    expect(s.active).toEqual(restore.new_active);
+    expect(s.raft_envelope_cutover_index).toBe(1);
+    expect(await joiner.stop('SIGTERM')).toBe(0);
   }, 60_000);
 
   it('under another --raft-id: starts and serves; a --raft-id sharing a writer\'s node_id16 is refused', async () => {
