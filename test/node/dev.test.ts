@@ -37,6 +37,9 @@ describe('sealkv start --dev', () => {
       cwd,
     );
     await node.start();
+    // The hint goes to stderr after the ready line on stdout: the two pipes
+    // may deliver in either order.
+    for (let i = 0; i < 100 && !node.output.includes(`redis-cli -p ${resp}`); i++) await new Promise((r) => setTimeout(r, 50));
     expect(node.output).toContain(`redis-cli -p ${resp}`);
     await roundTrip(resp!, async (client) => {
       expect(await client.set('greeting', 'hello')).toBe('OK');
