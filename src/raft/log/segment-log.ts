@@ -99,6 +99,8 @@ export class SegmentLog implements Storage {
   private closed = false;
   /** Opened by read(): recovery changed no file and writes are refused. */
   private readOnly = false;
+  /** The damaged or torn tail recovery cut off at open, if any (for the node's log). */
+  tailCut: { segment: string; offset: number; bytes: number } | undefined;
   /** Data offsets of the Entry records just written, consumed in order by applyRecord. */
   private pendingOffsets: number[] = [];
 
@@ -428,7 +430,10 @@ export class SegmentLog implements Storage {
           if (!isLast || findNextValidRecord(buf, off + 1) >= 0) {
             throw corrupt(`${segmentName(seq)}: damaged record at offset ${off} (${res.reason}) before valid data`);
           }
-          if (!this.readOnly) await this.truncateTail(file, off);
+          if (!this.readOnly) {
+            await this.truncateTail(file, off);
+            this.tailCut = { segment: segmentName(seq), offset: off, bytes: buf.length - off };
+          }
           break;
         }
         const r = res.record;
