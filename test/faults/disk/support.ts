@@ -83,12 +83,17 @@ export class SingleNode {
     ];
   }
 
+  /** The node's shared client (a new one after a restart). */
   client(): Redis {
-    if (this.#client === undefined || this.#client.status === 'end') {
-      this.#client = new Redis({ host: '127.0.0.1', port: this.ports.resp, maxRetriesPerRequest: 1, retryStrategy: () => null, commandTimeout: 20_000 });
-      this.#client.on('error', () => undefined);
-    }
+    if (this.#client === undefined || this.#client.status === 'end') this.#client = this.newClient();
     return this.#client;
+  }
+
+  /** A client of the caller's own: no reconnects, no retries, errors left to the commands. */
+  newClient(): Redis {
+    const client = new Redis({ host: '127.0.0.1', port: this.ports.resp, maxRetriesPerRequest: 0, retryStrategy: () => null, commandTimeout: 20_000 });
+    client.on('error', () => undefined);
+    return client;
   }
 
   dropClient(): void {
