@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { recordFault } from '../support/report.js';
-import { SingleNode, plainLines, setRetrying } from './support.js';
+import { SingleNode, plainLines, setRetrying } from '../support/single-node.js';
 
 const TMPFS_BYTES = 64 * 1024 * 1024;
 const LEAVE_FREE = 1024 * 1024;

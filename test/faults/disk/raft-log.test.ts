@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EncryptedCluster, Traffic, encryptionOp, cliFailure, finishTraffic, type Member } from '../../support/encrypted-cluster.js';
 import { recordFault } from '../support/report.js';
-import { flipByte, lastSegment, plainLines, recordOffsets } from './support.js';
+import { plainLines } from '../support/single-node.js';
+import { flipByte, lastSegment, recordOffsets } from './support.js';
 
 let c: EncryptedCluster;
 let traffic: Traffic;

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordFault } from '../support/report.js';
-import { SingleNode, plainLines, setRetrying } from './support.js';
+import { SingleNode, plainLines, setRetrying } from '../support/single-node.js';
 
 let dir: string;
 let node: SingleNode;

@@ -13,7 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { recordFault } from '../support/report.js';
-import { SingleNode, setRetrying, tamperWalValue } from './support.js';
+import { SingleNode, setRetrying } from '../support/single-node.js';
+import { tamperWalValue } from './support.js';
 
 const KEYS = 24;
 const FAILURE_METRIC = 'sealkv_encryption_decrypt_failures_total';
