@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordFault } from '../faults/support/report.js';
 import { startServer, type Harness } from './helpers.js';
 
-/** SEALKV_FUZZ_SCALE=N multiplies the runs for a longer soak (default 1, kept small for CI). */
+/** SEALKV_FUZZ_SCALE=N multiplies the runs for a longer soak (default 1, kept small for CI; 20 under SEALKV_FAULT_SOAK=1). */
 const FUZZ_SCALE = Math.max(1, Number(process.env.SEALKV_FUZZ_SCALE ?? (process.env.SEALKV_FAULT_SOAK === '1' ? 20 : 1)) || 1);
 
 let h: Harness;

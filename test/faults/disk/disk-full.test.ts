@@ -8,7 +8,8 @@
 //   - a node that halted exits 1 with one `sealkv: halted: Err<Code>` line;
 //   - started again while the disk is still full, it either starts (and
 //     writes to it meet the same three outcomes) or is refused cleanly
-//     (exit 1, one line) — twice, without damaging anything;
+//     (exit 1, one line) — twice (six under SEALKV_FAULT_SOAK=1), without
+//     damaging anything;
 //   - once space returns it starts, serves every acknowledged write and
 //     accepts new ones.
 
@@ -19,12 +20,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { recordFault } from '../support/report.js';
+import { soakOr } from '../support/soak.js';
 import { SingleNode, plainLines, setRetrying } from '../support/single-node.js';
 
 const TMPFS_BYTES = 64 * 1024 * 1024;
 const LEAVE_FREE = 1024 * 1024;
 const WRITERS = 4;
-const MAX_WRITES = 3000;
+const MAX_WRITES = soakOr(3000, 20_000);
+/** Starts on the still-full disk. */
+const FULL_RESTARTS = soakOr(2, 6);
 const VALUE_BYTES = 2048;
 
 let dir: string | undefined;
@@ -130,7 +134,7 @@ describe('disk full during writes', () => {
 
     // Started again on the still-full disk: it starts, or is refused cleanly; nothing is damaged either way.
     let fullRestarts = 0;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < FULL_RESTARTS; attempt++) {
       if (node.process.running) await node.kill();
       const from = node.process.output.length;
       const started = await node.start().then(

@@ -14,8 +14,12 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EncryptedCluster, Traffic, encryptionOp, cliFailure, finishTraffic, type Member } from '../../support/encrypted-cluster.js';
 import { recordFault } from '../support/report.js';
+import { soakOr } from '../support/soak.js';
 import { plainLines } from '../support/single-node.js';
 import { flipByte, lastSegment, recordOffsets } from './support.js';
+
+/** Kill-damage-restart rounds per tail scenario. */
+const TAIL_ROUNDS = soakOr(1, 5);
 
 let c: EncryptedCluster;
 let traffic: Traffic;
@@ -69,40 +73,46 @@ afterAll(async () => {
 });
 
 describe('Raft log damage on a real node', () => {
+  /** TAIL_ROUNDS rounds of `damage` on the follower's tail; every acknowledged write read back on every member each round. */
+  async function tailRounds(phase: string, damage: (segment: string, offsets: number[]) => string, scenario: string): Promise<void> {
+    let faults = 0;
+    let operations = 0;
+    for (let round = 0; round < TAIL_ROUNDS; round++) {
+      faults += (await damagedRestart(`${phase}-${round}`, damage, true)).faults;
+      const { acked, unreadable, linearizable } = await finishTraffic(c, traffic);
+      expect(unreadable, c.describe()).toBe('');
+      expect(linearizable).toBe('');
+      expect(traffic.errors).toEqual([]);
+      operations += acked.length * c.running.length + traffic.history.length - historyFrom;
+    }
+    recordFault({ area: 'disk', scenario, faults, operations, anomalies: 0 });
+  }
+
   it('a tail record cut short is truncated at start; the node rejoins and serves every acknowledged write', async () => {
-    const { faults } = await damagedRestart(
+    await tailRounds(
       'torn-tail',
       (segment, offsets) => {
         const last = offsets.at(-1)!;
         const size = fs.statSync(segment).size;
-        fs.truncateSync(segment, last + Math.max(1, Math.floor((size - last) / 2)));
+        fs.truncateSync(segment, last + Math.max(1, Math.floor((size - last) * Math.random())));
         return `cut at ${last}+`;
       },
-      true,
+      'Raft log tail cut short (follower, Phase 2, under traffic)',
     );
-    const { acked, unreadable, linearizable } = await finishTraffic(c, traffic);
-    expect(unreadable, c.describe()).toBe('');
-    expect(linearizable).toBe('');
-    expect(traffic.errors).toEqual([]);
-    recordFault({ area: 'disk', scenario: 'Raft log tail cut short (follower, Phase 2, under traffic)', faults, operations: acked.length * c.running.length + traffic.history.length - historyFrom, anomalies: 0 });
-  }, 120_000);
+  }, 120_000 * TAIL_ROUNDS);
 
   it('a bit flipped in the tail record is truncated at start; the node rejoins and serves every acknowledged write', async () => {
-    const { faults } = await damagedRestart(
+    await tailRounds(
       'flipped-tail',
       (segment, offsets) => {
         const last = offsets.at(-1)!;
-        flipByte(segment, last + 12 + 1);
-        return `flip at ${last + 13}`;
+        const at = last + 12 + Math.floor(Math.random() * (fs.statSync(segment).size - last - 12));
+        flipByte(segment, at);
+        return `flip at ${at}`;
       },
-      true,
+      'bit flipped in the Raft log tail record (follower, Phase 2)',
     );
-    const { acked, unreadable, linearizable } = await finishTraffic(c, traffic);
-    expect(unreadable, c.describe()).toBe('');
-    expect(linearizable).toBe('');
-    expect(traffic.errors).toEqual([]);
-    recordFault({ area: 'disk', scenario: 'bit flipped in the Raft log tail record (follower, Phase 2)', faults, operations: acked.length * c.running.length + traffic.history.length - historyFrom, anomalies: 0 });
-  }, 120_000);
+  }, 120_000 * TAIL_ROUNDS);
 
   it('a bit flipped in the middle of the log stops the node with ErrRaftLogCorrupt; the others keep every acknowledged write', async () => {
     const { faults, refusal } = await damagedRestart(

@@ -1,11 +1,12 @@
 // A bit flipped in a sealed value on disk (SPEC §3.1, §12, §13): a real
 // encrypted node writes values, is SIGKILLed (the values are then in
-// RocksDB's WAL), and one byte inside one value's envelope is flipped with
-// the WAL record's CRC-32C recomputed — so RocksDB replays it as written and
-// only the envelope's tag can notice. After restart a GET of that key must
-// answer `ErrEncryptedReadIntegrity` over RESP (never data, never nil),
-// every other key must still be served, and /metrics must count the failure
-// as sealkv_encryption_decrypt_failures_total{reason="tag_mismatch"}.
+// RocksDB's WAL), and one byte inside one value's envelope (eight values
+// under SEALKV_FAULT_SOAK=1) is flipped with the WAL record's CRC-32C
+// recomputed — so RocksDB replays it as written and only the envelope's tag
+// can notice. After restart a GET of that key must answer
+// `ErrEncryptedReadIntegrity` over RESP (never data, never nil), every other
+// key must still be served, and /metrics must count the failure as
+// sealkv_encryption_decrypt_failures_total{reason="tag_mismatch"}.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -13,10 +14,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { recordFault } from '../support/report.js';
+import { soakOr } from '../support/soak.js';
 import { SingleNode, setRetrying } from '../support/single-node.js';
 import { tamperWalValue } from './support.js';
 
 const KEYS = 24;
+/** Values damaged (each in another key, at another ciphertext byte). */
+const VICTIMS = soakOr(1, 8);
 const FAILURE_METRIC = 'sealkv_encryption_decrypt_failures_total';
 
 let dir: string | undefined;
@@ -42,33 +46,34 @@ describe('a bit flipped in a stored value', () => {
     }
     await node.kill();
 
-    // Flip one ciphertext byte (past value header 9 B and envelope header 18 B) of the first key the WAL holds whole.
+    // Flip one ciphertext byte (past value header 9 B and envelope header 18 B) of values the WAL holds whole.
     const storeDir = path.join(node.dataDir, 'store');
-    let victim: string | undefined;
+    const victims: string[] = [];
     for (const key of values.keys()) {
-      if (tamperWalValue(storeDir, key, 9 + 18 + 3) !== undefined) {
-        victim = key;
-        break;
-      }
+      if (victims.length === VICTIMS) break;
+      if (tamperWalValue(storeDir, key, 9 + 18 + 3 + victims.length) !== undefined) victims.push(key);
     }
-    expect(victim, `no sealed value found whole in a WAL record under ${storeDir}`).toBeDefined();
+    expect(victims.length, `sealed values found whole in a WAL record under ${storeDir}`).toBe(VICTIMS);
 
     await node.start();
     const client = node.client();
     const before = await node.metric(FAILURE_METRIC, 'reason="tag_mismatch"');
-    const reads = 3;
+    const readsPerVictim = 3;
     let anomalies = 0;
-    for (let i = 0; i < reads; i++) {
-      const outcome = await client.get(victim!).then(
-        (v) => `data ${JSON.stringify(v)}`,
-        (err: Error) => err.message,
-      );
-      if (!outcome.startsWith('ERR ErrEncryptedReadIntegrity: ')) anomalies++;
-      expect(outcome).toMatch(/^ERR ErrEncryptedReadIntegrity: /);
+    for (const victim of victims) {
+      for (let i = 0; i < readsPerVictim; i++) {
+        const outcome = await client.get(victim).then(
+          (v) => `data ${JSON.stringify(v)}`,
+          (err: Error) => err.message,
+        );
+        if (!outcome.startsWith('ERR ErrEncryptedReadIntegrity: ')) anomalies++;
+        expect(outcome).toMatch(/^ERR ErrEncryptedReadIntegrity: /);
+      }
     }
-    // MGET with the tampered key fails as a whole rather than serving a nil in its place.
-    const others = [...values.keys()].filter((k) => k !== victim);
-    const mget = await client.mget(victim!, others[0]!).then(
+    const reads = victims.length * readsPerVictim;
+    // MGET with a tampered key fails as a whole rather than serving a nil in its place.
+    const others = [...values.keys()].filter((k) => !victims.includes(k));
+    const mget = await client.mget(victims[0]!, others[0]!).then(
       (v) => `data ${JSON.stringify(v)}`,
       (err: Error) => err.message,
     );
@@ -83,6 +88,6 @@ describe('a bit flipped in a stored value', () => {
     // The node still accepts writes and serves them.
     await setRetrying(client, 'after-tamper', 'ok');
     expect(await client.get('after-tamper')).toBe('ok');
-    recordFault({ area: 'disk', scenario: 'bit flipped in a sealed value (RocksDB WAL, CRC fixed)', faults: 1, operations: reads + 1 + others.length + 2, anomalies });
+    recordFault({ area: 'disk', scenario: 'bit flipped in a sealed value (RocksDB WAL, CRC fixed)', faults: victims.length, operations: reads + 1 + others.length + 2, anomalies });
   }, 90_000);
 });

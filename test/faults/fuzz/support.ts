@@ -8,13 +8,13 @@
 
 import fc from 'fast-check';
 import { isSealError, type ErrorCode } from '../../../src/errors/index.js';
+import { soakOr } from '../support/soak.js';
 
-export const SOAK = process.env.SEALKV_FAULT_SOAK === '1';
-export const SOAK_FACTOR = 20;
+const SOAK_FACTOR = 20;
 
 /** `n` runs, or `n * SOAK_FACTOR` in soak mode. */
 export function runs(n: number): number {
-  return SOAK ? n * SOAK_FACTOR : n;
+  return soakOr(n, n * SOAK_FACTOR);
 }
 
 /** fast-check parameters: run count and the seed (from SEALKV_FAULT_SEED when set). */
