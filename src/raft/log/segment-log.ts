@@ -99,8 +99,7 @@ export class SegmentLog implements Storage {
   private closed = false;
   /** Opened by read(): recovery changed no file and writes are refused. */
   private readOnly = false;
-  /** The damaged or torn tail recovery cut off at open, if any (for the node's log). */
-  tailCut: { segment: string; offset: number; bytes: number } | undefined;
+  private cutTail: { segment: string; offset: number; bytes: number } | undefined;
   /** Data offsets of the Entry records just written, consumed in order by applyRecord. */
   private pendingOffsets: number[] = [];
 
@@ -133,6 +132,11 @@ export class SegmentLog implements Storage {
     await fsyncDirectory(path.dirname(path.resolve(opts.dir)));
     await log.startSegment(1, 'install');
     return log;
+  }
+
+  /** The damaged or torn tail recovery cut off at open, if any (for the node's log). */
+  get tailCut(): { segment: string; offset: number; bytes: number } | undefined {
+    return this.cutTail;
   }
 
   /**
@@ -432,7 +436,7 @@ export class SegmentLog implements Storage {
           }
           if (!this.readOnly) {
             await this.truncateTail(file, off);
-            this.tailCut = { segment: segmentName(seq), offset: off, bytes: buf.length - off };
+            this.cutTail = { segment: segmentName(seq), offset: off, bytes: buf.length - off };
           }
           break;
         }
