@@ -7,10 +7,9 @@
 //     node halted — nothing else;
 //   - a node that halted exits 1 with one `sealkv: halted: Err<Code>` line;
 //   - started again while the disk is still full (every byte taken again),
-//     it either starts (and
-//     writes to it meet the same three outcomes) or is refused cleanly
-//     (exit 1, one line) — twice (six under SEALKV_FAULT_SOAK=1), without
-//     damaging anything;
+//     it either starts (and writes to it meet the same three outcomes) or
+//     is refused cleanly (exit 1, one line, ErrNoSpace rather than a blamed
+//     filesystem) — twice (six under SEALKV_FAULT_SOAK=1), damaging nothing;
 //   - once space returns it starts, serves every acknowledged write and
 //     accepts new ones.
 
