@@ -22,7 +22,11 @@ export async function runStart(options: StartOptions): Promise<void> {
     if (config.dev) logger.warn({ data_dir: config.dataDir }, 'development node: single member, data and KEK under ./sealkv-dev, not for production');
     if (config.dev) ensureDevKek(config.kekFile);
     let node: RunningNode | undefined;
+    let exiting = false;
     const exitWith = (what: string) => (err: Error): void => {
+      // One line, once: a second failure during the flush below says nothing new.
+      if (exiting) return;
+      exiting = true;
       process.stderr.write(`sealkv: ${what}: ${withRootCause(err)}\n`);
       // Requests in flight get their typed error (ErrRaftStopped) before the
       // process goes: stop the servers gracefully, within a bound.
