@@ -188,6 +188,31 @@ const adminInput: fc.Arbitrary<AdminInput> = fc.record({
 });
 
 describe('admin HTTP listener', () => {
+  it('answers each kind of malformed request with 400 and a JSON error', async () => {
+    const cases: { method: string; route: string; body?: string }[] = [
+      { method: 'POST', route: '/encryption/rotate-dek?purpose=fz-nonsense' },
+      { method: 'POST', route: '/encryption/rotate-dek' },
+      { method: 'GET', route: '/encryption/sidecar-state' },
+      { method: 'POST', route: '/cluster/learners', body: '{"id": ' },
+      { method: 'POST', route: '/cluster/learners', body: '[1, 2]' },
+      { method: 'POST', route: '/cluster/remove', body: '{"id": 7}' },
+      { method: 'POST', route: '/cluster/promote', body: '"fz"' },
+    ];
+    for (const { method, route, body } of cases) {
+      const res = await fetch(`http://127.0.0.1:${node.ports.admin}${route}`, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      const text = await res.text();
+      expect(res.status, `${method} ${route} ${body ?? ''}: ${text}`).toBe(400);
+      expect(typeof (JSON.parse(text) as { error?: unknown }).error).toBe('string');
+    }
+    await expectServing('after malformed admin requests');
+    recordFault({ area: 'fuzz', scenario: 'admin API on a real node: malformed queries and JSON bodies answer 400', faults: cases.length, operations: cases.length + stored.size, anomalies: 0 });
+  });
+
   it('answers no/bad tokens with 401 and malformed requests with a JSON 4xx, and keeps serving', async () => {
     let inputs = 0;
     const statuses = new Map<number, number>();
