@@ -9,7 +9,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createLogger } from '../log/index.js';
-import { openReplicatedEngine, resolveStartConfig, startFailureLine, startNode, stopOnSignals, type StartOptions } from '../node/index.js';
+import { openReplicatedEngine, resolveStartConfig, startFailureLine, startNode, stopOnSignals, type RunningNode, type StartOptions } from '../node/index.js';
+
+/** How long a halting node waits for its servers to answer requests in flight before it exits. */
+const HALT_FLUSH_MS = 3_000;
 
 export async function runStart(options: StartOptions): Promise<void> {
   let logger = createLogger();
@@ -18,11 +21,19 @@ export async function runStart(options: StartOptions): Promise<void> {
     logger = createLogger({ base: { raft_id: config.raftId } });
     if (config.dev) logger.warn({ data_dir: config.dataDir }, 'development node: single member, data and KEK under ./sealkv-dev, not for production');
     if (config.dev) ensureDevKek(config.kekFile);
+    let node: RunningNode | undefined;
+    let exiting = false;
     const exitWith = (what: string) => (err: Error): void => {
-      process.stderr.write(`sealkv: ${what}: ${err.message}\n`);
-      process.exit(1);
+      // One line, once: a second failure during the flush below says nothing new.
+      if (exiting) return;
+      exiting = true;
+      process.stderr.write(`sealkv: ${what}: ${withRootCause(err)}\n`);
+      // Requests in flight get their typed error (ErrRaftStopped) before the
+      // process goes: stop the servers gracefully, within a bound.
+      setTimeout(() => process.exit(1), HALT_FLUSH_MS);
+      void (node?.stop() ?? Promise.resolve()).finally(() => process.exit(1));
     };
-    const node = await startNode(config, (cfg, { metrics }) => openReplicatedEngine(cfg, { logger, metrics, onHalt: exitWith('halted'), onFatal: exitWith('cannot start'), ...testWriteCeiling() }), logger);
+    node = await startNode(config, (cfg, { metrics }) => openReplicatedEngine(cfg, { logger, metrics, onHalt: exitWith('halted'), onFatal: exitWith('cannot start'), ...testWriteCeiling() }), logger);
     stopOnSignals(node, logger);
     logger.info({ resp: node.resp, admin: node.admin, raft: config.raftListen, data_dir: config.dataDir }, 'ready');
     if (config.dev) {
@@ -34,6 +45,18 @@ export async function runStart(options: StartOptions): Promise<void> {
     process.stderr.write(`${startFailureLine(err)}\n`);
     process.exit(1);
   }
+}
+
+/**
+ * `err`'s message, followed by its innermost cause's when that says more
+ * (a halt from the store reads "Batch was not applied"; its cause says
+ * "No space left on device").
+ */
+function withRootCause(err: Error): string {
+  let root: unknown = err;
+  for (let depth = 0; depth < 8 && root instanceof Error && root.cause instanceof Error; depth++) root = root.cause;
+  const detail = root instanceof Error ? root.message : '';
+  return detail === '' || err.message.includes(detail) ? err.message : `${err.message} (cause: ${detail})`;
 }
 
 /** `--dev` keeps a development KEK outside the data dir, created once with mode 0600 (SPEC §12). */

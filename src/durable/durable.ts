@@ -92,7 +92,8 @@ export async function ensureDirDurably(dir: string, durable: DurableFs = nodeDur
 
 /**
  * Creates `dir` durably if needed, then runs the durable-write sequence on a
- * sentinel in it; ErrUnsupportedFilesystem if any step fails.
+ * sentinel in it; ErrUnsupportedFilesystem if any step fails (ErrNoSpace when
+ * it fails for want of space).
  */
 export async function probeDurableDir(dir: string, durable: DurableFs = nodeDurableFs): Promise<void> {
   const sentinel = path.join(dir, PROBE_NAME);
@@ -108,6 +109,10 @@ export async function probeDurableDir(dir: string, durable: DurableFs = nodeDura
     await fs.rm(sentinel, { force: true }).catch(() => undefined);
     await fs.rm(sentinel + TMP_SUFFIX, { force: true }).catch(() => undefined);
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    // A full device says nothing about the filesystem: do not send the operator to another one.
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw sealError('ErrNoSpace', `${dir}: no space left on its device (${code}) for a durable write; free space, then start again`, err);
+    }
     throw sealError(
       'ErrUnsupportedFilesystem',
       `${dir} cannot make a file replacement durable (tmp, fsync, rename, directory fsync failed: ${code}); put the data dir on a local filesystem such as ext4 or xfs`,

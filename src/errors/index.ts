@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   ErrSidecarBehindRaftLog: { retryable: false },
   ErrSidecarCorrupt: { retryable: false },
   ErrUnsupportedFilesystem: { retryable: false },
+  /** The data dir's device is full (ENOSPC, EDQUOT): nothing is wrong with the filesystem; free space and retry. */
+  ErrNoSpace: { retryable: true },
   ErrLocalEpochExhausted: { retryable: false },
   ErrLocalEpochRollback: { retryable: false },
   ErrLocalEpochOutOfRange: { retryable: false },

@@ -288,6 +288,8 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     keys.kek?.close();
     throw err;
   }
+  // A record cut short or damaged at the very end of the log: a write the crash interrupted (or a damaged last record the peers still hold).
+  if (raft.logTailCut !== undefined) logger.warn({ raft_log_tail_cut: raft.logTailCut }, 'raft log: cut a torn or damaged tail record at start');
   runtime.isMember = () => {
     const { voters, learners } = raft.members();
     return voters.includes(raft.id) || learners.includes(raft.id);

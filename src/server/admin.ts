@@ -15,8 +15,9 @@
 //   GET  /encryption/status[?verify=1]         this node's encryption status
 //   POST /encryption/disable                   always refused: encryption is one-way
 // The encryption routes exist on replicated engines only (404 without).
-// Their refusals are `{error, code, retryable}`: 409 when retrying cannot
-// help, 503 when it can (capability poll failed, cutover barrier, no leader).
+// Their refusals are `{error, code, retryable}`: 400 for a malformed request
+// (ErrBadRequest: a bad `purpose`, no `node`), 409 when retrying cannot help,
+// 503 when it can (capability poll failed, cutover barrier, no leader).
 // An operation may run long (polls, barrier): no server-side deadline.
 //   POST /backup?out=<dir>   a consistent backup of this node into <dir> on its
 //                            host (absent or empty); 200 with the summary, 409
@@ -281,9 +282,10 @@ export class AdminServer {
   }
 }
 
-/** A typed refusal: 503 when the same request may succeed later, 409 when it cannot. */
+/** A typed refusal: 400 for a malformed request, 503 when the same request may succeed later, 409 when it cannot. */
 function sendSealError(res: http.ServerResponse, err: SealError): void {
-  send(res, err.retryable ? 503 : 409, { error: sealErrorDetail(err), code: err.code, retryable: err.retryable });
+  const status = err.code === 'ErrBadRequest' ? 400 : err.retryable ? 503 : 409;
+  send(res, status, { error: sealErrorDetail(err), code: err.code, retryable: err.retryable });
 }
 
 function field(body: Record<string, unknown>, name: string): string {

@@ -3,10 +3,11 @@
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordFault } from '../faults/support/report.js';
 import { startServer, type Harness } from './helpers.js';
 
-/** SEALKV_FUZZ_SCALE=N multiplies the runs for a longer soak (default 1, kept small for CI). */
-const FUZZ_SCALE = Math.max(1, Number(process.env.SEALKV_FUZZ_SCALE ?? 1) || 1);
+/** SEALKV_FUZZ_SCALE=N multiplies the runs for a longer soak (default 1, kept small for CI; 20 under SEALKV_FAULT_SOAK=1). */
+const FUZZ_SCALE = Math.max(1, Number(process.env.SEALKV_FUZZ_SCALE ?? (process.env.SEALKV_FAULT_SOAK === '1' ? 20 : 1)) || 1);
 
 let h: Harness;
 beforeAll(async () => {
@@ -21,8 +22,10 @@ describe('RESP server fuzzing', () => {
       fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
       fc.constantFrom('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n', '*3\r\n$3\r\nSET\r\n', '$5\r\n', 'PING\r\n', 'SET k "v\r\n', '*-1\r\n', '\r\n', 'INCR k\r\n').map((s) => Buffer.from(s)),
     );
+    let inputs = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(fragment, { minLength: 1, maxLength: 20 }), async (fragments) => {
+        inputs++;
         const raw = await h.raw();
         for (const f of fragments) raw.send(f);
         raw.send('\r\nPING\r\n');
@@ -36,5 +39,6 @@ describe('RESP server fuzzing', () => {
       }),
       { numRuns: 60 * FUZZ_SCALE },
     );
+    recordFault({ area: 'fuzz', scenario: 'RESP server (memory engine): random and half-valid input', faults: inputs, operations: inputs * 3, anomalies: 0 });
   });
 });

@@ -5,9 +5,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, RespParser, splitInline, type RespCommand, type RespLimits } from '../../src/server/resp/index.js';
+import { recordFault } from '../faults/support/report.js';
 
-/** SEALKV_FUZZ_SCALE=N multiplies the runs for a longer soak (default 1, kept small for CI). */
-const FUZZ_SCALE = Math.max(1, Number(process.env.SEALKV_FUZZ_SCALE ?? 1) || 1);
+/** SEALKV_FUZZ_SCALE=N multiplies the runs for a longer soak (default 1, kept small for CI; 20 under SEALKV_FAULT_SOAK=1). */
+const FUZZ_SCALE = Math.max(1, Number(process.env.SEALKV_FUZZ_SCALE ?? (process.env.SEALKV_FAULT_SOAK === '1' ? 20 : 1)) || 1);
 
 const encode = (command: Buffer[]): Buffer => encodeCommand(command);
 
@@ -99,8 +100,10 @@ describe('RespParser fuzzing', () => {
       fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
       fc.constantFrom('*', '$', '\r\n', '*3\r\n', '$5\r\n', '$-1\r\n', '*99999999\r\n', '$4097\r\n', '"', "'", '\\x4', ' ').map((s) => Buffer.from(s)),
     );
+    let inputs = 0;
     fc.assert(
       fc.property(fc.array(chunk, { maxLength: 40 }), (chunks) => {
+        inputs++;
         const parser = new RespParser(limits);
         const out: RespCommand[] = [];
         for (const c of chunks) {
@@ -115,6 +118,7 @@ describe('RespParser fuzzing', () => {
       }),
       { numRuns: 2000 * FUZZ_SCALE },
     );
+    recordFault({ area: 'fuzz', scenario: 'RespParser: arbitrary byte chunks (unit)', faults: inputs, operations: inputs, anomalies: 0 });
   });
 
   it('parses valid command streams identically however they are chunked', () => {

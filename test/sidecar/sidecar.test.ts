@@ -222,6 +222,12 @@ describe('durable write and probe', () => {
     expect(fs.existsSync(path.join(dataDir, PROBE_NAME + '.tmp'))).toBe(false);
   });
 
+  it('tells a full device (ErrNoSpace) from an unsupported filesystem', async () => {
+    const enospc: DurableFs = { fsyncDir: async () => Promise.reject(Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' })) };
+    await expectSealError(probeDurableDir(dataDir, enospc), 'ErrNoSpace');
+    expect(fs.existsSync(path.join(dataDir, PROBE_NAME))).toBe(false);
+  });
+
   it('creates a missing directory, and refuses one it cannot create', async () => {
     await probeDurableDir(path.join(dataDir, 'a', 'b'));
     expect(fs.statSync(path.join(dataDir, 'a', 'b')).isDirectory()).toBe(true);

@@ -293,6 +293,11 @@ export class RaftNode {
     return this.haltError;
   }
 
+  /** The damaged or torn tail the log cut off when this node opened it, if any. */
+  get logTailCut(): SegmentLog['tailCut'] {
+    return this.log.tailCut;
+  }
+
   /** Index of the last committed entry this node has applied. */
   appliedIndex(): number {
     return this.applied;

@@ -99,6 +99,7 @@ export class SegmentLog implements Storage {
   private closed = false;
   /** Opened by read(): recovery changed no file and writes are refused. */
   private readOnly = false;
+  private cutTail: { segment: string; offset: number; bytes: number } | undefined;
   /** Data offsets of the Entry records just written, consumed in order by applyRecord. */
   private pendingOffsets: number[] = [];
 
@@ -131,6 +132,11 @@ export class SegmentLog implements Storage {
     await fsyncDirectory(path.dirname(path.resolve(opts.dir)));
     await log.startSegment(1, 'install');
     return log;
+  }
+
+  /** The damaged or torn tail recovery cut off at open, if any (for the node's log). */
+  get tailCut(): { segment: string; offset: number; bytes: number } | undefined {
+    return this.cutTail;
   }
 
   /**
@@ -428,7 +434,10 @@ export class SegmentLog implements Storage {
           if (!isLast || findNextValidRecord(buf, off + 1) >= 0) {
             throw corrupt(`${segmentName(seq)}: damaged record at offset ${off} (${res.reason}) before valid data`);
           }
-          if (!this.readOnly) await this.truncateTail(file, off);
+          if (!this.readOnly) {
+            await this.truncateTail(file, off);
+            this.cutTail = { segment: segmentName(seq), offset: off, bytes: buf.length - off };
+          }
           break;
         }
         const r = res.record;

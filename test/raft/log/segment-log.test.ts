@@ -15,6 +15,7 @@ import { SegmentLog } from '../../../src/raft/log/index.js';
 import type { Entry } from '../../../src/raft/index.js';
 import { entryData } from './entry-data.js';
 import { distScript } from '../../support/dist.js';
+import { recordFault } from '../../faults/support/report.js';
 
 const VOTERS = { voters: [1, 2, 3], learners: [] };
 const dirs: string[] = [];
@@ -139,6 +140,7 @@ describe('SegmentLog', () => {
       // Restore the layout of this round for the next cut.
       for (const f of segFiles(dir)) if (f !== file) fs.rmSync(f);
     }
+    recordFault({ area: 'disk', scenario: 'SegmentLog: torn tail cut at 5 offsets (unit)', faults: 5, operations: 5 * 28, anomalies: 0 });
   });
 
   it('cuts trailing zeros and garbage that holds no valid record', async () => {
@@ -186,6 +188,7 @@ describe('SegmentLog', () => {
       fs.writeFileSync(file, bad);
       await expectCorrupt(dir);
     }
+    recordFault({ area: 'disk', scenario: 'SegmentLog: bit flipped mid-log at 9 offsets is ErrRaftLogCorrupt (unit)', faults: 9, operations: 9, anomalies: 0 });
   });
 
   it('damage in an earlier segment or a missing segment is ErrRaftLogCorrupt', async () => {
@@ -215,6 +218,7 @@ describe('SegmentLog under SIGKILL', () => {
     const script = distScript('test/raft/log/append-child.js');
     // index -> term of the log as verified after the previous kill.
     let known = new Map<number, number>();
+    let checked = 0;
     for (let round = 0; round < rounds; round++) {
       const child = spawn(process.execPath, [script, dir, String(round + 1)], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
@@ -252,12 +256,14 @@ describe('SegmentLog under SIGKILL', () => {
         if (fromPending) sawPending = true;
         else expect(e!.term, `entry ${i} after kill round ${round}`).toBe(acked.get(i));
         expect(Buffer.from(e!.data).equals(Buffer.from(entryData(i, e!.term)))).toBe(true);
+        checked++;
       }
       if (!sawPending) expect(log.lastIndex()).toBe(ackedLast);
       known = new Map();
       for (let i = log.firstIndex(); i <= log.lastIndex(); i++) known.set(i, log.term(i));
       await log.close();
     }
+    recordFault({ area: 'disk', scenario: 'SegmentLog: appender SIGKILLed mid-save (unit)', faults: rounds, operations: checked, anomalies: 0 });
   }, 30_000 + rounds * 2_000);
 });
 
