@@ -15,6 +15,7 @@
 import { seededRandom } from '../../../src/raft/index.js';
 import { sleep, type Member } from '../../support/encrypted-cluster.js';
 import type { FaultCluster } from './fault-cluster.js';
+import type { HealMode } from './link-proxy.js';
 
 export type FaultKind = 'kill' | 'pause' | 'isolate' | 'one-way' | 'delay';
 
@@ -93,11 +94,17 @@ export class Nemesis {
   readonly log: string[] = [];
   /** Things that went wrong while injecting or undoing (e.g. a node that would not restart): anomalies. */
   readonly problems: string[] = [];
+  /** When each fault was held (Date.now() times), once undone. */
+  readonly windows: { what: string; from: number; to: number }[] = [];
   readonly #fc: FaultCluster;
   readonly #rng: Rng;
   readonly #options: Required<NemesisOptions>;
   #stopping = false;
   #running: Promise<void> | undefined;
+  /** Set while strike() waits for the fault in progress to end early. */
+  #preempt = false;
+  /** One fault at a time: each waits for the one before. */
+  #turn: Promise<void> = Promise.resolve();
   #t0 = 0;
 
   constructor(fc: FaultCluster, rng: Rng, options: NemesisOptions = {}) {
@@ -112,6 +119,7 @@ export class Nemesis {
 
   start(): void {
     if (this.#running !== undefined) throw new Error('nemesis already running');
+    if (this.#t0 !== 0) throw new Error('a nemesis runs once');
     this.#stopping = false;
     this.#t0 = Date.now();
     this.#running = this.#loop();
@@ -122,12 +130,14 @@ export class Nemesis {
     this.#stopping = true;
     await this.#running;
     this.#running = undefined;
+    // A strike in progress ends too.
+    await this.#exclusive(async () => undefined);
   }
 
-  /** Sleeps `ms`, waking early when stopping (bounded: 50 ms steps). */
+  /** Sleeps `ms`, waking early when stopping or preempted (bounded: 50 ms steps). */
   async #hold(ms: number): Promise<void> {
     const end = Date.now() + ms;
-    while (!this.#stopping && Date.now() < end) await sleep(Math.min(50, end - Date.now()));
+    while (!this.#stopping && !this.#preempt && Date.now() < end) await sleep(Math.min(50, end - Date.now()));
   }
 
   async #loop(): Promise<void> {
@@ -142,24 +152,64 @@ export class Nemesis {
       const detail = this.#rng.float();
       const side = this.#rng.float();
       const healMode = this.#rng.float() < 0.5 ? 'resume' : 'reset';
-      let injected: Injected | undefined;
-      try {
-        const target = await this.#target(wantLeader, detail);
-        if (target === undefined) continue;
-        injected = await this.#inject(kind, target, detail, side, healMode);
-      } catch (err) {
-        this.problems.push(`injecting ${kind}: ${String(err)}`);
-        continue;
-      }
-      this.counts[kind]++;
-      this.log.push(`+${Date.now() - this.#t0} ms ${injected.what} for ${holdMs} ms`);
-      await this.#hold(holdMs);
-      try {
-        await injected.undo();
-      } catch (err) {
-        this.problems.push(`undoing ${injected.what}: ${String(err)}`);
-      }
+      await this.#exclusive(() => this.#one(kind, wantLeader, holdMs, detail, side, healMode));
     }
+  }
+
+  /**
+   * Ends the fault in progress (if any) and injects `kind` now, on the
+   * leader of the moment when `wantLeader`, for `holdMs`; resolves once it
+   * is undone. For a scenario that needs a fault at a precise moment (e.g.
+   * right as a cutover is sent); `draw` supplies the seeded choices.
+   */
+  async strike(kind: FaultKind, wantLeader: boolean, holdMs: number, draw: Rng): Promise<void> {
+    const detail = draw.float();
+    const side = draw.float();
+    const healMode = draw.float() < 0.5 ? 'resume' : 'reset';
+    this.#preempt = true;
+    await this.#exclusive(async () => {
+      this.#preempt = false;
+      await this.#one(kind, wantLeader, holdMs, detail, side, healMode);
+    });
+  }
+
+  /** Faults whose hold overlapped the interval [from, to] (Date.now() times). */
+  overlapping(from: number, to: number): string[] {
+    return this.windows.filter((w) => w.from <= to && w.to >= from).map((w) => w.what);
+  }
+
+  async #exclusive(run: () => Promise<void>): Promise<void> {
+    const before = this.#turn;
+    let release = (): void => undefined;
+    this.#turn = new Promise<void>((resolve) => (release = resolve));
+    await before;
+    try {
+      await run();
+    } finally {
+      release();
+    }
+  }
+
+  async #one(kind: FaultKind, wantLeader: boolean, holdMs: number, detail: number, side: number, healMode: HealMode): Promise<void> {
+    let injected: Injected;
+    try {
+      const target = await this.#target(wantLeader, detail);
+      if (target === undefined) return;
+      injected = await this.#inject(kind, target, detail, side, healMode);
+    } catch (err) {
+      this.problems.push(`injecting ${kind}: ${String(err)}`);
+      return;
+    }
+    this.counts[kind]++;
+    const from = Date.now();
+    this.log.push(`+${from - this.#t0} ms ${injected.what} for ${holdMs} ms`);
+    await this.#hold(holdMs);
+    try {
+      await injected.undo();
+    } catch (err) {
+      this.problems.push(`undoing ${injected.what}: ${String(err)}`);
+    }
+    this.windows.push({ what: injected.what, from, to: Date.now() });
   }
 
   /** The leader of the moment (when wanted and known), else a running voter picked by `detail`. */
@@ -174,7 +224,7 @@ export class Nemesis {
     return voters[Math.floor(detail * voters.length)];
   }
 
-  async #inject(kind: FaultKind, m: Member, detail: number, side: number, healMode: 'resume' | 'reset'): Promise<Injected> {
+  async #inject(kind: FaultKind, m: Member, detail: number, side: number, healMode: HealMode): Promise<Injected> {
     const fc = this.#fc;
     switch (kind) {
       case 'kill':

@@ -10,7 +10,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { encryptionStatus, type Traffic } from '../../support/encrypted-cluster.js';
+import { ERROR_CODES, type ErrorCode } from '../../../src/errors/index.js';
+import { encryptionStatus, sleep, type CliResult, type Traffic } from '../../support/encrypted-cluster.js';
 import { checkKvHistory, describeKvHistory } from '../../support/linearizability.js';
 import type { FaultCluster } from './fault-cluster.js';
 import type { Nemesis } from './nemesis.js';
@@ -138,4 +139,32 @@ export async function endRun(run: Run, failed: boolean, label: string): Promise<
   run.fc = undefined;
   run.nemesis = undefined;
   run.traffic = undefined;
+}
+
+/** The code of a failed CLI call (`sealkv: ErrXxx: ...` on stderr), if it names one. */
+function failureCode(r: CliResult): string | undefined {
+  return /sealkv: (Err\w+):/.exec(r.stderr)?.[1];
+}
+
+/**
+ * An encryption verb under faults: sent to the leader of the moment (else
+ * any running voter) and sent again, up to `ms`, while the answer is a
+ * retryable SealError (no leader, a member unreachable for the capability
+ * poll, a cutover in progress, a timeout) or the node asked cannot be
+ * reached (killed, stopped). Any other failure is returned at once.
+ */
+export async function opUnderFaults(fc: FaultCluster, verb: string, extra: string[] = [], ms = 120_000): Promise<{ result: CliResult; attempts: number }> {
+  const c = fc.cluster;
+  const end = Date.now() + ms;
+  for (let attempts = 1; ; attempts++) {
+    const via = (await c.leader(3_000).catch(() => undefined)) ?? c.voters.find((m) => m.process.running && !fc.isPaused(m));
+    const result = via === undefined ? { code: -1, stdout: '', stderr: 'no voter is running' } : await c.encryption(verb, via, true, extra);
+    if (result.code === 0 || Date.now() > end) return { result, attempts };
+    const code = failureCode(result);
+    // The node asked may die before or while it answers: ask again (the verbs are safe to repeat).
+    const unreachable = /cannot reach the admin API|no voter is running/.test(result.stderr);
+    const retry = unreachable || (code !== undefined && ERROR_CODES[code as ErrorCode]?.retryable === true);
+    if (!retry) return { result, attempts };
+    await sleep(300);
+  }
 }
