@@ -9,14 +9,16 @@
 // back on every member, the history is linearizable, and every member
 // reports the same phase and active DEKs. After the rewrap the voters
 // restart one by one (kill -9) with the new KEK and a storage rotation must
-// succeed under it.
+// succeed under it; a voter the nemesis kills after it applied the rewrap
+// refuses the old KEK at start (ErrKEKMismatch, naming the new one) and is
+// started with the new one, as the refusal says.
 //
 // Each test brings the cluster to the state it needs first (without
 // faults), so one can be replayed alone with SEALKV_FAULT_SEED and -t.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Traffic, cliFailure, encryptionStatus, sleep, withKekUri } from '../../support/encrypted-cluster.js';
 import { FaultCluster } from '../support/fault-cluster.js';
-import { Nemesis, Rng, faultSeed, faultSeeds } from '../support/nemesis.js';
+import { Nemesis, Rng, faultSeed, faultSeeds, type NemesisOptions } from '../support/nemesis.js';
 import { endRun, finishScenario, opUnderFaults, type Run } from '../support/scenario.js';
 
 const FILE = 'test/faults/cluster/rollout.test.ts';
@@ -48,15 +50,21 @@ for (const seed of faultSeeds(2)) {
      * scenario is judged (and recorded). `after` runs once the faults
      * stopped and returns the faults it injected itself.
      */
-    async function underFaults(k: number, scenario: string, during: () => Promise<void>, after?: () => Promise<number>): Promise<void> {
+    async function underFaults(
+      k: number,
+      scenario: string,
+      during: () => Promise<void>,
+      after?: () => Promise<number>,
+      restart?: NemesisOptions['restart'],
+    ): Promise<void> {
       try {
-        const nemesisRng = faultSeed(seed + k, FILE, scenario);
+        const nemesisRng = faultSeed(seed, FILE, scenario, k);
         const rng = new Rng((seed + k) ^ 0x5bd1e995);
         const traffic = (run.traffic = new Traffic(fc.cluster, { workers: 3, pauseMs: 5 }));
         traffic.phase = scenario;
         traffic.start();
         await traffic.untilAcked(10);
-        const nemesis = (run.nemesis = new Nemesis(fc, nemesisRng, { holdMs: [200, 1500], gapMs: [100, 800] }));
+        const nemesis = (run.nemesis = new Nemesis(fc, nemesisRng, { holdMs: [200, 1500], gapMs: [100, 800], ...(restart === undefined ? {} : { restart }) }));
         nemesis.start();
         await sleep(rng.int(200, 3000));
         // Besides the schedule, one fault struck right after the verb is sent.
@@ -106,7 +114,7 @@ for (const seed of faultSeeds(2)) {
     it('faults during rotate-dek of the storage and the raft DEK', async () => {
       await ensure(['enable-storage-envelope', 'enable-raft-envelope']);
       const before = (await encryptionStatus(fc.cluster, await fc.cluster.leader())).active;
-      await underFaults(3, 'faults during rotate-dek (storage, then raft)', async () => {
+      await underFaults(3, 'faults during rotate-dek of the storage and the raft DEK', async () => {
         await verb('rotate-dek', ['--purpose', 'storage']);
         await verb('rotate-dek', ['--purpose', 'raft']);
       });
@@ -120,6 +128,7 @@ for (const seed of faultSeeds(2)) {
       const c = fc.cluster;
       const newKek = c.kms.uri(c.kms.createKey(`sealkv-faults-${seed}`).keyId);
       const before = (await encryptionStatus(c, await c.leader())).active;
+      let kekRestarts = 0;
       await underFaults(
         4,
         'faults during rewrap-deks',
@@ -137,7 +146,18 @@ for (const seed of faultSeeds(2)) {
           await verb('rotate-dek', ['--purpose', 'storage']);
           return c.voters.length;
         },
+        async (m) => {
+          try {
+            await fc.restart(m);
+          } catch (err) {
+            // Killed after it applied the rewrap: it refuses the old KEK, naming the new one (SPEC §9); start it with that.
+            if (!String(err).includes('ErrKEKMismatch')) throw err;
+            kekRestarts++;
+            await c.restart(c.reconfigure(m, (args) => withKekUri(args, newKek)));
+          }
+        },
       );
+      console.log(`cluster faults: ${kekRestarts} node(s) killed during the rewrap restarted with the new KEK`);
       const now = (await encryptionStatus(c, await c.leader())).active;
       expect(now.raft).toBe(before.raft);
       expect(now.storage).not.toBe(before.storage);

@@ -16,7 +16,7 @@
 import path from 'node:path';
 import { EncryptedCluster, KMS_ENV, type Member } from '../../support/encrypted-cluster.js';
 import { NodeProcess, freePorts } from '../../support/node-process.js';
-import { LinkProxy, type HealMode } from './link-proxy.js';
+import { LinkProxy, type CutMode, type HealMode } from './link-proxy.js';
 
 export interface FaultClusterOptions {
   voters: number;
@@ -115,14 +115,14 @@ export class FaultCluster {
     return [...this.#links.values()];
   }
 
-  /** Cuts what `from` says to `to`; `to` still reaches `from`. */
-  cut(from: string, to: string): void {
-    this.link(from, to).cut();
+  /** Cuts what `from` says to `to` (bytes held or dropped); `to` still reaches `from`. */
+  cut(from: string, to: string, mode: CutMode = 'hold'): void {
+    this.link(from, to).cut(mode);
   }
 
-  /** Cuts every link of `id`, both ways. */
-  isolate(id: string): void {
-    for (const p of this.linksOf(id)) p.cut();
+  /** Cuts every link of `id`, both ways (bytes held or dropped). */
+  isolate(id: string, mode: CutMode = 'hold'): void {
+    for (const p of this.linksOf(id)) p.cut(mode);
   }
 
   /** Heals every cut link and removes every delay. */

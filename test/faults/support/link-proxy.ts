@@ -16,15 +16,19 @@
 // i's half of the handshake; a byte-level one-way drop is a two-way
 // partition for TCP.
 //
-// A cut holds bytes (the sockets stop reading, so the senders' buffers fill
-// as behind a dead route) and holds new connections un-dialled. A heal either
-// resumes the held streams (late delivery, nothing lost or reordered within
-// a stream) or resets them (as when TCP gives up), the caller's choice.
-// A delay holds every chunk for `delayMs` in order.
+// A cut either holds bytes (the sockets stop reading, so the senders'
+// buffers fill as behind a dead route) or drops them (the proxy reads and
+// discards, as a black hole: what the sender wrote is lost), and holds new
+// connections un-dialled. A heal either resumes the held streams (late
+// delivery, nothing lost or reordered within a stream) or resets them (as
+// when TCP gives up), the caller's choice; a stream that lost bytes is
+// always reset (its framing is broken). A delay holds every chunk for
+// `delayMs` in order.
 
 import net from 'node:net';
 
 export type HealMode = 'resume' | 'reset';
+export type CutMode = 'hold' | 'drop';
 
 interface Pipe {
   readonly client: net.Socket;
@@ -32,6 +36,8 @@ interface Pipe {
   /** Chunks waiting for their delay to pass, per direction, in order. */
   readonly delayed: { up: { due: number; data: Buffer }[]; down: { due: number; data: Buffer }[] };
   timer: NodeJS.Timeout | undefined;
+  /** Bytes of this stream were dropped by a cut: it cannot resume. */
+  damaged: boolean;
 }
 
 export class LinkProxy {
@@ -40,11 +46,11 @@ export class LinkProxy {
   readonly #target: number;
   readonly #server: net.Server;
   readonly #pipes = new Set<Pipe>();
-  #cut = false;
+  #cut: CutMode | undefined;
   #delayMs = 0;
   #closed = false;
   /** Counters for the report and for assertions that a fault took effect. */
-  readonly stats = { connections: 0, bytesUp: 0, bytesDown: 0, cuts: 0, resets: 0 };
+  readonly stats = { connections: 0, bytesUp: 0, bytesDown: 0, bytesDropped: 0, cuts: 0, resets: 0 };
 
   private constructor(name: string, target: number, server: net.Server) {
     this.name = name;
@@ -76,14 +82,15 @@ export class LinkProxy {
   }
 
   get isCut(): boolean {
-    return this.#cut;
+    return this.#cut !== undefined;
   }
 
-  /** Stops all traffic on the link, in both byte directions of its connections. */
-  cut(): void {
-    if (this.#cut || this.#closed) return;
-    this.#cut = true;
+  /** Stops all traffic on the link, in both byte directions of its connections: held, or dropped. */
+  cut(mode: CutMode = 'hold'): void {
+    if (this.#cut !== undefined || this.#closed) return;
+    this.#cut = mode;
     this.stats.cuts++;
+    if (mode === 'drop') return;
     for (const p of this.#pipes) {
       p.client.pause();
       p.upstream?.pause();
@@ -92,10 +99,10 @@ export class LinkProxy {
 
   /** Lets traffic through again: held streams resume, or are reset so the peers reconnect. */
   heal(mode: HealMode = 'resume'): void {
-    if (!this.#cut || this.#closed) return;
-    this.#cut = false;
+    if (this.#cut === undefined || this.#closed) return;
+    this.#cut = undefined;
     for (const p of [...this.#pipes]) {
-      if (mode === 'reset') {
+      if (mode === 'reset' || p.damaged) {
         this.stats.resets++;
         this.#end(p);
       } else if (p.upstream === undefined) {
@@ -126,13 +133,13 @@ export class LinkProxy {
       return;
     }
     this.stats.connections++;
-    const p: Pipe = { client, upstream: undefined, delayed: { up: [], down: [] }, timer: undefined };
+    const p: Pipe = { client, upstream: undefined, delayed: { up: [], down: [] }, timer: undefined, damaged: false };
     this.#pipes.add(p);
     client.on('error', () => this.#end(p));
     client.on('close', () => this.#end(p));
     client.on('data', (d: Buffer) => this.#forward(p, 'up', d));
-    if (this.#cut) client.pause();
-    else this.#dial(p);
+    if (this.#cut === 'hold') client.pause();
+    else if (this.#cut === undefined) this.#dial(p);
   }
 
   #dial(p: Pipe): void {
@@ -145,6 +152,11 @@ export class LinkProxy {
   }
 
   #forward(p: Pipe, dir: 'up' | 'down', data: Buffer): void {
+    if (this.#cut === 'drop') {
+      this.stats.bytesDropped += data.length;
+      p.damaged = true;
+      return;
+    }
     if (dir === 'up') this.stats.bytesUp += data.length;
     else this.stats.bytesDown += data.length;
     const queue = p.delayed[dir];
@@ -159,7 +171,7 @@ export class LinkProxy {
   }
 
   #drain(p: Pipe): void {
-    if (this.#cut || p.timer !== undefined) return;
+    if (this.#cut !== undefined || p.timer !== undefined) return;
     const now = Date.now();
     for (const dir of ['up', 'down'] as const) {
       const queue = p.delayed[dir];
@@ -181,7 +193,7 @@ export class LinkProxy {
     if (!to.write(data) && from !== undefined) {
       from.pause();
       to.once('drain', () => {
-        if (!this.#cut) from.resume();
+        if (this.#cut !== 'hold') from.resume();
       });
     }
   }

@@ -1,7 +1,8 @@
 // The seeded fault scheduler of the cluster scenarios: one fault at a time
 // on a FaultCluster — SIGKILL and restart, SIGSTOP and SIGCONT, a node
-// isolated from every peer, one directed link cut, every link of a node
-// delayed — each held for a seeded time, then undone, with a seeded gap
+// isolated from every peer, one directed link cut (bytes held or dropped,
+// streams resumed or reset at the heal), every link of a node delayed —
+// each held for a seeded time, then undone, with a seeded gap
 // before the next. At most one voter is faulty at a time, so a majority
 // always serves (SPEC §13: any minority).
 //
@@ -15,7 +16,7 @@
 import { seededRandom } from '../../../src/raft/index.js';
 import { sleep, type Member } from '../../support/encrypted-cluster.js';
 import type { FaultCluster } from './fault-cluster.js';
-import type { HealMode } from './link-proxy.js';
+import type { CutMode, HealMode } from './link-proxy.js';
 
 export type FaultKind = 'kill' | 'pause' | 'isolate' | 'one-way' | 'delay';
 
@@ -63,10 +64,13 @@ export function faultSeeds(soakSeeds = 4): number[] {
   return Array.from({ length: SOAK ? soakSeeds : 1 }, () => Math.floor(Math.random() * 2 ** 31));
 }
 
-/** Prints the seed of a scenario run and how to replay it; returns its generator. */
-export function faultSeed(seed: number, file: string, scenario: string): Rng {
+/**
+ * Prints the seed of a scenario run and how to replay it; returns its
+ * generator (seeded with `seed + stream`, for scenarios that share a seed).
+ */
+export function faultSeed(seed: number, file: string, scenario: string, stream = 0): Rng {
   console.log(`fault seed ${seed} for "${scenario}" (replay: SEALKV_FAULT_SEED=${seed} npx vitest run ${file} -t "${scenario}")`);
-  return new Rng(seed);
+  return new Rng(seed + stream);
 }
 
 export interface NemesisOptions {
@@ -79,6 +83,13 @@ export interface NemesisOptions {
   gapMs?: [number, number];
   /** Probability that the target is the leader of the moment (else a random voter). */
   leaderBias?: number;
+  /** How a killed node comes back (default: the same start flags); a scenario that changes them (a new KEK) says how. */
+  restart?: (m: Member) => Promise<void>;
+}
+
+interface LinkFault {
+  cut: CutMode;
+  heal: HealMode;
 }
 
 /** A fault in progress: what was done, and how to undo it. */
@@ -110,7 +121,7 @@ export class Nemesis {
   constructor(fc: FaultCluster, rng: Rng, options: NemesisOptions = {}) {
     this.#fc = fc;
     this.#rng = rng;
-    this.#options = { kinds: ALL_FAULTS, maxFaults: 1000, holdMs: [300, 2500], gapMs: [200, 1500], leaderBias: 0.5, ...options };
+    this.#options = { kinds: ALL_FAULTS, maxFaults: 1000, holdMs: [300, 2500], gapMs: [200, 1500], leaderBias: 0.5, restart: (m) => fc.restart(m), ...options };
   }
 
   get faults(): number {
@@ -151,8 +162,8 @@ export class Nemesis {
       // Drawn up front so the schedule does not depend on which branch runs.
       const detail = this.#rng.float();
       const side = this.#rng.float();
-      const healMode = this.#rng.float() < 0.5 ? 'resume' : 'reset';
-      await this.#exclusive(() => this.#one(kind, wantLeader, holdMs, detail, side, healMode));
+      const links = this.#links(this.#rng);
+      await this.#exclusive(() => this.#one(kind, wantLeader, holdMs, detail, side, links));
     }
   }
 
@@ -165,11 +176,11 @@ export class Nemesis {
   async strike(kind: FaultKind, wantLeader: boolean, holdMs: number, draw: Rng): Promise<void> {
     const detail = draw.float();
     const side = draw.float();
-    const healMode = draw.float() < 0.5 ? 'resume' : 'reset';
+    const links = this.#links(draw);
     this.#preempt = true;
     await this.#exclusive(async () => {
       this.#preempt = false;
-      await this.#one(kind, wantLeader, holdMs, detail, side, healMode);
+      await this.#one(kind, wantLeader, holdMs, detail, side, links);
     });
   }
 
@@ -190,12 +201,17 @@ export class Nemesis {
     }
   }
 
-  async #one(kind: FaultKind, wantLeader: boolean, holdMs: number, detail: number, side: number, healMode: HealMode): Promise<void> {
+  /** How a link fault cuts and heals: bytes held or dropped, held streams resumed or reset. */
+  #links(draw: Rng): LinkFault {
+    return { cut: draw.float() < 0.5 ? 'hold' : 'drop', heal: draw.float() < 0.5 ? 'resume' : 'reset' };
+  }
+
+  async #one(kind: FaultKind, wantLeader: boolean, holdMs: number, detail: number, side: number, links: LinkFault): Promise<void> {
     let injected: Injected;
     try {
       const target = await this.#target(wantLeader, detail);
       if (target === undefined) return;
-      injected = await this.#inject(kind, target, detail, side, healMode);
+      injected = await this.#inject(kind, target, detail, side, links);
     } catch (err) {
       this.problems.push(`injecting ${kind}: ${String(err)}`);
       return;
@@ -224,30 +240,28 @@ export class Nemesis {
     return voters[Math.floor(detail * voters.length)];
   }
 
-  async #inject(kind: FaultKind, m: Member, detail: number, side: number, healMode: HealMode): Promise<Injected> {
+  async #inject(kind: FaultKind, m: Member, detail: number, side: number, links: LinkFault): Promise<Injected> {
     const fc = this.#fc;
     switch (kind) {
       case 'kill':
         await fc.kill(m);
         return {
           what: `SIGKILL ${m.id}`,
-          undo: async () => {
-            await fc.restart(m);
-          },
+          undo: () => this.#options.restart(m),
         };
       case 'pause':
         fc.pause(m);
         return { what: `SIGSTOP ${m.id}`, undo: async () => fc.resume(m) };
       case 'isolate':
-        fc.isolate(m.id);
-        return { what: `isolate ${m.id} (heal: ${healMode})`, undo: async () => fc.healAll(healMode) };
+        fc.isolate(m.id, links.cut);
+        return { what: `isolate ${m.id} (${links.cut}, heal: ${links.heal})`, undo: async () => fc.healAll(links.heal) };
       case 'one-way': {
         const others = fc.cluster.voters.filter((o) => o !== m);
         const other = others[Math.floor(detail * others.length)]!;
         // Half the time the target stops hearing a peer, half the time it stops being heard.
         const [from, to] = side < 0.5 ? [m.id, other.id] : [other.id, m.id];
-        fc.cut(from, to);
-        return { what: `cut ${from}→${to} (heal: ${healMode})`, undo: async () => fc.healAll(healMode) };
+        fc.cut(from, to, links.cut);
+        return { what: `cut ${from}→${to} (${links.cut}, heal: ${links.heal})`, undo: async () => fc.healAll(links.heal) };
       }
       case 'delay': {
         const ms = 20 + Math.floor(detail * 180);
