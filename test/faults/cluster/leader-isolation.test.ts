@@ -1,7 +1,7 @@
 // The leader isolated from the majority (SPEC §6, §13), on 3 voters of real
 // processes after Phase 2, under client traffic through every node: every
-// link of the leader is cut both ways for a seeded while, then healed
-// (streams resumed or reset, seeded). During the isolation, writes sent
+// link of the leader is cut both ways for a seeded while (bytes held or
+// dropped), then healed (streams resumed or reset, seeded). During the isolation, writes sent
 // straight to the isolated leader must not be acknowledged (nothing can
 // commit there) — an acknowledgement after the heal is fine, once it has
 // been forwarded and committed; the other two elect a new leader at a
@@ -60,8 +60,9 @@ describe('cluster faults: leader isolation', () => {
         const old = await c.leader();
         const oldTerm = ((await c.status(old)) as Term).term ?? 0;
         const holdMs = rng.int(3000, 6000);
+        const cutMode = rng.float() < 0.5 ? 'hold' : 'drop';
         const healMode = rng.float() < 0.5 ? 'resume' : 'reset';
-        fc.isolate(old.id);
+        fc.isolate(old.id, cutMode);
         isolations++;
         const isolatedAt = performance.now();
         traffic.phase = `isolation-${round}`;
@@ -99,7 +100,7 @@ describe('cluster faults: leader isolation', () => {
         const early = acks.filter((t) => t !== undefined && t < healedAt).length;
         if (early > 0) anomalies.push(`round ${round}: ${early} writes acknowledged by the isolated leader ${old.id} before the heal`);
         console.log(
-          `cluster faults: round ${round}: isolated ${old.id} (term ${oldTerm}) for ${Math.round(healedAt - isolatedAt)} ms, heal ${healMode}; ` +
+          `cluster faults: round ${round}: isolated ${old.id} (term ${oldTerm}) for ${Math.round(healedAt - isolatedAt)} ms (${cutMode}), heal ${healMode}; ` +
             `${acks.filter((t) => t !== undefined).length} of ${DIRECT_WRITES} writes sent to it acknowledged after the heal, ${early} before`,
         );
         await sleep(rng.int(500, 1500));
