@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Traffic, cliFailure, encryptionStatus, sleep, withKekUri } from '../../support/encrypted-cluster.js';
 import { FaultCluster } from '../support/fault-cluster.js';
 import { Nemesis, Rng, faultSeed, faultSeeds, type NemesisOptions } from '../support/nemesis.js';
-import { endRun, finishScenario, opUnderFaults, type Run } from '../support/scenario.js';
+import { SETTLE_MS, endRun, finishScenario, opUnderFaults, type Run } from '../support/scenario.js';
 
 const FILE = 'test/faults/cluster/rollout.test.ts';
 const TIMEOUT_MS = 240_000;
@@ -138,7 +138,7 @@ for (const seed of faultSeeds(2)) {
           fc.healAll();
           fc.resumeAll();
           // Each has applied the rewrap before it restarts with the new KEK (a node that has not must replay it with the old one first).
-          await c.settle();
+          await c.settle(SETTLE_MS);
           for (const m of [...c.voters]) {
             await fc.kill(m);
             await c.restart(c.reconfigure(m, (args) => withKekUri(args, newKek)));
