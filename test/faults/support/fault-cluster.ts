@@ -133,9 +133,10 @@ export class FaultCluster {
     }
   }
 
-  /** Faults injected on the links so far (cuts). */
-  get linkCuts(): number {
-    return this.links.reduce((n, p) => n + p.stats.cuts, 0);
+  /** What the links carried and dropped so far, for a scenario's summary line. */
+  linkTotals(): { connections: number; cuts: number; forwarded: number; dropped: number; resets: number } {
+    const sum = (k: keyof LinkProxy['stats']): number => this.links.reduce((n, p) => n + p.stats[k], 0);
+    return { connections: sum('connections'), cuts: sum('cuts'), forwarded: sum('bytesUp') + sum('bytesDown'), dropped: sum('bytesDropped'), resets: sum('resets') };
   }
 
   // ---- processes ----

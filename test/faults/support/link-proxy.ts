@@ -49,7 +49,7 @@ export class LinkProxy {
   #cut: CutMode | undefined;
   #delayMs = 0;
   #closed = false;
-  /** Counters for the report and for assertions that a fault took effect. */
+  /** What went through and what was cut, for a scenario's summary line. */
   readonly stats = { connections: 0, bytesUp: 0, bytesDown: 0, bytesDropped: 0, cuts: 0, resets: 0 };
 
   private constructor(name: string, target: number, server: net.Server) {
@@ -79,10 +79,6 @@ export class LinkProxy {
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
-  }
-
-  get isCut(): boolean {
-    return this.#cut !== undefined;
   }
 
   /** Stops all traffic on the link, in both byte directions of its connections: held, or dropped. */

@@ -27,11 +27,9 @@ export const SOAK = process.env.SEALKV_FAULT_SOAK === '1';
 
 /** A seeded generator with the few draws the scenarios need. */
 export class Rng {
-  readonly seed: number;
   readonly #next: () => number;
 
   constructor(seed: number) {
-    this.seed = seed;
     this.#next = seededRandom(seed);
   }
 

@@ -106,9 +106,11 @@ export async function finishScenario(fc: FaultCluster, traffic: Traffic, nemesis
     anomalies,
   };
   recordFault({ area: 'cluster', scenario, faults: outcome.faults, operations: outcome.operations, anomalies: anomalies.length });
+  const links = fc.linkTotals();
   console.log(
     `cluster faults: "${scenario}": ${outcome.faults} faults (${JSON.stringify(nemesis?.counts ?? {})}), ` +
-      `${traffic.history.length} client operations (${acked.length} acknowledged writes) checked, ${readBacks} read-backs, ${anomalies.length} anomalies`,
+      `${traffic.history.length} client operations (${acked.length} acknowledged writes) checked, ${readBacks} read-backs, ${anomalies.length} anomalies; ` +
+      `the links so far: ${links.connections} connections, ${links.cuts} cuts, ${links.forwarded} bytes forwarded, ${links.dropped} dropped, ${links.resets} streams reset`,
   );
   return outcome;
 }
