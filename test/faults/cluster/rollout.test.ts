@@ -48,7 +48,8 @@ for (const seed of faultSeeds(2)) {
      * fault schedule, with one more fault struck a seeded moment after it
      * starts, and the faults go on for a seeded while after it; then the
      * scenario is judged (and recorded). `after` runs once the faults
-     * stopped and returns the faults it injected itself.
+     * stopped and returns the faults it injected itself; `restart` is how
+     * the nemesis brings a killed node back (default: the same flags).
      */
     async function underFaults(
       k: number,
