@@ -126,7 +126,11 @@ async function applyOne(ctx: ApplyContext, reader: KvReader, request: KvRequest,
       return { reply: v === undefined ? NIL : bulk(v.value) };
     }
     case 'set': {
-      const old = await ctx.get(request.key);
+      // A plain SET depends on nothing stored: the current value is read (and,
+      // when sealed, opened) only for NX/XX, GET and KEEPTTL.
+      const needsOld = request.condition !== undefined || request.returnOld === true || request.keepTtl === true;
+      checkKey(request.key);
+      const old = needsOld ? await ctx.get(request.key) : undefined;
       const reply = request.returnOld === true ? (old === undefined ? NIL : bulk(old.value)) : OK;
       if ((request.condition === 'nx' && old !== undefined) || (request.condition === 'xx' && old === undefined)) {
         return { reply: request.returnOld === true ? reply : NIL };

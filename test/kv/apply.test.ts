@@ -98,6 +98,25 @@ describe('applyRequests', () => {
     expect(pages).toBe(3);
   });
 
+  it('a plain SET does not read the current value; NX, XX, GET and KEEPTTL do', async () => {
+    // A reader whose stored value fails authentication, as a tampered sealed value does.
+    const integrity = Object.assign(new Error('tampered'), { code: 'ErrEncryptedReadIntegrity' });
+    const reader = { ...mapReader(), get: async (): Promise<VisibleValue | undefined> => { throw integrity; } };
+    const plain = await applyRequests(reader, [{ op: 'set', key: b('k'), value: b('new') }], 1000);
+    expect(plain.replies).toEqual([{ kind: 'ok' }]);
+    expect(plain.writes).toEqual([{ kind: 'put', key: b('k'), value: b('new'), expireAt: 0 }]);
+    const withExpiry = await applyRequests(reader, [{ op: 'set', key: b('k'), value: b('new'), expire: { inMs: 500 } }], 1000);
+    expect(withExpiry.writes).toEqual([{ kind: 'put', key: b('k'), value: b('new'), expireAt: 1500 }]);
+    for (const request of [
+      { op: 'set', key: b('k'), value: b('new'), condition: 'nx' },
+      { op: 'set', key: b('k'), value: b('new'), condition: 'xx' },
+      { op: 'set', key: b('k'), value: b('new'), returnOld: true },
+      { op: 'set', key: b('k'), value: b('new'), keepTtl: true },
+    ] as KvRequest[]) {
+      await expect(applyRequests(reader, [request], 1000)).rejects.toBe(integrity);
+    }
+  });
+
   it('is deterministic: same reader, requests and time give the same outcome', async () => {
     const key = fc.constantFrom('a', 'b', 'c').map(b);
     const request: fc.Arbitrary<KvRequest> = fc.oneof(
