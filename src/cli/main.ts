@@ -2,6 +2,7 @@
 // The `sealkv` command line.
 
 import { Command } from 'commander';
+import { benchCommand } from './bench.js';
 import { runDemo } from './demo.js';
 import { encryptionCommand } from './encryption.js';
 import { runServeMemory, SERVE_MEMORY_DEFAULTS } from './serve-memory.js';
@@ -51,5 +52,6 @@ program
   .action((options) => runStart(options));
 
 program.addCommand(encryptionCommand());
+program.addCommand(benchCommand());
 
 await program.parseAsync(process.argv);
