@@ -95,7 +95,7 @@ export function ratioChartSvg(title: string, footer: string, bars: readonly Rati
     out.push(`<text x="6" y="${y + 14}" font-weight="bold">${escape(group)}</text>`);
     y += GROUP_H;
     for (const bar of bars.filter((b) => b.group === group)) {
-      const fill = bar.reference === true ? '#bbbbbb' : bar.ratio >= 1 ? '#2ca02c' : '#1f77b4';
+      const fill = bar.reference === true ? '#bbbbbb' : '#1f77b4';
       out.push(`<text x="${LABEL_W - 6}" y="${y + 11}" text-anchor="end">${escape(bar.label)}</text>`);
       out.push(`<rect x="${LABEL_W}" y="${y + 2}" width="${(x(bar.ratio) - LABEL_W).toFixed(1)}" height="${ROW_H - 4}" fill="${fill}"><title>${escape(`${group} ${bar.label}: ${bar.ratio}`)}</title></rect>`);
       out.push(`<text x="${(x(bar.ratio) + 4).toFixed(1)}" y="${y + 11}">${bar.ratio.toFixed(2)}</text>`);
