@@ -143,7 +143,7 @@ export async function fill(ports: readonly number[], spec: LoadSpec, values: rea
   );
 }
 
-/** Runs the spec's load for `ms` milliseconds, connection c on ports[c % ports.length]. */
+/** Runs the spec's load for `ms` milliseconds (at least one window per connection), connection c on ports[c % ports.length]. */
 export async function runLoad(ports: readonly number[], spec: LoadSpec, values: readonly Buffer[], ms: number): Promise<LoadResult> {
   const histogram = new LatencyHistogram();
   let sets = 0;
@@ -178,7 +178,7 @@ export async function runLoad(ports: readonly number[], spec: LoadSpec, values: 
           for (let k = left; k < before; k++) histogram.record((now - windowStart) * 1000);
           if (left === 0 && wake !== null) wake();
         });
-        for (let w = 0; performance.now() < deadline; w++) {
+        for (let w = 0; w === 0 || performance.now() < deadline; w++) {
           left = spec.pipeline;
           let timer: NodeJS.Timeout | undefined;
           const done = new Promise<void>((resolve, reject) => {
