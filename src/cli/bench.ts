@@ -10,7 +10,6 @@ export function benchCommand(): Command {
     .argument('[suite]', 'a suite name, or all', 'all')
     .argument('[args...]', 'flags: --quick (short run), --skip a,b; or the suite\'s own flags')
     .allowUnknownOption()
-    .helpOption('-h, --help')
     .action(async (suite: string, args: string[]) => {
       const { runBench } = await import('../../bench/runner.js');
       process.exitCode = await runBench([suite, ...args]);
