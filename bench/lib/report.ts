@@ -62,7 +62,12 @@ function figureTable(figures: readonly Figure[]): string {
   return `<table><thead><tr><th>group</th><th>figure</th><th>value</th><th>ratio</th><th>baseline (same run)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
-const lastLine = (text: string): string => text.trim().split('\n').at(-1) ?? '';
+/** What a suite said it left out (e.g. a missing tool), shown in its section; the last line when it wrote nothing. */
+function notesOf(suite: SuiteRun): string[] {
+  const notes = suite.output.split('\n').filter((line) => /skipped|not installed/i.test(line));
+  if (notes.length === 0 && suite.status === 'no results') notes.push(suite.output.trim().split('\n').at(-1) ?? '');
+  return notes;
+}
 
 function html(run: BenchRun, charts: Map<string, string>): string {
   const m = run.machine;
@@ -71,7 +76,7 @@ function html(run: BenchRun, charts: Map<string, string>): string {
     const chart = charts.get(s.name);
     return `<section><h2>${escape(s.name)} <small>${s.status}, ${s.seconds.toFixed(0)} s${s.args.length > 0 ? `, args ${escape(s.args.join(' '))}` : ''}</small></h2>
 ${s.error === undefined ? '' : `<p class="err">${escape(s.error)}</p>`}
-${s.status === 'no results' ? `<p class="warn">${escape(lastLine(s.output))}</p>` : ''}
+${notesOf(s).map((note) => `<p class="warn">${escape(note)}</p>`).join('\n')}
 ${chart ?? (s.status === 'ok' ? '<p>No ratio figures for this suite: see its JSON.</p>' : '')}
 ${s.figures.length > 0 ? figureTable(s.figures) : ''}
 <p class="files">${s.files.map((f) => escape(path.basename(f))).join(', ')}</p>
