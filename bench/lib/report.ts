@@ -101,9 +101,8 @@ ${sections.join('\n')}
 `;
 }
 
-/** Writes the run's JSON, HTML and SVGs; returns their paths. */
-export function writeReport(run: BenchRun): { json: string; html: string; svgs: string[] } {
-  const dir = resultsDir();
+/** Writes the run's JSON, HTML and SVGs (into bench/results unless `dir` is given); returns their paths. */
+export function writeReport(run: BenchRun, dir = resultsDir()): { json: string; html: string; svgs: string[] } {
   fs.mkdirSync(dir, { recursive: true });
   const stem = `${run.machine.host}-${run.machine.date.slice(0, 10)}`;
   const charts = new Map<string, string>();
