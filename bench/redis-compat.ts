@@ -3,7 +3,7 @@
 // 1 KiB values, unpipelined and pipelined; throughput and p50/p99 as the tool
 // reports them, and the pipelined/unpipelined ratio from the same run.
 //
-//   npm run bench -- redis-compat [--quick] [--target host:port] [--password-file F]
+//   npm run bench -- redis-compat [--quick] [--no-install] [--target host:port] [--password-file F]
 //   npm run bench -- redis-compat --cluster [--quick]
 //
 // Without --target it starts a RESP server over the in-memory engine in a
@@ -14,7 +14,8 @@
 // run, and prints the cluster/memory ratios of throughput and p99.
 //
 // When redis-benchmark is missing it installs redis-tools with apt-get if it
-// runs as root without a terminal (CI); otherwise it says why it skips.
+// runs as root without a terminal (CI) and was not given --no-install
+// (`bench all` gives it); otherwise it says why it skips.
 
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -43,8 +44,12 @@ async function haveRedisBenchmark(): Promise<boolean> {
 }
 
 /** redis-benchmark on PATH, installed from redis-tools when this is a root, non-interactive run. */
-async function ensureRedisBenchmark(): Promise<boolean> {
+async function ensureRedisBenchmark(install: boolean): Promise<boolean> {
   if (await haveRedisBenchmark()) return true;
+  if (!install) {
+    console.log('redis-compat: redis-benchmark not found (Debian package redis-tools, not installed on this machine); skipped');
+    return false;
+  }
   if (process.getuid?.() !== 0 || process.stdin.isTTY === true) {
     console.log('redis-compat: redis-benchmark not found and not running as root without a terminal; skipped (install: apt-get install redis-tools)');
     return false;
@@ -159,7 +164,7 @@ function pipelineRatios(rows: Row[]): Record<string, string | number | null>[] {
 }
 
 export async function run(args: string[]): Promise<void> {
-  if (!(await ensureRedisBenchmark())) return;
+  if (!(await ensureRedisBenchmark(!args.includes('--no-install')))) return;
   const quick = args.includes('--quick');
   const passwordFile = option(args, '--password-file');
   const auth = passwordFile === undefined ? [] : ['--no-auth-warning', '-a', fs.readFileSync(passwordFile, 'utf8').trim()];

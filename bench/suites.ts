@@ -1,4 +1,5 @@
-// The benchmark suites, by name. One line per suite.
+// The benchmark suites, by name. One line per suite: `bench all` runs every
+// suite listed here, in this order.
 
 export interface BenchSuite {
   run(args: string[]): Promise<void>;
@@ -13,4 +14,16 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   resp: () => import('./resp.js'),
   'redis-compat': () => import('./redis-compat.js'),
   rollout: () => import('./rollout.js'),
+  e2e: () => import('./e2e.js'),
+};
+
+/** Arguments `bench all` adds for a suite (it never installs system packages). */
+export const ALL_ARGS: Record<string, string[]> = {
+  'redis-compat': ['--no-install'],
+};
+
+/** Arguments `bench all --quick` adds after `--quick`, to keep the quick run short. */
+export const QUICK_ARGS: Record<string, string[]> = {
+  crypto: ['--no-masked'],
+  store: ['--sizes=1024'],
 };

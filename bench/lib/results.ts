@@ -1,5 +1,7 @@
 // Writes one suite's results as JSON under bench/results/, named by suite,
-// host and date, and returns the path.
+// host and date, and returns the path. Every write is also kept in memory
+// (`takeWritten`), so that `bench all` can gather a run's results into one
+// report without knowing each suite's file names.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,6 +17,21 @@ export function resultsDir(): string {
   return path.join(root, 'bench', 'results');
 }
 
+export interface WrittenResults {
+  suite: string;
+  file: string;
+  results: unknown;
+}
+
+let written: WrittenResults[] = [];
+
+/** The results written since the last call (in order), and forgets them. */
+export function takeWritten(): WrittenResults[] {
+  const out = written;
+  written = [];
+  return out;
+}
+
 export function writeResults(suite: string, results: unknown): string {
   const dir = resultsDir();
   fs.mkdirSync(dir, { recursive: true });
@@ -22,5 +39,6 @@ export function writeResults(suite: string, results: unknown): string {
   const day = machine.date.slice(0, 10);
   const file = path.join(dir, `${suite}-${machine.host}-${day}.json`);
   fs.writeFileSync(file, JSON.stringify({ suite, machine, results }, null, 2) + '\n');
+  written.push({ suite, file, results });
   return file;
 }

@@ -60,3 +60,54 @@ export function barChartSvg(title: string, unit: string, panels: readonly ChartP
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
+
+export interface RatioBar {
+  readonly group: string;
+  readonly label: string;
+  readonly ratio: number;
+  /** Shown hatched-grey: a figure of a different system. */
+  readonly reference?: boolean;
+}
+
+/**
+ * Horizontal bars of ratios to a baseline (1.0 drawn as a line), grouped,
+ * with optional marks (e.g. a target at 0.9) and a footer line (the machine).
+ */
+export function ratioChartSvg(title: string, footer: string, bars: readonly RatioBar[], marks: readonly { at: number; label: string }[] = []): string {
+  const LABEL_W = 330;
+  const PLOT_W = 420;
+  const ROW_H = 16;
+  const GROUP_H = 20;
+  const top = 46;
+  const groups = [...new Set(bars.map((b) => b.group))];
+  const maxRatio = Math.max(1.2, ...bars.map((b) => b.ratio), ...marks.map((m) => m.at)) * 1.05;
+  const x = (v: number): number => LABEL_W + (Math.max(0, v) / maxRatio) * PLOT_W;
+  const height = top + groups.length * GROUP_H + bars.length * ROW_H + 40;
+  const width = LABEL_W + PLOT_W + 70;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${width / 2}" y="18" text-anchor="middle" font-size="14">${escape(title)}</text>`,
+    `<text x="${width / 2}" y="34" text-anchor="middle" fill="#555">ratio to the baseline measured in the same run (1.0 = equal)</text>`,
+  ];
+  let y = top;
+  for (const group of groups) {
+    out.push(`<text x="6" y="${y + 14}" font-weight="bold">${escape(group)}</text>`);
+    y += GROUP_H;
+    for (const bar of bars.filter((b) => b.group === group)) {
+      const fill = bar.reference === true ? '#bbbbbb' : '#1f77b4';
+      out.push(`<text x="${LABEL_W - 6}" y="${y + 11}" text-anchor="end">${escape(bar.label)}</text>`);
+      out.push(`<rect x="${LABEL_W}" y="${y + 2}" width="${(x(bar.ratio) - LABEL_W).toFixed(1)}" height="${ROW_H - 4}" fill="${fill}"><title>${escape(`${group} ${bar.label}: ${bar.ratio}`)}</title></rect>`);
+      out.push(`<text x="${(x(bar.ratio) + 4).toFixed(1)}" y="${y + 11}">${bar.ratio.toFixed(2)}</text>`);
+      y += ROW_H;
+    }
+  }
+  const lines = [{ at: 1, label: '1.0', color: '#333' }, ...marks.map((m) => ({ ...m, color: '#d62728' }))];
+  for (const line of lines) {
+    out.push(`<line x1="${x(line.at).toFixed(1)}" x2="${x(line.at).toFixed(1)}" y1="${top}" y2="${y}" stroke="${line.color}" stroke-dasharray="${line.at === 1 ? '' : '4 3'}"/>`);
+    out.push(`<text x="${x(line.at).toFixed(1)}" y="${y + 12}" text-anchor="middle" fill="${line.color}">${escape(line.label)}</text>`);
+  }
+  out.push(`<text x="6" y="${height - 8}" fill="#555" font-size="10">${escape(footer)}</text>`);
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

@@ -3,6 +3,8 @@
 
 import { Command } from 'commander';
 import { backupCommand } from './backup.js';
+
+import { benchCommand } from './bench.js';
 import { runDemo } from './demo.js';
 import { encryptionCommand } from './encryption.js';
 import { runServeMemory, SERVE_MEMORY_DEFAULTS } from './serve-memory.js';
@@ -53,5 +55,7 @@ program
 
 program.addCommand(encryptionCommand());
 program.addCommand(backupCommand());
+
+program.addCommand(benchCommand());
 
 await program.parseAsync(process.argv);

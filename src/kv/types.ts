@@ -70,6 +70,11 @@ export type KvReply =
 /** Reads as of the apply in progress. May return expired values; apply hides them. */
 export interface KvReader {
   get(key: Buffer): Promise<VisibleValue | undefined>;
+  /**
+   * Optional: the values of several keys in one call (one store round, and
+   * sealed values opened as one batch), in the order given.
+   */
+  getMany?(keys: readonly Buffer[]): Promise<(VisibleValue | undefined)[]>;
 }
 
 /** A reader that can also walk keys in byte order (the read path only). */

@@ -80,6 +80,8 @@ export function storeReader(store: Store, now: () => number = Date.now, readTs: 
       const entry = await store.get(key, readTs, { now: BigInt(now()) });
       return entry === undefined ? undefined : { value: entry.value, expireAt: Number(entry.expireAt) };
     },
+    getMany: async (keys) =>
+      (await store.getMany(keys, readTs, { now: BigInt(now()) })).map((entry) => (entry === undefined ? undefined : { value: entry.value, expireAt: Number(entry.expireAt) })),
     scan: async (after, limit) => {
       const range = after === null ? {} : { start: Buffer.concat([after, Buffer.from([0])]) };
       const entries = await store.scanAll(range, readTs, { limit, now: BigInt(now()) });

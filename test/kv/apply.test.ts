@@ -98,6 +98,52 @@ describe('applyRequests', () => {
     expect(pages).toBe(3);
   });
 
+  it('a plain SET does not read the current value; NX, XX, GET and KEEPTTL do', async () => {
+    // A reader whose stored value fails authentication, as a tampered sealed value does.
+    const integrity = Object.assign(new Error('tampered'), { code: 'ErrEncryptedReadIntegrity' });
+    const reader = { ...mapReader(), get: async (): Promise<VisibleValue | undefined> => { throw integrity; } };
+    const plain = await applyRequests(reader, [{ op: 'set', key: b('k'), value: b('new') }], 1000);
+    expect(plain.replies).toEqual([{ kind: 'ok' }]);
+    expect(plain.writes).toEqual([{ kind: 'put', key: b('k'), value: b('new'), expireAt: 0 }]);
+    const withExpiry = await applyRequests(reader, [{ op: 'set', key: b('k'), value: b('new'), expire: { inMs: 500 } }], 1000);
+    expect(withExpiry.writes).toEqual([{ kind: 'put', key: b('k'), value: b('new'), expireAt: 1500 }]);
+    for (const request of [
+      { op: 'set', key: b('k'), value: b('new'), condition: 'nx' },
+      { op: 'set', key: b('k'), value: b('new'), condition: 'xx' },
+      { op: 'set', key: b('k'), value: b('new'), returnOld: true },
+      { op: 'set', key: b('k'), value: b('new'), keepTtl: true },
+    ] as KvRequest[]) {
+      await expect(applyRequests(reader, [request], 1000)).rejects.toBe(integrity);
+    }
+  });
+
+  it('a batch without writes reads its GET and MGET keys in one getMany call, with the same replies', async () => {
+    const entries: [string, VisibleValue][] = [['a', v('1')], ['b', v('2')], ['old', v('x', 500)]];
+    const calls: { get: string[]; getMany: string[][] } = { get: [], getMany: [] };
+    const plain = mapReader(entries);
+    const batched = {
+      ...mapReader(entries),
+      get: async (key: Buffer) => (calls.get.push(key.toString()), plain.data.get(key.toString('latin1'))),
+      getMany: async (keys: readonly Buffer[]) => (calls.getMany.push(keys.map(String)), keys.map((k) => plain.data.get(k.toString('latin1')))),
+    };
+    const reads: KvRequest[] = [
+      { op: 'get', key: b('a') },
+      { op: 'mget', keys: [b('b'), b('missing'), b('a')] },
+      { op: 'get', key: b('old') },
+      { op: 'get', key: b('!encryption|x') },
+    ];
+    const expected = await applyRequests(plain, reads, 1000);
+    expect(await applyRequests(batched, reads, 1000)).toEqual(expected);
+    expect(expected.replies.slice(0, 3)).toEqual([bulk('1'), { kind: 'array', items: [bulk('2'), { kind: 'nil' }, bulk('1')] }, { kind: 'nil' }]);
+    expect(calls).toEqual({ get: [], getMany: [['a', 'b', 'missing', 'old']] });
+
+    // With a write in the batch, reads go one by one and see the batch's own writes.
+    calls.getMany = [];
+    const mixed = await applyRequests(batched, [{ op: 'set', key: b('a'), value: b('9') }, { op: 'get', key: b('a') }, { op: 'get', key: b('b') }], 1000);
+    expect(mixed.replies).toEqual([{ kind: 'ok' }, bulk('9'), bulk('2')]);
+    expect(calls.getMany).toEqual([]);
+  });
+
   it('is deterministic: same reader, requests and time give the same outcome', async () => {
     const key = fc.constantFrom('a', 'b', 'c').map(b);
     const request: fc.Arbitrary<KvRequest> = fc.oneof(

@@ -61,6 +61,8 @@ export interface ClusterOptions {
   capable?: (index: number) => boolean;
   /** Extra `sealkv start` flags for every node (e.g. ['--snapshot-entries', '200']). */
   extraArgs?: string[];
+  /** Extra environment for every node process (e.g. OPENSSL_ia32cap). */
+  env?: Record<string, string>;
 }
 
 export interface CliResult {
@@ -84,12 +86,14 @@ export class EncryptedCluster {
   readonly tokenFile: string;
   readonly members: Member[] = [];
   readonly #extraArgs: string[];
+  readonly #env: Record<string, string>;
   readonly #clients = new Map<string, Redis>();
   /** The founding voters, `id=host:port,...`. */
   #peerList = '';
 
-  private constructor(dir: string, kms: KmsTestServer, kekUri: string, extraArgs: string[]) {
+  private constructor(dir: string, kms: KmsTestServer, kekUri: string, extraArgs: string[], env: Record<string, string>) {
     this.dir = dir;
+    this.#env = env;
     this.kms = kms;
     this.kekUri = kekUri;
     this.#extraArgs = extraArgs;
@@ -103,7 +107,7 @@ export class EncryptedCluster {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealkv-enc-cluster-'));
     const kms = await KmsTestServer.start({ credentials: KMS_CREDENTIALS });
     const key = kms.createKey('sealkv-rollout');
-    const cluster = new EncryptedCluster(dir, kms, kms.uri(key.keyId), options.extraArgs ?? []);
+    const cluster = new EncryptedCluster(dir, kms, kms.uri(key.keyId), options.extraArgs ?? [], options.env ?? {});
     const capable = options.capable ?? (() => true);
     try {
       const ports = await freePorts(options.voters * 3);
@@ -150,7 +154,7 @@ export class EncryptedCluster {
       ...(capable ? ['--encryption-enabled', '--kek-uri', this.kekUri] : []),
       ...this.#extraArgs,
     ];
-    return { id, resp: resp!, raft: raft!, admin: admin!, dataDir, capable, learner, join, process: new NodeProcess(args, this.dir, { ...KMS_ENV, ...env }) };
+    return { id, resp: resp!, raft: raft!, admin: admin!, dataDir, capable, learner, join, process: new NodeProcess(args, this.dir, { ...KMS_ENV, ...this.#env, ...env }) };
   }
 
   /**

@@ -30,6 +30,11 @@ export class NodeProcess {
     this.env = env;
   }
 
+  /** The child's pid while it runs (benchmarks read its CPU time from /proc). */
+  get pid(): number | undefined {
+    return this.running ? this.#child?.pid : undefined;
+  }
+
   get running(): boolean {
     return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
   }
