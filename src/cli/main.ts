@@ -3,7 +3,6 @@
 
 import { Command } from 'commander';
 import { backupCommand } from './backup.js';
-
 import { benchCommand } from './bench.js';
 import { runDemo } from './demo.js';
 import { encryptionCommand } from './encryption.js';
@@ -55,7 +54,6 @@ program
 
 program.addCommand(encryptionCommand());
 program.addCommand(backupCommand());
-
 program.addCommand(benchCommand());
 
 await program.parseAsync(process.argv);
