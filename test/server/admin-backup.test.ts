@@ -53,12 +53,12 @@ describe('POST /backup', () => {
     expect(asked).toEqual([]);
   });
 
-  it('answers the backup\'s summary, and a refusal as 409 with its code', async () => {
+  it('answers the backup\'s summary, and a bad request (a non-empty directory) as 400 with its code', async () => {
     const ok = await post(`${base}/backup?out=${encodeURIComponent('/tmp/backups/n1')}`);
     expect(ok.status).toBe(200);
     expect(await ok.json()).toEqual({ out: '/tmp/backups/n1', applied_index: 7 });
     const refused = await post(`${base}/backup?out=/tmp/busy`);
-    expect(refused.status).toBe(409);
+    expect(refused.status).toBe(400);
     expect(await refused.json()).toMatchObject({ code: 'ErrBadRequest', retryable: false });
     expect(asked).toEqual(['/tmp/backups/n1', '/tmp/busy']);
   });
