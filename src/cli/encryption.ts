@@ -24,6 +24,7 @@ export interface EncryptionCliOptions {
   verify?: boolean;
   purpose?: string;
   kekUri?: string;
+  keyId?: string;
 }
 
 interface Verb {
@@ -39,6 +40,11 @@ const VERBS: readonly Verb[] = [
   { name: 'enable-raft-envelope', description: 'Phase 2: wrap every Raft payload after the cutover entry (one-way)', method: 'POST' },
   { name: 'rotate-dek', description: 'a new DEK of --purpose, active for new seals on every node from its entry on; older DEKs stay for reading', method: 'POST' },
   { name: 'rewrap-deks', description: 'wrap every unretired DEK again, under --kek-uri (KEK rotation) or the leader\'s KEK (repair); key bytes unchanged', method: 'POST' },
+  {
+    name: 'retire-dek',
+    description: 'drop DEK --key-id from every node, once no member can need it (SPEC §4.2; no override): refused with the reason and per-node facts otherwise',
+    method: 'POST',
+  },
 ];
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -74,6 +80,7 @@ export function encryptionCommand(): Command {
     if (verb.name === 'status') sub.option('--verify', 'count versions per key_id by scanning the store (slow on a large store)');
     if (verb.name === 'rotate-dek') sub.requiredOption('--purpose <storage|raft>', 'which DEK to rotate');
     if (verb.name === 'rewrap-deks') sub.option('--kek-uri <uri>', 'the KEK to wrap under (aws-kms://..., file://...); default: the leader\'s current KEK');
+    if (verb.name === 'retire-dek') sub.requiredOption('--key-id <N>', 'the key_id of the DEK to retire (see `encryption status`)');
     sub.action(async (options: EncryptionCliOptions) => {
       process.exitCode = await runVerb(verb, options);
     });
@@ -111,6 +118,10 @@ async function runVerb(verb: Verb, options: EncryptionCliOptions): Promise<numbe
   if (verb.name === 'status' && options.verify === true) params.set('verify', '1');
   if (options.purpose !== undefined) params.set('purpose', options.purpose);
   if (options.kekUri !== undefined) params.set('kek_uri', options.kekUri);
+  if (options.keyId !== undefined) {
+    if (!/^[1-9]\d{0,9}$/.test(options.keyId) || Number(options.keyId) > 0xffffffff) return fail(failure('ErrBadRequest', `--key-id: "${options.keyId}" is not a key_id (uint32, not 0)`, 2));
+    params.set('key_id', options.keyId);
+  }
   const query = params.size === 0 ? '' : `?${params.toString()}`;
   try {
     const result = await callAdmin(requestOptions(options), verb.method, `/encryption/${verb.name}${query}`);
