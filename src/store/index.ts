@@ -1,7 +1,7 @@
 // The store part's public door: the MVCC store (SPEC §5), its engines and
 // encodings, and snapshot streams.
 
-export { Store, type ApplyResult, type BatchSealPool, type Entry, type EncryptionSettings, type ReadOptions, type ScanOptions, type ScanRange, type StoredVersion, type WriteOp } from './store.js';
+export { Store, type ApplyOptions, type ApplyResult, type BatchSealPool, type Entry, type EncryptionSettings, type ReadOptions, type ScanOptions, type ScanRange, type StoredVersion, type WriteOp } from './store.js';
 export { MemoryEngine, type Engine, type EngineEntry, type EngineOp, type EngineRange, type EngineReader, type IterateOptions, type EngineSnapshot } from './engine.js';
 export { RocksEngine } from './rocksdb.js';
 export {
