@@ -7,7 +7,8 @@
 // usage errors (bad options, no admin token). `disable` needs no node: it
 // always refuses with the dump-and-reload explanation. `resync-sidecar` runs
 // offline on a stopped node's data dir (resync-sidecar.ts); it asks a
-// running node's admin API only with --admin.
+// running node's admin API only with --admin. `rewrite` (online) starts the
+// sweep on every member and follows it (rewrite-online.ts).
 
 import http from 'node:http';
 import { Command, type CommanderError } from 'commander';
@@ -15,6 +16,7 @@ import { isSealError, type ErrorCode } from '../errors/index.js';
 import { DEFAULT_ADMIN_LISTEN, parseHostPort, type HostPort } from '../node/index.js';
 import { ENCRYPTION_DISABLE_EXPLANATION, loadSecret } from '../server/index.js';
 import { resyncSidecar, type ResyncReport } from './resync-sidecar.js';
+import { runOnlineRewrite } from './rewrite-online.js';
 
 export interface EncryptionCliOptions {
   admin: string;
@@ -99,6 +101,19 @@ export function encryptionCommand(): Command {
     .action(async (options: ResyncCliOptions) => {
       process.exitCode = await runResync(options);
     });
+  withCommonOptions(
+    command
+      .command('rewrite')
+      .description('re-seal every stored version under --key-id (or cleartext ones, --cleartext) with the active storage DEK, on every member through its own sweep; shows each member\'s progress until all are done'),
+  )
+    .option('--key-id <N>', 'the storage DEK whose versions to re-seal (after rotate-dek, before retire-dek)')
+    .option('--cleartext', 'the versions still in cleartext (written before enable-storage-envelope)')
+    .option('--rate <MiB/s>', 'value bytes re-sealed per second on each member (default: unthrottled)')
+    .option('--no-wait', 'start the sweeps and return; follow them with `rewrite --key-id=N` again or the admin API')
+    .option('--interval <ms>', 'how often to poll every member\'s progress', '1000')
+    .action(async (options: RewriteCliOptions) => {
+      process.exitCode = await runRewrite(options);
+    });
   withCommonOptions(command.command('disable').description('refused: encryption is one-way (prints the dump-and-reload way out)')).action(() => {
     process.exitCode = fail(failure('ErrEncryptionDisableUnsupported', ENCRYPTION_DISABLE_EXPLANATION));
   });
@@ -127,6 +142,34 @@ async function runVerb(verb: Verb, options: EncryptionCliOptions): Promise<numbe
     const result = await callAdmin(requestOptions(options), verb.method, `/encryption/${verb.name}${query}`);
     process.stdout.write(options.json === true ? `${JSON.stringify(result, null, 2)}\n` : summary(result));
     return 0;
+  } catch (err) {
+    if (err instanceof CliFailure) return fail(err);
+    throw err;
+  }
+}
+
+interface RewriteCliOptions extends EncryptionCliOptions {
+  cleartext?: boolean;
+  rate?: string;
+  wait: boolean;
+  interval: string;
+}
+
+async function runRewrite(options: RewriteCliOptions): Promise<number> {
+  try {
+    if ((options.keyId === undefined) === (options.cleartext !== true)) throw failure('ErrBadRequest', 'give exactly one of --key-id=<N> or --cleartext', 2);
+    if (options.keyId !== undefined && (!/^[1-9]\d{0,9}$/.test(options.keyId) || Number(options.keyId) > 0xffffffff)) {
+      throw failure('ErrBadRequest', `--key-id: "${options.keyId}" is not a key_id (uint32, not 0)`, 2);
+    }
+    const rate = options.rate === undefined ? null : Number(options.rate);
+    if (rate !== null && !(Number.isFinite(rate) && rate > 0)) throw failure('ErrBadRequest', `--rate: "${options.rate}" is not a positive number of MiB/s`, 2);
+    if (!/^\d+$/.test(options.interval) || Number(options.interval) < 50) throw failure('ErrBadRequest', `--interval: "${options.interval}" is not a number of milliseconds (50 or more)`, 2);
+    const request = requestOptions(options);
+    return await runOnlineRewrite(
+      { target: options.keyId ?? 'cleartext', rate, wait: options.wait, json: options.json === true, intervalMs: Number(options.interval) },
+      (method, path) => callAdmin(request, method, path),
+      process.stdout,
+    );
   } catch (err) {
     if (err instanceof CliFailure) return fail(err);
     throw err;

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { writeFileDurablySync } from '../durable/index.js';
 import { isSealError, sealError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
-import { describeTarget, listSweepStates, readSweepState, runSweep, type SweepProgress, type SweepTarget } from '../rewrite/index.js';
+import { countVersions, describeTarget, listSweepStates, readSweepState, runSweep, type SweepProgress, type SweepTarget } from '../rewrite/index.js';
 import type { Store } from '../store/index.js';
 
 export const REWRITE_START_METHOD = 'RewriteStart';
@@ -120,6 +120,9 @@ export class NodeSweeps {
     const name = targetName(target);
     const running = this.#runs.get(name);
     if (running !== undefined && (running.phase === 'running' || running.phase === 'waiting')) return this.#report(name, running);
+    // A key_id target that finished stays finished (its DEK seals nothing new); a cleartext sweep may run again.
+    const state = 'keyId' in target ? await readSweepState(this.#options.store, target) : {};
+    if (state.done !== undefined && state.cursor === undefined) return { target: name, phase: 'done', rate_mib_s: rate, progress: null, done: state.done };
     const request = { target: name, rate };
     this.#requests = [...this.#requests.filter((r) => r.target !== name), request];
     this.#saveRequests();
@@ -192,12 +195,17 @@ export class NodeSweeps {
     logger.info({ target: describeTarget(target), rate_mib_s: run.request.rate }, 'rewrite sweep started');
     while (!signal.aborted) {
       try {
+        // What is left to look at, for the ETA.
+        const { cursor } = await readSweepState(store, target);
+        const totalEstimate = await countVersions(store, cursor);
         run.progress = await runSweep({
           store,
           target,
           ...(run.request.rate === null ? {} : { rateMiBps: run.request.rate }),
           signal,
-          beforeBatch: gate,
+          totalEstimate,
+          ...(run.request.rate === null ? {} : { batchBytes: batchBytesFor(run.request.rate) }),
+          beforeBatch: async () => gate(),
           onProgress: (p: SweepProgress) => {
             run.progress = p;
             run.phase = 'running';
@@ -232,6 +240,15 @@ export class NodeSweeps {
   #saveRequests(): void {
     writeFileDurablySync(this.#file, JSON.stringify(this.#requests));
   }
+}
+
+/**
+ * Value bytes per batch at `rate` MiB/s: a quarter of a second's worth
+ * (within 4 KiB..1 MiB), so that the throttle spreads the sweep's writes and
+ * a batch never holds the store's write queue for long.
+ */
+function batchBytesFor(rate: number): number {
+  return Math.round(Math.min(1024 * 1024, Math.max(4096, (rate * 1024 * 1024) / 4)));
 }
 
 function readRequests(file: string): Request[] {
