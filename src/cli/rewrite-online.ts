@@ -45,13 +45,15 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Per member: its report for `target`, or why there is none. */
+/** Per member: its report for `target` (a status answer's `sweeps`, or a start answer), or why there is none. */
 function reportsFor(status: Record<string, unknown>, target: string): Map<string, Report | { error: string }> {
   const out = new Map<string, Report | { error: string }>();
   const nodes = (status.nodes ?? {}) as Record<string, unknown>;
   for (const [node, answer] of Object.entries(nodes)) {
-    if (Array.isArray(answer)) out.set(node, (answer as Report[]).find((r) => r.target === target) ?? { error: 'no sweep of this target' });
-    else out.set(node, { error: String((answer as { error?: unknown } | null)?.error ?? 'no answer') });
+    const a = (answer ?? {}) as { sweeps?: unknown; phase?: unknown; error?: unknown };
+    if (Array.isArray(a.sweeps)) out.set(node, (a.sweeps as Report[]).find((r) => r.target === target) ?? { error: 'no sweep of this target' });
+    else if (typeof a.phase === 'string') out.set(node, a as Report);
+    else out.set(node, { error: String(a.error ?? 'no answer') });
   }
   return out;
 }

@@ -209,8 +209,10 @@ export class RolloutController {
   /**
    * Asks every voter and learner (as this node has applied the membership)
    * in parallel: this node through `local`, the others through RPC `method`.
-   * One answer per member, by name; a member that fails is an `error`
-   * (its code when typed), never a rejection of the whole.
+   * One answer per member, by name (the `node` an answer names itself by,
+   * else the name this node knows: a learner is not in --peers); a member
+   * that fails is an `error` (its code when typed), never a rejection of the
+   * whole.
    */
   async askMembers(method: string, body: unknown, local: () => Promise<unknown>, timeoutMs: number): Promise<MemberAnswer[]> {
     const { voters, learners } = this.#raft.members();
@@ -218,9 +220,10 @@ export class RolloutController {
       [...new Set([...voters, ...learners])].map(async (id): Promise<MemberAnswer> => {
         const node = this.#nameOf(id);
         try {
-          if (id === this.#raft.selfId) return { node, answer: await local() };
           const addr = this.#raft.peerAddress(id);
-          return { node, answer: await this.#raft.call(id, method, body, { ...(addr === undefined ? {} : { addr }), timeoutMs }) };
+          const answer = id === this.#raft.selfId ? await local() : await this.#raft.call(id, method, body, { ...(addr === undefined ? {} : { addr }), timeoutMs });
+          const named = (answer as { node?: unknown } | null)?.node;
+          return { node: typeof named === 'string' && named.length > 0 ? named : node, answer };
         } catch (err) {
           return { node, error: isSealError(err) ? `${err.code}: ${detailOf(err)}` : err instanceof Error ? err.message : String(err) };
         }

@@ -96,11 +96,11 @@ export function retireSummary(members: readonly MemberFacts[]): Record<string, u
   return Object.fromEntries(members.map((m) => [m.node, 'error' in m ? { error: m.error } : (m.facts.storage ?? m.facts.raft ?? {})]));
 }
 
-/** The facts an RPC answer carries, checked; a malformed answer is an error string for that member. */
+/** The facts an RPC answer carries (`node` names the member), checked; a malformed answer is an error for that member. */
 export function parseRetireFacts(node: string, body: unknown): MemberFacts {
   const f = body as Partial<RetireFacts> | null;
   if (typeof f !== 'object' || f === null || typeof f.active !== 'object' || f.active === null || (f.storage === undefined && f.raft === undefined)) {
     return { node, error: 'malformed GetRetireFacts answer' };
   }
-  return { node, facts: { ...(f as RetireFacts), node } };
+  return { node, facts: f as RetireFacts };
 }

@@ -263,8 +263,9 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   const startSweep = async (body: unknown): Promise<unknown> => {
     const { target, rate } = rewriteParams(body);
     await (log ?? notReady()).readBarrier();
-    return sweeps.start(parseTarget(target), rate);
+    return { node: config.raftId, ...(await sweeps.start(parseTarget(target), rate)) };
   };
+  const sweepStatus = async (): Promise<unknown> => ({ node: config.raftId, sweeps: await sweeps.status() });
   const notReady = (): never => {
     throw sealError('ErrNotLeader', 'the node is still starting');
   };
@@ -328,7 +329,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
           return retireFactsOf({ store, raft, runtime: rt, gc: gc ?? notReady(), node: config.raftId }, keyId, purpose);
         },
         [REWRITE_START_METHOD]: startSweep,
-        [REWRITE_STATUS_METHOD]: async () => sweeps.status(),
+        [REWRITE_STATUS_METHOD]: sweepStatus,
       },
       // Applied entries kept after a compaction, for followers that lag a little.
       snapshotEntries: config.snapshotEntries,
@@ -413,7 +414,7 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
         const body = { target, rate };
         return { target, nodes: byNode(await rollout.askMembers(REWRITE_START_METHOD, body, () => startSweep(body), REWRITE_RPC_TIMEOUT_MS)) };
       },
-      status: async () => ({ nodes: byNode(await rollout.askMembers(REWRITE_STATUS_METHOD, {}, () => sweeps.status(), REWRITE_RPC_TIMEOUT_MS)) }),
+      status: async () => ({ nodes: byNode(await rollout.askMembers(REWRITE_STATUS_METHOD, {}, sweepStatus, REWRITE_RPC_TIMEOUT_MS)) }),
     },
   };
   const engine = new RaftEngine({
