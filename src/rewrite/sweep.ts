@@ -132,6 +132,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
     let last: StoredVersion | undefined;
     let sinceCursor = 0;
     let inFlight: Promise<boolean> | undefined;
+    let applying: Promise<unknown> | undefined;
     let stale = false;
 
     const flush = async (): Promise<void> => {
@@ -144,19 +145,21 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
       ops = [];
       bytes = 0;
       sinceCursor = 0;
-      const written = store.applyBatch(batch, { ifGeneration: generation }).then((result) => {
+      const previous = applying;
+      applying = store.applyBatch(batch, { ifGeneration: generation, ...(previous === undefined ? {} : { ifSucceeded: previous }) });
+      const written = applying.then((result) => {
         if (result.staleGeneration) return false;
         counts.rewritten += reseals - result.rewritesSkipped;
         counts.skipped += result.rewritesSkipped;
-        counts.rewrittenBytes += batchBytesNow; // skipped ones are rare; counted as offered
+        counts.rewrittenBytes += batchBytesNow; // skipped reseals (rare) included
         options.onProgress?.(progress(false));
         return true;
       });
       written.catch(() => undefined);
       // Two batches in flight at most: this one sealing, the previous writing.
-      const previous = inFlight;
+      const before = inFlight;
       inFlight = written;
-      if (previous !== undefined && !(await previous)) stale = true;
+      if (before !== undefined && !(await before)) stale = true;
     };
 
     try {
