@@ -7,8 +7,8 @@
 // SEALKV_SEED=<n> replays one seed.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { runSweep } from '../../src/rewrite/index.js';
-import type { WriteOp } from '../../src/store/index.js';
+import { cursorKey, runSweep } from '../../src/rewrite/index.js';
+import { decodeStoreKey, type WriteOp } from '../../src/store/index.js';
 import { NEW_KEY_ID, OLD_KEY_ID, seededRandom, storedVersions, sweepFixture } from '../support/rewrite-fixtures.js';
 import { storeEngines, type OpenedEngine } from '../support/store-engines.js';
 
@@ -38,6 +38,30 @@ describe.each(storeEngines)('sweep racing apply and GC on $name', ({ open }) => 
     const keyName = (i: number): string => `k${String(i).padStart(3, '0')}`;
     let ts = 0n;
 
+    const reapply = (ops: WriteOp[], id: string, v: ModelVersion): void => {
+      const [k, t] = id.split('@') as [string, string];
+      const value = Buffer.from(`re-applied ${seed}/${ts}/${id}`);
+      ops.push({ type: 'put', key: Buffer.from(k), value, commitTs: BigInt(t), ...(v.expireAt === 0n ? {} : { expireAt: v.expireAt }) });
+      model.set(id, { tombstone: false, value, expireAt: v.expireAt });
+    };
+
+    // Re-applies one of the live versions just past the sweep's cursor: the
+    // ones its next batch has most likely read already.
+    const reapplyNearCursor = async (): Promise<void> => {
+      const cursor = await store.getInternal(cursorKey({ keyId: OLD_KEY_ID }));
+      const after = cursor === undefined ? undefined : decodeStoreKey(cursor);
+      const order = [...model.entries()]
+        .filter(([, v]) => !v.tombstone)
+        .map(([id, v]) => ({ id, v, key: id.split('@')[0]!, t: BigInt(id.split('@')[1]!) }))
+        .sort((x, y) => (x.key !== y.key ? (x.key < y.key ? -1 : 1) : x.t > y.t ? -1 : x.t < y.t ? 1 : 0))
+        .filter((x) => after === undefined || x.key > after.userKey.toString('latin1') || (x.key === after.userKey.toString('latin1') && x.t < after.commitTs));
+      const hit = order[pick(Math.min(8, order.length))];
+      if (hit === undefined) return;
+      const ops: WriteOp[] = [];
+      reapply(ops, hit.id, hit.v);
+      await store.applyBatch(ops);
+    };
+
     const applyRandom = async (): Promise<void> => {
       const ops: WriteOp[] = [];
       const used = new Set<string>();
@@ -55,11 +79,8 @@ describe.each(storeEngines)('sweep racing apply and GC on $name', ({ open }) => 
           const live = [...model.entries()].filter(([, v]) => !v.tombstone);
           if (live.length === 0) continue;
           const [id, v] = live[pick(live.length)]!;
-          const [k, t] = id.split('@') as [string, string];
-          if (used.has(k) && k !== key) continue;
-          const value = Buffer.from(`re-applied ${seed}/${ts}/${id}`);
-          ops.push({ type: 'put', key: Buffer.from(k), value, commitTs: BigInt(t), ...(v.expireAt === 0n ? {} : { expireAt: v.expireAt }) });
-          model.set(id, { tombstone: false, value, expireAt: v.expireAt });
+          if (used.has(id.split('@')[0]!) && id.split('@')[0] !== key) continue;
+          reapply(ops, id, v);
         } else {
           const value = Buffer.from(`${key} v${ts} `.repeat(1 + pick(40)));
           const expireAt = random() < 0.2 ? 9_000_000_000_000n + ts : 0n;
@@ -106,6 +127,7 @@ describe.each(storeEngines)('sweep racing apply and GC on $name', ({ open }) => 
       batchVersions: 3 + pick(5),
       beforeBatch: async () => {
         for (let n = pick(3); n > 0; n--) await enqueueStep();
+        if (random() < 0.5) await (chain = chain.then(reapplyNearCursor));
       },
     }).finally(() => (sweepDone = true));
     // No steps after the sweep ended: a later GC could hide a version it resurrected.
