@@ -7,7 +7,8 @@
 // usage errors (bad options, no admin token). `disable` needs no node: it
 // always refuses with the dump-and-reload explanation. `resync-sidecar` runs
 // offline on a stopped node's data dir (resync-sidecar.ts); it asks a
-// running node's admin API only with --admin.
+// running node's admin API only with --admin. `rewrite --offline` runs the
+// sweep on a stopped node's data dir (rewrite.ts).
 
 import http from 'node:http';
 import { Command, type CommanderError } from 'commander';
@@ -15,6 +16,7 @@ import { isSealError, type ErrorCode } from '../errors/index.js';
 import { DEFAULT_ADMIN_LISTEN, parseHostPort, type HostPort } from '../node/index.js';
 import { ENCRYPTION_DISABLE_EXPLANATION, loadSecret } from '../server/index.js';
 import { resyncSidecar, type ResyncReport } from './resync-sidecar.js';
+import { RewriteUsageError, runOfflineRewrite, type RewriteCliOptions } from './rewrite.js';
 
 export interface EncryptionCliOptions {
   admin: string;
@@ -92,6 +94,23 @@ export function encryptionCommand(): Command {
     .action(async (options: ResyncCliOptions) => {
       process.exitCode = await runResync(options);
     });
+  withCommonOptions(command.command('rewrite'))
+    .description('re-seal every stored version under --key-id (or cleartext ones) with the active storage DEK; --offline on a stopped node\'s data dir')
+    .option('--key-id <n>', 'the old storage key_id whose versions to re-seal')
+    .option('--cleartext', 'seal the versions written before Phase 1 (cleartext bodies)')
+    .option('--rate <MiB/s>', 'value bytes re-sealed per second at most (default: no limit)')
+    .option('--offline', 'run on a STOPPED node: takes its data dir\'s lock (refused while the node runs)')
+    .option('--data-dir <path>', 'with --offline: the stopped node\'s data directory')
+    .option('--raft-id <id>', 'with --offline: the node\'s --raft-id')
+    .option('--kek-uri <uri>', 'with --offline: the node\'s KEK (aws-kms://, file://, env://)')
+    .option('--kek-file <path>', 'with --offline: the node\'s KEK file (32 raw bytes)')
+    .option('--workers <n>', 'with --offline: crypto worker threads (0 = seal on the main thread; default min(2, cores))')
+    .option('--crypto-backend <name>', 'with --offline: aesni | batch | wasm | auto')
+    .option('--compression <on|off>', 'with --offline: Snappy before sealing cleartext bodies (default on)')
+    .action(async (options: RewriteCliOptions) => {
+      // The online form (fan-out to every member through the admin API) plugs in here.
+      process.exitCode = options.offline === true ? await runRewrite(options) : fail(failure('ErrBadRequest', 'online rewrite is not available in this build: run `sealkv encryption rewrite --offline` on each stopped node', 2));
+    });
   withCommonOptions(command.command('disable').description('refused: encryption is one-way (prints the dump-and-reload way out)')).action(() => {
     process.exitCode = fail(failure('ErrEncryptionDisableUnsupported', ENCRYPTION_DISABLE_EXPLANATION));
   });
@@ -150,11 +169,26 @@ async function runResync(options: ResyncCliOptions): Promise<number> {
     process.stdout.write(options.json === true ? `${JSON.stringify(report, null, 2)}\n` : resyncSummary(report));
     return 0;
   } catch (err) {
-    if (err instanceof CliFailure) return fail(err);
-    if (isSealError(err)) return fail(new CliFailure(err.code, err.message));
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    return fail(new CliFailure(typeof code === 'string' ? code : 'Error', err instanceof Error ? err.message : String(err)));
+    return fail(asCliFailure(err));
   }
+}
+
+async function runRewrite(options: RewriteCliOptions): Promise<number> {
+  try {
+    const result = await runOfflineRewrite(options);
+    return result.done ? 0 : fail(new CliFailure('ErrRewriteInterrupted', `stopped at ${result.target} after ${result.scanned} versions; the cursor is kept: run the same command to resume`));
+  } catch (err) {
+    if (err instanceof RewriteUsageError || err instanceof RangeError) return fail(failure('ErrBadRequest', err.message, 2));
+    return fail(asCliFailure(err));
+  }
+}
+
+/** Any failure of an offline verb as a CliFailure: typed errors keep their code, system errors their errno code. */
+function asCliFailure(err: unknown): CliFailure {
+  if (err instanceof CliFailure) return err;
+  if (isSealError(err)) return new CliFailure(err.code, err.message);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return new CliFailure(typeof code === 'string' ? code : 'Error', err instanceof Error ? err.message : String(err));
 }
 
 /** What resync-sidecar changed, one fact per line (key_ids and epochs only). */

@@ -22,7 +22,7 @@
 // each bounded by `batchBytes` of values and `batchVersions` versions.
 
 import { sealError } from '../errors/index.js';
-import { STATE_CLEARTEXT, encodeStoreKey, type Store, type StoredVersion, type WriteOp } from '../store/index.js';
+import { STATE_CLEARTEXT, encodeStoreKey, type ApplyResult, type Store, type StoredVersion, type WriteOp } from '../store/index.js';
 import { checkTarget, cursorKey, describeTarget, doneKey, encodeDone, readSweepState, type SweepDone, type SweepTarget } from './state.js';
 import { Throttle, systemClock, type SweepClock } from './throttle.js';
 
@@ -132,7 +132,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
     let last: StoredVersion | undefined;
     let sinceCursor = 0;
     let inFlight: Promise<boolean> | undefined;
-    let applying: Promise<unknown> | undefined;
+    let applying: Promise<ApplyResult> | undefined;
     let stale = false;
 
     const flush = async (): Promise<void> => {
