@@ -7,8 +7,9 @@
 // usage errors (bad options, no admin token). `disable` needs no node: it
 // always refuses with the dump-and-reload explanation. `resync-sidecar` runs
 // offline on a stopped node's data dir (resync-sidecar.ts); it asks a
-// running node's admin API only with --admin. `rewrite` (online) starts the
-// sweep on every member and follows it (rewrite-online.ts).
+// running node's admin API only with --admin. `rewrite` starts the sweep on
+// every member and follows it (rewrite-online.ts); `rewrite --offline` runs
+// the sweep on a stopped node's data dir (rewrite.ts).
 
 import http from 'node:http';
 import { Command, type CommanderError } from 'commander';
@@ -17,6 +18,7 @@ import { DEFAULT_ADMIN_LISTEN, parseHostPort, type HostPort } from '../node/inde
 import { ENCRYPTION_DISABLE_EXPLANATION, loadSecret } from '../server/index.js';
 import { resyncSidecar, type ResyncReport } from './resync-sidecar.js';
 import { runOnlineRewrite } from './rewrite-online.js';
+import { RewriteUsageError, runOfflineRewrite, type RewriteCliOptions } from './rewrite.js';
 
 export interface EncryptionCliOptions {
   admin: string;
@@ -101,18 +103,23 @@ export function encryptionCommand(): Command {
     .action(async (options: ResyncCliOptions) => {
       process.exitCode = await runResync(options);
     });
-  withCommonOptions(
-    command
-      .command('rewrite')
-      .description('re-seal every stored version under --key-id (or cleartext ones, --cleartext) with the active storage DEK, on every member through its own sweep; shows each member\'s progress until all are done'),
-  )
-    .option('--key-id <N>', 'the storage DEK whose versions to re-seal (after rotate-dek, before retire-dek)')
-    .option('--cleartext', 'the versions still in cleartext (written before enable-storage-envelope)')
-    .option('--rate <MiB/s>', 'value bytes re-sealed per second on each member (default: unthrottled)')
-    .option('--no-wait', 'start the sweeps and return; follow them with `rewrite --key-id=N` again or the admin API')
-    .option('--interval <ms>', 'how often to poll every member\'s progress', '1000')
-    .action(async (options: RewriteCliOptions) => {
-      process.exitCode = await runRewrite(options);
+  withCommonOptions(command.command('rewrite'))
+    .description('re-seal every stored version under --key-id (or cleartext ones) with the active storage DEK: on every member through its own sweep, following each member\'s progress until all are done; --offline on a stopped node\'s data dir')
+    .option('--key-id <n>', 'the old storage key_id whose versions to re-seal (after rotate-dek, before retire-dek)')
+    .option('--cleartext', 'seal the versions written before Phase 1 (cleartext bodies)')
+    .option('--rate <MiB/s>', 'value bytes re-sealed per second at most, on each member (default: no limit)')
+    .option('--no-wait', 'online: start the sweeps and return (run the same command again to follow them)')
+    .option('--interval <ms>', 'online: how often to poll every member\'s progress', '1000')
+    .option('--offline', 'run on a STOPPED node: takes its data dir\'s lock (refused while the node runs)')
+    .option('--data-dir <path>', 'with --offline: the stopped node\'s data directory')
+    .option('--raft-id <id>', 'with --offline: the node\'s --raft-id')
+    .option('--kek-uri <uri>', 'with --offline: the node\'s KEK (aws-kms://, file://, env://)')
+    .option('--kek-file <path>', 'with --offline: the node\'s KEK file (32 raw bytes)')
+    .option('--workers <n>', 'with --offline: crypto worker threads (0 = seal on the main thread; default min(2, cores))')
+    .option('--crypto-backend <name>', 'with --offline: aesni | batch | wasm | auto')
+    .option('--compression <on|off>', 'with --offline: Snappy before sealing cleartext bodies (default on)')
+    .action(async (options: RewriteCliOptions & OnlineRewriteCliOptions) => {
+      process.exitCode = options.offline === true ? await runRewrite(options) : await runOnline(options);
     });
   withCommonOptions(command.command('disable').description('refused: encryption is one-way (prints the dump-and-reload way out)')).action(() => {
     process.exitCode = fail(failure('ErrEncryptionDisableUnsupported', ENCRYPTION_DISABLE_EXPLANATION));
@@ -148,15 +155,21 @@ async function runVerb(verb: Verb, options: EncryptionCliOptions): Promise<numbe
   }
 }
 
-interface RewriteCliOptions extends EncryptionCliOptions {
+interface OnlineRewriteCliOptions extends EncryptionCliOptions {
   cleartext?: boolean;
   rate?: string;
   wait: boolean;
   interval: string;
 }
 
-async function runRewrite(options: RewriteCliOptions): Promise<number> {
+/** The flags that only mean something offline. */
+const OFFLINE_ONLY = ['dataDir', 'raftId', 'kekFile', 'workers', 'cryptoBackend', 'compression'] as const;
+
+/** `rewrite` without --offline: the fan-out through the admin API, followed to the end (rewrite-online.ts). */
+async function runOnline(options: OnlineRewriteCliOptions & RewriteCliOptions): Promise<number> {
   try {
+    const offlineOnly = OFFLINE_ONLY.filter((k) => options[k] !== undefined);
+    if (offlineOnly.length > 0 || options.kekUri !== undefined) throw failure('ErrBadRequest', `--${[...offlineOnly, ...(options.kekUri === undefined ? [] : ['kekUri'])].map(kebab).join(', --')} go with --offline`, 2);
     if ((options.keyId === undefined) === (options.cleartext !== true)) throw failure('ErrBadRequest', 'give exactly one of --key-id=<N> or --cleartext', 2);
     if (options.keyId !== undefined && (!/^[1-9]\d{0,9}$/.test(options.keyId) || Number(options.keyId) > 0xffffffff)) {
       throw failure('ErrBadRequest', `--key-id: "${options.keyId}" is not a key_id (uint32, not 0)`, 2);
@@ -204,11 +217,30 @@ async function runResync(options: ResyncCliOptions): Promise<number> {
     process.stdout.write(options.json === true ? `${JSON.stringify(report, null, 2)}\n` : resyncSummary(report));
     return 0;
   } catch (err) {
-    if (err instanceof CliFailure) return fail(err);
-    if (isSealError(err)) return fail(new CliFailure(err.code, err.message));
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    return fail(new CliFailure(typeof code === 'string' ? code : 'Error', err instanceof Error ? err.message : String(err)));
+    return fail(asCliFailure(err));
   }
+}
+
+async function runRewrite(options: RewriteCliOptions): Promise<number> {
+  try {
+    const result = await runOfflineRewrite(options);
+    return result.done ? 0 : fail(new CliFailure('ErrRewriteInterrupted', `stopped at ${result.target} after ${result.scanned} versions; the cursor is kept: run the same command to resume`));
+  } catch (err) {
+    if (err instanceof RewriteUsageError || err instanceof RangeError) return fail(failure('ErrBadRequest', err.message, 2));
+    return fail(asCliFailure(err));
+  }
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** Any failure of an offline verb as a CliFailure: typed errors keep their code, system errors their errno code. */
+function asCliFailure(err: unknown): CliFailure {
+  if (err instanceof CliFailure) return err;
+  if (isSealError(err)) return new CliFailure(err.code, err.message);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return new CliFailure(typeof code === 'string' ? code : 'Error', err instanceof Error ? err.message : String(err));
 }
 
 /** What resync-sidecar changed, one fact per line (key_ids and epochs only). */

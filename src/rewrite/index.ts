@@ -5,3 +5,4 @@
 export { checkSweepable, countVersions, runSweep, type SweepOptions, type SweepProgress } from './sweep.js';
 export { cursorKey, describeTarget, doneKey, listSweepStates, readSweepState, type SweepDone, type SweepState, type SweepTarget } from './state.js';
 export { Throttle, systemClock, type SweepClock } from './throttle.js';
+export { rewriteOffline, type OfflineRewriteOptions, type OfflineRewriteResult } from './offline.js';

@@ -22,7 +22,7 @@
 // each bounded by `batchBytes` of values and `batchVersions` versions.
 
 import { sealError } from '../errors/index.js';
-import { STATE_CLEARTEXT, encodeStoreKey, type Store, type StoredVersion, type WriteOp } from '../store/index.js';
+import { STATE_CLEARTEXT, encodeStoreKey, type ApplyResult, type Store, type StoredVersion, type WriteOp } from '../store/index.js';
 import { checkTarget, cursorKey, describeTarget, doneKey, encodeDone, readSweepState, type SweepDone, type SweepTarget } from './state.js';
 import { Throttle, systemClock, type SweepClock } from './throttle.js';
 
@@ -132,6 +132,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
     let last: StoredVersion | undefined;
     let sinceCursor = 0;
     let inFlight: Promise<boolean> | undefined;
+    let applying: Promise<ApplyResult> | undefined;
     let stale = false;
 
     const flush = async (): Promise<void> => {
@@ -144,19 +145,21 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
       ops = [];
       bytes = 0;
       sinceCursor = 0;
-      const written = store.applyBatch(batch, { ifGeneration: generation }).then((result) => {
+      const previous = applying;
+      applying = store.applyBatch(batch, { ifGeneration: generation, ...(previous === undefined ? {} : { ifSucceeded: previous }) });
+      const written = applying.then((result) => {
         if (result.staleGeneration) return false;
         counts.rewritten += reseals - result.rewritesSkipped;
         counts.skipped += result.rewritesSkipped;
-        counts.rewrittenBytes += batchBytesNow; // skipped ones are rare; counted as offered
+        counts.rewrittenBytes += batchBytesNow; // skipped reseals (rare) included
         options.onProgress?.(progress(false));
         return true;
       });
       written.catch(() => undefined);
       // Two batches in flight at most: this one sealing, the previous writing.
-      const previous = inFlight;
+      const before = inFlight;
       inFlight = written;
-      if (previous !== undefined && !(await previous)) stale = true;
+      if (before !== undefined && !(await before)) stale = true;
     };
 
     try {

@@ -5,6 +5,7 @@ export { Store, type ApplyOptions, type ApplyResult, type BatchSealPool, type En
 export { MemoryEngine, type Engine, type EngineEntry, type EngineOp, type EngineRange, type EngineReader, type IterateOptions, type EngineSnapshot } from './engine.js';
 export { RocksEngine } from './rocksdb.js';
 export {
+  decodeStoreKey,
   encodeStoreKey,
   headRowKey,
   rewriteCursorKey,

@@ -151,6 +151,12 @@ export interface ApplyOptions {
    * snapshot install must never land on the restored data.
    */
   readonly ifGeneration?: number;
+  /**
+   * An earlier applyBatch of the caller's: if it failed, this batch fails
+   * with the same error and writes nothing (a sweep's cursor must never
+   * pass a batch that did not land).
+   */
+  readonly ifSucceeded?: Promise<unknown>;
 }
 
 interface EncodedBatch {
@@ -281,6 +287,13 @@ export class Store {
       if (options.ifGeneration !== undefined) {
         if (!Number.isSafeInteger(options.ifGeneration)) throw new RangeError('ifGeneration must be an integer');
         batch = { ...batch, ifGeneration: options.ifGeneration };
+      }
+      if (options.ifSucceeded !== undefined) {
+        // Settled before this batch's turn (it was queued earlier); a failure
+        // fails this batch the way a seal failure does, without poisoning the store.
+        const sealed = Promise.all([batch.sealed, options.ifSucceeded]).then(() => undefined);
+        sealed.catch(() => undefined);
+        batch = { ...batch, sealed };
       }
     } catch (err) {
       return Promise.reject(err);
