@@ -169,7 +169,7 @@ const OFFLINE_ONLY = ['dataDir', 'raftId', 'kekFile', 'workers', 'cryptoBackend'
 async function runOnline(options: OnlineRewriteCliOptions & RewriteCliOptions): Promise<number> {
   try {
     const offlineOnly = OFFLINE_ONLY.filter((k) => options[k] !== undefined);
-    if (offlineOnly.length > 0 || options.kekUri !== undefined) throw failure('ErrBadRequest', `--${[...offlineOnly, ...(options.kekUri === undefined ? [] : ['kekUri'])].map(kebab).join(', --')} go with --offline`, 2);
+    if (offlineOnly.length > 0 || options.kekUri !== undefined) throw failure('ErrBadRequest', `these options need --offline: --${[...offlineOnly, ...(options.kekUri === undefined ? [] : ['kekUri'])].map(kebab).join(', --')}`, 2);
     if ((options.keyId === undefined) === (options.cleartext !== true)) throw failure('ErrBadRequest', 'give exactly one of --key-id=<N> or --cleartext', 2);
     if (options.keyId !== undefined && (!/^[1-9]\d{0,9}$/.test(options.keyId) || Number(options.keyId) > 0xffffffff)) {
       throw failure('ErrBadRequest', `--key-id: "${options.keyId}" is not a key_id (uint32, not 0)`, 2);
