@@ -3,8 +3,8 @@
 // member's progress until all are done (or at once with --no-wait).
 //
 // Display: on a terminal, one progress bar per member with its rate and ETA,
-// redrawn in place; otherwise plain lines, one per member whose state
-// changed (at most one per member every PLAIN_EVERY_MS). A member whose
+// redrawn in place; otherwise plain lines: a member's new state at once,
+// its progress within a state at most every PLAIN_EVERY_MS. A member whose
 // sweep is not running (it restarted before resuming, or is unreachable and
 // comes back) is asked again: starting is idempotent on every member.
 //
@@ -103,22 +103,23 @@ export async function runOnlineRewrite(options: OnlineRewriteOptions, call: Admi
     return 0;
   }
   const tty = out.isTTY === true && !options.json;
-  const shown = new Map<string, { text: string; at: number }>();
+  const shown = new Map<string, { text: string; state: string; at: number }>();
   let drawn = 0;
   let lastStart = Date.now();
   for (;;) {
     const status = await call('GET', '/encryption/rewrite/status');
     const reports = reportsFor(status, options.target);
-    const lines = [...reports].map(([node, r]) => ({ node, text: line(node, r, tty) }));
+    const lines = [...reports].map(([node, r]) => ({ node, text: line(node, r, tty), state: 'phase' in r && r.phase !== undefined ? r.phase : 'error' }));
     if (tty) {
       out.write(`${drawn > 0 ? `\x1b[${drawn}A` : ''}${lines.map((l) => `\x1b[2K${l.text}\n`).join('')}`);
       drawn = lines.length;
     } else if (!options.json) {
       const now = Date.now();
-      for (const { node, text } of lines) {
+      for (const { node, text, state } of lines) {
         const last = shown.get(node);
-        if (last?.text === text || (last !== undefined && now - last.at < PLAIN_EVERY_MS && !text.includes(': done'))) continue;
-        shown.set(node, { text, at: now });
+        // A new state at once; progress within one state at most every PLAIN_EVERY_MS.
+        if (last?.text === text || (last?.state === state && now - last.at < PLAIN_EVERY_MS)) continue;
+        shown.set(node, { text, state, at: now });
         out.write(`${text}\n`);
       }
     }
