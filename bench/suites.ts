@@ -13,4 +13,5 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   resp: () => import('./resp.js'),
   'redis-compat': () => import('./redis-compat.js'),
   rollout: () => import('./rollout.js'),
+  rewrite: () => import('./rewrite.js'),
 };
