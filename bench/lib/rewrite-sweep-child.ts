@@ -8,7 +8,7 @@
 //   node dist/bench/lib/rewrite-sweep-child.js <dir> <from> <to> <workers> <backend> <epoch>
 
 import { CryptoPool, Keystore, NonceFactory, Sealer, createBackend, type BackendName } from '../../src/crypto/index.js';
-import { runSweep } from '../../src/rewrite/index.js';
+import { OFFLINE_WRITE_BUFFER_BYTES, runSweep } from '../../src/rewrite/index.js';
 import { openStore } from '../../src/store/index.js';
 
 const MIB = 1024 * 1024;
@@ -24,8 +24,8 @@ async function main(): Promise<void> {
   keystore.setActive('storage', Number(to));
   const sealer = new Sealer({ keystore, backend: createBackend(backend), nonceFactory: () => new NonceFactory({ nodeId: 1, localEpoch: Number(epoch) }) });
   const pool = Number(workers) === 0 ? undefined : new CryptoPool({ keys: keystore, threads: Number(workers), backend });
-  const writeBuffer = process.env.SEALKV_BENCH_WRITE_BUFFER_MIB;
-  const store = await openStore(dir, { sealer, active: true, ...(pool === undefined ? {} : { pool }) }, writeBuffer === undefined ? {} : { writeBufferBytes: Number(writeBuffer) * MIB });
+  // The memtable size the offline CLI opens with.
+  const store = await openStore(dir, { sealer, active: true, ...(pool === undefined ? {} : { pool }) }, { writeBufferBytes: OFFLINE_WRITE_BUFFER_BYTES });
   // What the RSS is made of at its highest sample: JS heap, ArrayBuffers (values, packed chunks), the rest (RocksDB, code, workers' isolates).
   let peak = process.memoryUsage();
   const sampler = setInterval(() => {

@@ -31,6 +31,13 @@ import { openStore, writerRegistryKey, type Store } from '../store/index.js';
 import { checkTarget, describeTarget, readSweepState, type SweepTarget } from './state.js';
 import { checkSweepable, countVersions, runSweep, type SweepProgress } from './sweep.js';
 
+/**
+ * Memtable size of the store an offline sweep opens: every version it
+ * re-seals is a fresh write, and RocksDB's default (64 MiB, two in memory)
+ * would take half of the sweep's memory budget.
+ */
+export const OFFLINE_WRITE_BUFFER_BYTES = 16 * 1024 * 1024;
+
 export interface OfflineRewriteOptions {
   readonly dataDir: string;
   /** The node's --raft-id: its node_id16 goes into every nonce (SPEC §3.3). */
@@ -66,7 +73,7 @@ export async function rewriteOffline(options: OfflineRewriteOptions): Promise<Of
   if (!Number.isInteger(workers) || workers < 0) throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
   const logger = options.logger ?? createLogger({ level: 'warn', base: { raft_id: options.raftId } });
 
-  const store = await openStore(storeDir);
+  const store = await openStore(storeDir, undefined, { writeBufferBytes: OFFLINE_WRITE_BUFFER_BYTES });
   const closers: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     if (!(await Sidecar.exists(options.dataDir))) {

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CryptoPool, type Keystore } from '../../src/crypto/index.js';
 import { isSealError } from '../../src/errors/index.js';
 import { cursorKey, doneKey, listSweepStates, readSweepState, runSweep, type SweepClock, type SweepProgress } from '../../src/rewrite/index.js';
-import { MemoryEngine, Store, versionRowKey, type WriteOp } from '../../src/store/index.js';
+import { MemoryEngine, Store, versionRowKey, type StoredVersion, type WriteOp } from '../../src/store/index.js';
 import { NEW_KEY_ID, OLD_KEY_ID, storedVersions, sweepFixture } from '../support/rewrite-fixtures.js';
 import { storeEngines, type OpenedEngine } from '../support/store-engines.js';
 
@@ -270,7 +270,7 @@ describe('quietSince', () => {
     rotate();
     const owner = Symbol('test');
     const quietSince = { seq: store.writeSeq, owner };
-    const versions = [];
+    const versions: StoredVersion[] = [];
     for await (const v of store.versions()) versions.push(v);
     const reseal = (i: number): WriteOp => ({ type: 'reseal', key: versions[i]!.key, commitTs: versions[i]!.commitTs, ifRow: versions[i]!.row });
     engine.reads = 0;
