@@ -126,11 +126,11 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
     return p;
   };
 
-  // One pass from the stored cursor; 'stale' when a snapshot install
-  // replaced the data under it.
   // Every batch of this run is written under this owner: while nothing else
   // writes to the store (offline), the guards' re-reads are skipped.
   const owner = Symbol('sweep');
+  // One pass from the stored cursor; 'stale' when a snapshot install
+  // replaced the data under it.
   const pass = async (): Promise<'done' | 'stale' | 'aborted'> => {
     const generation = store.generation;
     // Taken before the iterator exists, so every row it yields was read after it.
@@ -199,7 +199,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
       rewritten: counts.rewritten,
       skipped: counts.skipped,
       rewritten_bytes: counts.rewrittenBytes,
-      active_key_id: activeKeyId,
+      // A rotation during an online sweep moves later reseals to the newer DEK.
+      active_key_id: store.sealingKeyId ?? activeKeyId,
     };
     await options.beforeBatch?.();
     const result = await store.applyBatch(
