@@ -13,5 +13,6 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   resp: () => import('./resp.js'),
   'redis-compat': () => import('./redis-compat.js'),
   rollout: () => import('./rollout.js'),
+  rewrite: () => import('./rewrite.js'),
   'rewrite-online': () => import('./rewrite-online.js'),
 };

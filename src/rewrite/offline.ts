@@ -2,7 +2,12 @@
 // node's data dir, opened the way the node opens it at start:
 //
 //   1. the store first — RocksDB's LOCK: a node running on the data dir
-//      refuses with ErrDataDirLocked before anything else is touched;
+//      refuses with ErrDataDirLocked before anything else is touched; then
+//      the refusals the replicated rows decide (sealing not active, target
+//      is the active DEK, this node not a registered writer under it —
+//      offline there is no Raft to register through; the bumped epoch is
+//      above the registered one, which the node's next start records), so
+//      that a refused run leaves keys.json alone;
 //   2. the sidecar and the KEK through openKeysAtStart, the node's own
 //      start-up sequence: every DEK unwrapped, then every local_epoch bumped
 //      and made durable before any seal (so this process's nonces never
@@ -10,25 +15,28 @@
 //   3. EncryptionRuntime.open and checkAtStart, as the node: sealing follows
 //      the replicated flag and active storage DEK, nonce factories use this
 //      node's node_id16 and the freshly bumped epoch, and a sidecar behind
-//      the store, a rolled-back epoch or a node_id16 collision refuse;
-//   4. this node must be a registered writer under the active storage DEK
-//      (ErrWriterNotRegistered otherwise): offline there is no Raft to
-//      register through, and the bumped epoch is above the registered one,
-//      which the node's next start records.
+//      the store, a rolled-back epoch or a node_id16 collision refuse.
 // Then the sweep runs (sealing on a CryptoPool of `workers` threads, or
 // in-thread with 0) and everything is closed, also on failure.
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CryptoPool, Keystore, createBackend, type BackendName } from '../crypto/index.js';
-import { EncryptionRuntime } from '../encryption/index.js';
+import { CryptoPool, Keystore, createBackend, nodeId16, type BackendName } from '../crypto/index.js';
+import { EncryptionRuntime, ROLLOUT_ROW_KEY, decodeRollout, decodeWriterRow } from '../encryption/index.js';
 import { sealError } from '../errors/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { openKeysAtStart, Sidecar } from '../sidecar/index.js';
-import { openStore, type Store } from '../store/index.js';
-import { readSweepState, type SweepTarget } from './state.js';
+import { openStore, writerRegistryKey, type Store } from '../store/index.js';
+import { checkTarget, describeTarget, readSweepState, type SweepTarget } from './state.js';
 import { checkSweepable, countVersions, runSweep, type SweepProgress } from './sweep.js';
+
+/**
+ * Memtable size of the store an offline sweep opens: every version it
+ * re-seals is a fresh write, and RocksDB's default (64 MiB, two in memory)
+ * would take half of the sweep's memory budget.
+ */
+export const OFFLINE_WRITE_BUFFER_BYTES = 16 * 1024 * 1024;
 
 export interface OfflineRewriteOptions {
   readonly dataDir: string;
@@ -65,12 +73,13 @@ export async function rewriteOffline(options: OfflineRewriteOptions): Promise<Of
   if (!Number.isInteger(workers) || workers < 0) throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
   const logger = options.logger ?? createLogger({ level: 'warn', base: { raft_id: options.raftId } });
 
-  const store = await openStore(storeDir);
+  const store = await openStore(storeDir, undefined, { writeBufferBytes: OFFLINE_WRITE_BUFFER_BYTES });
   const closers: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     if (!(await Sidecar.exists(options.dataDir))) {
       throw sealError('ErrRewriteNotSealing', `${options.dataDir} has no encryption/keys.json: this node never had encryption keys, so there is nothing to seal under`);
     }
+    await checkRows(store, options.target, options.raftId);
     const keystore = new Keystore();
     const keys = await openKeysAtStart({
       dataDir: options.dataDir,
@@ -94,18 +103,27 @@ export async function rewriteOffline(options: OfflineRewriteOptions): Promise<Of
       ...(pool === undefined ? {} : { pool }),
     });
     await runtime.checkAtStart(Number(await store.appliedIndex()));
-    const active = checkSweepable(store, options.target);
-    checkRegistered(runtime, active, options.raftId);
+    checkSweepable(store, options.target);
     return await sweep(store, options, workers);
   } finally {
     for (const close of closers.reverse()) await close();
   }
 }
 
-function checkRegistered(runtime: EncryptionRuntime, activeKeyId: number, raftId: string): void {
-  const row = runtime.myRows().get(activeKeyId);
-  if (row === undefined || row.fullNodeId !== raftId) {
-    throw sealError('ErrWriterNotRegistered', `node ${raftId} is not a registered writer under the active storage DEK ${activeKeyId}: start the node once (it registers at start), stop it, then rewrite offline`);
+/** The refusals the replicated rows decide, before the sidecar is touched. */
+async function checkRows(store: Store, target: SweepTarget, raftId: string): Promise<void> {
+  checkTarget(target);
+  const rollout = decodeRollout(await store.getInternal(ROLLOUT_ROW_KEY));
+  const active = rollout.active.storage;
+  if (!rollout.storageEnvelopeActive || active === undefined) {
+    throw sealError('ErrRewriteNotSealing', `cannot rewrite ${describeTarget(target)}: storage sealing is not active on this node (enable-storage-envelope first)`);
+  }
+  if ('keyId' in target && target.keyId === active) {
+    throw sealError('ErrRewriteTargetActive', `key_id ${active} is the active storage DEK: rotate-dek --purpose=storage first, then rewrite the old key_id`);
+  }
+  const row = await store.getInternal(writerRegistryKey(active, nodeId16(raftId)));
+  if (row === undefined || decodeWriterRow(row).fullNodeId !== raftId) {
+    throw sealError('ErrWriterNotRegistered', `node ${raftId} is not a registered writer under the active storage DEK ${active}: start the node once (it registers at start), stop it, then rewrite offline`);
   }
 }
 

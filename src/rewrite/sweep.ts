@@ -27,8 +27,12 @@ import { checkTarget, cursorKey, describeTarget, doneKey, encodeDone, readSweepS
 import { Throttle, systemClock, type SweepClock } from './throttle.js';
 
 const VALUE_HEADER_BYTES = 9;
-const DEFAULT_BATCH_BYTES = 1024 * 1024;
-const DEFAULT_BATCH_VERSIONS = 4096;
+// 4 MiB: a batch is cut into chunks of about 1 MiB for the pool, so each
+// batch keeps both workers of a 2-core machine busy.
+const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
+const DEFAULT_BATCH_VERSIONS = 8192;
+// Rows per engine round trip while reading versions.
+const READ_CAPACITY = 1024;
 // Versions looked at without a reseal before the cursor is written anyway,
 // so that a sweep over data mostly not under its target still resumes near
 // where it stopped.
@@ -66,9 +70,9 @@ export interface SweepOptions {
   onProgress?: (p: SweepProgress) => void;
   /** Awaited before each batch is written (e.g. the node's writer-registration gate). */
   beforeBatch?: () => Promise<void>;
-  /** Value bytes per store batch; default 1 MiB. */
+  /** Value bytes per store batch; default 4 MiB. */
   batchBytes?: number;
-  /** Versions re-sealed per store batch at most; default 4096. */
+  /** Versions re-sealed per store batch at most; default 8192. */
   batchVersions?: number;
   /** Versions expected (countVersions), for the ETA. */
   totalEstimate?: number;
@@ -122,10 +126,15 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
     return p;
   };
 
+  // Every batch of this run is written under this owner: while nothing else
+  // writes to the store (offline), the guards' re-reads are skipped.
+  const owner = Symbol('sweep');
   // One pass from the stored cursor; 'stale' when a snapshot install
   // replaced the data under it.
   const pass = async (): Promise<'done' | 'stale' | 'aborted'> => {
     const generation = store.generation;
+    // Taken before the iterator exists, so every row it yields was read after it.
+    const quietSince = { seq: store.writeSeq, owner };
     const { cursor } = await readSweepState(store, target);
     let ops: WriteOp[] = [];
     let bytes = 0;
@@ -146,7 +155,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
       bytes = 0;
       sinceCursor = 0;
       const previous = applying;
-      applying = store.applyBatch(batch, { ifGeneration: generation, ...(previous === undefined ? {} : { ifSucceeded: previous }) });
+      applying = store.applyBatch(batch, { ifGeneration: generation, quietSince, ...(previous === undefined ? {} : { ifSucceeded: previous }) });
       const written = applying.then((result) => {
         if (result.staleGeneration) return false;
         counts.rewritten += reseals - result.rewritesSkipped;
@@ -163,7 +172,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
     };
 
     try {
-      for await (const version of store.versions(cursor === undefined ? {} : { after: cursor })) {
+      for await (const version of store.versions({ capacity: READ_CAPACITY, ...(cursor === undefined ? {} : { after: cursor }) })) {
         counts.scanned++;
         sinceCursor++;
         last = version;
@@ -190,7 +199,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepProgress> {
       rewritten: counts.rewritten,
       skipped: counts.skipped,
       rewritten_bytes: counts.rewrittenBytes,
-      active_key_id: activeKeyId,
+      // A rotation during an online sweep moves later reseals to the newer DEK.
+      active_key_id: store.sealingKeyId ?? activeKeyId,
     };
     await options.beforeBatch?.();
     const result = await store.applyBatch(

@@ -59,6 +59,15 @@ class RocksReader implements EngineReader {
   }
 }
 
+export interface RocksOptions {
+  /**
+   * Memtable size (RocksDB write_buffer_size; two may be in memory at once).
+   * Default 64 MiB; a bulk rewrite that must stay within a memory bound
+   * opens with less.
+   */
+  readonly writeBufferBytes?: number;
+}
+
 export class RocksEngine extends RocksReader implements Engine {
   readonly path: string;
 
@@ -68,8 +77,8 @@ export class RocksEngine extends RocksReader implements Engine {
   }
 
   /** Opens (creating if needed); ErrDataDirLocked when another process or handle holds it. */
-  static async open(path: string): Promise<RocksEngine> {
-    const session = new RocksDB(path);
+  static async open(path: string, options: RocksOptions = {}): Promise<RocksEngine> {
+    const session = new RocksDB(path, options.writeBufferBytes === undefined ? {} : { writeBufferSize: options.writeBufferBytes });
     try {
       await session.ready();
     } catch (err) {

@@ -157,12 +157,22 @@ export interface ApplyOptions {
    * pass a batch that did not land).
    */
   readonly ifSucceeded?: Promise<unknown>;
+  /**
+   * For guarded ops: the caller read every `ifRow` of this batch after the
+   * store's writeSeq was `seq`. If every store write since then was one of
+   * the caller's own (batches with the same `owner`, which never touch the
+   * rows of its later batches), the rows are known current and the guard's
+   * re-read is skipped; any other write in between (apply, GC, restore)
+   * keeps the re-read.
+   */
+  readonly quietSince?: { readonly seq: number; readonly owner: symbol };
 }
 
 interface EncodedBatch {
   readonly rows: EngineOp[];
   readonly guards: readonly { rowIndex: number; rowKey: Buffer; ifRow: Uint8Array }[];
   readonly ifGeneration?: number;
+  readonly quietSince?: { readonly seq: number; readonly owner: symbol };
   /** Pool sealing in flight: resolves once every envelope row of `rows` is in place. */
   readonly sealed?: Promise<void>;
 }
@@ -209,6 +219,11 @@ export class Store {
   // compares it at the very point where it would be written.
   #generation = 0;
   #restoring = false;
+  // Write steps executed so far, and the latest run of consecutive steps by
+  // one owner (ApplyOptions.quietSince); changed only inside the write queue.
+  #writeSeq = 0;
+  #runOwner: symbol | undefined;
+  #runStart = 0;
 
   constructor(engine: Engine, encryption?: EncryptionSettings) {
     this.#engine = engine;
@@ -258,6 +273,11 @@ export class Store {
     return this.#generation;
   }
 
+  /** Write steps the queue has executed so far (see ApplyOptions.quietSince). */
+  get writeSeq(): number {
+    return this.#writeSeq;
+  }
+
   // ---- writes ------------------------------------------------------------
 
   async put(key: Uint8Array, value: Uint8Array, commitTs: bigint, options: { expireAt?: bigint } = {}): Promise<void> {
@@ -288,6 +308,7 @@ export class Store {
         if (!Number.isSafeInteger(options.ifGeneration)) throw new RangeError('ifGeneration must be an integer');
         batch = { ...batch, ifGeneration: options.ifGeneration };
       }
+      if (options.quietSince !== undefined) batch = { ...batch, quietSince: options.quietSince };
       if (options.ifSucceeded !== undefined) {
         // Settled before this batch's turn (it was queued earlier); a failure
         // fails this batch the way a seal failure does, without poisoning the store.
@@ -298,7 +319,7 @@ export class Store {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (batch.guards.length === 0 && batch.ifGeneration === undefined) {
+    if (batch.guards.length === 0 && batch.ifGeneration === undefined && batch.quietSince === undefined) {
       return this.#enqueue(() => this.#engine.write(batch.rows), batch.sealed).then(() => ({ rewritesSkipped: 0, staleGeneration: false }));
     }
     return this.#enqueueGuardedWrite(batch);
@@ -448,9 +469,16 @@ export class Store {
 
   // The guard check runs inside the write queue, so no other store write
   // (apply, GC, another rewrite) can land between the check and the write.
-  #enqueueGuardedWrite({ rows, guards, sealed, ifGeneration }: EncodedBatch): Promise<ApplyResult> {
-    return this.#enqueue(async () => {
+  #enqueueGuardedWrite({ rows, guards, sealed, ifGeneration, quietSince }: EncodedBatch): Promise<ApplyResult> {
+    const step = async (): Promise<ApplyResult> => {
       if (ifGeneration !== undefined && (ifGeneration !== this.#generation || this.#restoring)) return { rewritesSkipped: guards.length, staleGeneration: true };
+      // This step is already counted: a run of the caller's own steps that
+      // began right after `seq` means nobody else wrote since the reads.
+      const quiet = quietSince !== undefined && this.#runOwner === quietSince.owner && this.#runStart <= quietSince.seq + 1;
+      if (quiet || guards.length === 0) {
+        await this.#engine.write(rows);
+        return { rewritesSkipped: 0, staleGeneration: false };
+      }
       const current = await this.#engine.getMany(guards.map((g) => g.rowKey));
       const skip = new Set<number>();
       guards.forEach((g, i) => {
@@ -459,16 +487,22 @@ export class Store {
       });
       await this.#engine.write(skip.size === 0 ? rows : rows.filter((_, i) => !skip.has(i)));
       return { rewritesSkipped: skip.size, staleGeneration: false };
-    }, sealed);
+    };
+    return this.#enqueue(step, sealed, quietSince?.owner);
   }
 
   // `sealed` (pool sealing of this write's rows) is awaited in the write's
   // turn: a seal failure fails this write alone and leaves the store usable,
   // since nothing of it reached the engine.
-  #enqueue<T>(step: () => Promise<T>, sealed?: Promise<void>): Promise<T> {
+  #enqueue<T>(step: () => Promise<T>, sealed?: Promise<void>, owner?: symbol): Promise<T> {
     const write = this.#writeTail.then(async () => {
       if (this.#writeFailure !== undefined) throw sealError('ErrStoreCorrupt', 'an earlier store write failed; reopen the store', this.#writeFailure);
       if (sealed !== undefined) await sealed;
+      this.#writeSeq++;
+      if (owner === undefined || owner !== this.#runOwner) {
+        this.#runOwner = owner;
+        this.#runStart = this.#writeSeq;
+      }
       return step().catch((err: unknown) => {
         this.#writeFailure = err;
         throw err;
@@ -632,12 +666,14 @@ export class Store {
   /**
    * Every stored version (tombstones included), in store-key order, with
    * its header; for the rewrite sweep. `after` (a store_key, e.g. from a
-   * rewrite cursor) resumes strictly after that version.
+   * rewrite cursor) resumes strictly after that version; `capacity` is
+   * how many rows to fetch per engine round trip.
    */
-  async *versions(options: { after?: Uint8Array } = {}): AsyncGenerator<StoredVersion> {
+  async *versions(options: { after?: Uint8Array; capacity?: number } = {}): AsyncGenerator<StoredVersion> {
     this.#checkOpen();
     const gte = options.after === undefined ? WHOLE_VERSION_SPACE.gte : Buffer.concat([tagged(SPACE_VERSION, options.after), Buffer.from([0])]);
-    for await (const { key, value } of this.#engine.iterate({ gte, lt: WHOLE_VERSION_SPACE.lt })) {
+    const range = { gte, lt: WHOLE_VERSION_SPACE.lt };
+    for await (const { key, value } of this.#engine.iterate(range, options.capacity === undefined ? {} : { capacity: options.capacity })) {
       const { header, body } = decodeValue(value);
       const userKey = key.subarray(1, key.length - TS_BYTES);
       const commitTs = (1n << 64n) - 1n - key.readBigUInt64BE(key.length - TS_BYTES);

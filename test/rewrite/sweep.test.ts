@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CryptoPool, type Keystore } from '../../src/crypto/index.js';
 import { isSealError } from '../../src/errors/index.js';
 import { cursorKey, doneKey, listSweepStates, readSweepState, runSweep, type SweepClock, type SweepProgress } from '../../src/rewrite/index.js';
-import { MemoryEngine, Store, versionRowKey, type WriteOp } from '../../src/store/index.js';
+import { MemoryEngine, Store, versionRowKey, type StoredVersion, type WriteOp } from '../../src/store/index.js';
 import { NEW_KEY_ID, OLD_KEY_ID, storedVersions, sweepFixture } from '../support/rewrite-fixtures.js';
 import { storeEngines, type OpenedEngine } from '../support/store-engines.js';
 
@@ -250,6 +250,43 @@ describe('store generation guard', () => {
     expect(after.size).toBe(120);
     expect([...after.values()].filter((v) => !v.tombstone && v.keyId !== NEW_KEY_ID)).toEqual([]);
     expect((await readSweepState(store, { keyId: OLD_KEY_ID })).cursor).toBeUndefined();
+  });
+});
+
+describe('quietSince', () => {
+  /** Counts getMany calls: the guard's re-reads. */
+  class CountingEngine extends MemoryEngine {
+    reads = 0;
+    override async getMany(keys: readonly Uint8Array[]): Promise<(Buffer | null)[]> {
+      this.reads++;
+      return super.getMany(keys);
+    }
+  }
+
+  it('skips the guard re-read while only the owner wrote since the reads, and keeps it after any other write', async () => {
+    const engine = new CountingEngine();
+    const { store, rotate } = sweepFixture(engine);
+    await store.applyBatch(history()[0]!);
+    rotate();
+    const owner = Symbol('test');
+    const quietSince = { seq: store.writeSeq, owner };
+    const versions: StoredVersion[] = [];
+    for await (const v of store.versions()) versions.push(v);
+    const reseal = (i: number): WriteOp => ({ type: 'reseal', key: versions[i]!.key, commitTs: versions[i]!.commitTs, ifRow: versions[i]!.row });
+    engine.reads = 0;
+    expect(await store.applyBatch([reseal(0)], { quietSince })).toEqual({ rewritesSkipped: 0, staleGeneration: false });
+    expect(await store.applyBatch([reseal(1)], { quietSince })).toEqual({ rewritesSkipped: 0, staleGeneration: false });
+    expect(engine.reads).toBe(0);
+    // A foreign write (a re-apply of version 2): the next batch re-reads, and drops its stale reseal of it.
+    await store.applyBatch([{ type: 'put', key: versions[2]!.key, value: b('newer'), commitTs: versions[2]!.commitTs }]);
+    expect(await store.applyBatch([reseal(2), reseal(3)], { quietSince })).toEqual({ rewritesSkipped: 1, staleGeneration: false });
+    expect(engine.reads).toBe(1);
+    // Another owner's batch is a foreign write for this owner's later batches.
+    expect(await store.applyBatch([reseal(4)], { quietSince: { seq: store.writeSeq, owner: Symbol('other') } })).toMatchObject({ rewritesSkipped: 0 });
+    expect(engine.reads).toBe(1);
+    expect(await store.applyBatch([reseal(5)], { quietSince: { seq: store.writeSeq - 1, owner } })).toMatchObject({ rewritesSkipped: 0 });
+    expect(engine.reads).toBe(2);
+    expect((await store.get(versions[2]!.key, versions[2]!.commitTs))?.value).toEqual(b('newer'));
   });
 });
 
