@@ -305,7 +305,8 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       ...(config.join === undefined ? { bootstrap: { voters: config.peers.map((p) => raftNodeId(p.id)), learners: [] } } : {}),
       stateMachine: {
         ...driverStateMachine(machine, store),
-        // The install replaces the store under the sweeps (rows included): stop them first, resume over the new rows.
+        // The install replaces the store under the sweeps (rows included): stop them first, resume over
+        // the new rows (not after a failed install: the node halts).
         restore: async (data) => {
           await sweeps.pause();
           await machine.restoreSnapshot(data);
