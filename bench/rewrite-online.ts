@@ -17,6 +17,7 @@ import crypto from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { EncryptedCluster } from '../test/support/encrypted-cluster.js';
 import { machineInfo } from './lib/machine.js';
+import { median, percentile } from './lib/measure.js';
 import { writeResults } from './lib/results.js';
 
 const VALUE_BYTES = 1024;
@@ -28,16 +29,6 @@ interface Round {
   ops: number;
   p50ms: number;
   p99ms: number;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** One round of ROUND_MS: every connection a closed loop of GET (a loaded key) / SET (a fresh key). */
