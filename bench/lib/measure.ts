@@ -1,6 +1,6 @@
 // Shared measuring helpers of the bench suites: medians over rounds,
-// percentiles of latencies, and
-// `openssl speed` as the reference for AES-256-GCM throughput.
+// percentiles of latencies, and `openssl speed` as the reference for
+// AES-256-GCM throughput.
 
 import { execFileSync } from 'node:child_process';
 
