@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sealError } from '../../src/errors/index.js';
 import { silentLogger } from '../../src/log/index.js';
-import { NodeSweeps, type SweepReport } from '../../src/node/sweeps.js';
+import { NodeSweeps, type SweepReport } from '../../src/node/index.js';
 import { readSweepState } from '../../src/rewrite/index.js';
 import { MemoryEngine, type Store } from '../../src/store/index.js';
 import { NEW_KEY_ID, OLD_KEY_ID, storedVersions, sweepFixture } from '../support/rewrite-fixtures.js';
