@@ -73,7 +73,7 @@ export function parseTarget(name: string): SweepTarget {
   throw sealError('ErrBadRequest', `a rewrite target is a key_id (uint32, not 0) or "cleartext", not ${JSON.stringify(name)}`);
 }
 
-export function targetName(target: SweepTarget): string {
+function targetName(target: SweepTarget): string {
   return 'cleartext' in target ? 'cleartext' : String(target.keyId);
 }
 
