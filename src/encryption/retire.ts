@@ -6,7 +6,10 @@
 // row), no stored version names N (a scan), no rewrite cursor names N, and
 // its GC horizon minRetainedTS is at or above N's `below_ts` (every version
 // ever sealed under N has a commit timestamp below it: SUPERSEDED row,
-// written at the apply of the rotation that replaced N).
+// written at the apply of the rotation that replaced N). Beyond SPEC §4.2:
+// its Raft log starts after that rotation entry — a member that catches up
+// by replaying older entries (a new or emptied one, from any member that may
+// lead) would seal them under N again, after N is gone.
 //
 // Raft DEK N, on every member: no entry of its own Raft log is a Raft
 // envelope naming N — so its log starts above the last index sealed under N
@@ -37,6 +40,7 @@ export interface RetireFacts {
     readonly versions: number;
     /** Decimal uint64. */
     readonly min_retained_ts: string;
+    readonly log_first_index: number;
   };
   /** Raft DEK facts (absent for a storage DEK). */
   readonly raft?: {
@@ -64,6 +68,9 @@ export function memberReasons(keyId: number, purpose: Purpose, superseded: Super
     if (!s.sweep_done) reasons.push('its rewrite sweep has not finished');
     if (superseded !== undefined && BigInt(s.min_retained_ts) < superseded.belowTs) {
       reasons.push(`minRetainedTS ${s.min_retained_ts} is not past its newest version (below ${superseded.belowTs})`);
+    }
+    if (superseded !== undefined && s.log_first_index <= superseded.index) {
+      reasons.push(`its Raft log (from ${s.log_first_index}) still holds entries applied under it (rotation at ${superseded.index}): a member catching up from it would seal them under it again`);
     }
   } else {
     const r = f.raft;

@@ -172,8 +172,8 @@ async function versionsPerKeyId(store: Store): Promise<Record<string, number>> {
 /**
  * This node's GetRetireFacts answer for DEK `keyId` (SPEC §4.2; the
  * criteria are src/encryption/retire.ts): for a storage DEK a scan of every
- * stored version, the sweep rows and the GC horizon; for a raft DEK a scan
- * of this node's own Raft log and its bounds.
+ * stored version, the sweep rows, the GC horizon and where its Raft log
+ * starts; for a raft DEK a scan of this node's own Raft log and its bounds.
  */
 async function retireFactsOf(
   deps: { store: Store; raft: RaftNode; runtime: EncryptionRuntime; gc: GcScheduler; node: string },
@@ -191,6 +191,7 @@ async function retireFactsOf(
         cursor: sweep.cursor !== undefined,
         versions: (await versionsPerKeyId(deps.store))[String(keyId)] ?? 0,
         min_retained_ts: deps.gc.minRetainedTS.toString(),
+        log_first_index: deps.raft.logBounds().firstIndex,
       },
     };
   }

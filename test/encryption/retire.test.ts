@@ -8,7 +8,7 @@ const N = 1001;
 const superseded = { index: 50, belowTs: 1_000n };
 
 function storage(node: string, over: Partial<NonNullable<RetireFacts['storage']>> = {}, active = { storage: 3003, raft: 2002 }): MemberFacts {
-  return { node, facts: { node, active, storage: { sweep_done: true, cursor: false, versions: 0, min_retained_ts: '1000', ...over } } };
+  return { node, facts: { node, active, storage: { sweep_done: true, cursor: false, versions: 0, min_retained_ts: '1000', log_first_index: 51, ...over } } };
 }
 
 function raft(node: string, over: Partial<NonNullable<RetireFacts['raft']>> = {}, active = { storage: 3003, raft: 4004 }): MemberFacts {
@@ -16,13 +16,14 @@ function raft(node: string, over: Partial<NonNullable<RetireFacts['raft']>> = {}
 }
 
 describe('retire-dek criteria', () => {
-  it('a storage DEK passes only when every member swept, holds no version or cursor, and GC passed its newest version', () => {
+  it('a storage DEK passes only when every member swept, holds no version or cursor, GC passed its newest version and its log starts after the rotation', () => {
     expect(retireRefusal(N, 'storage', superseded, [storage('n1'), storage('n2')])).toBeUndefined();
     const cases: [string, MemberFacts, RegExp][] = [
       ['versions', storage('n2', { versions: 7 }), /n2: 7 stored versions under it/],
       ['cursor', storage('n2', { cursor: true }), /n2: a rewrite cursor names it/],
       ['sweep', storage('n2', { sweep_done: false }), /n2: its rewrite sweep has not finished/],
       ['gc horizon', storage('n2', { min_retained_ts: '999' }), /n2: minRetainedTS 999 is not past its newest version \(below 1000\)/],
+      ['log', storage('n2', { log_first_index: 50 }), /n2: its Raft log \(from 50\) still holds entries applied under it \(rotation at 50\)/],
       ['active', storage('n2', {}, { storage: N, raft: 2002 }), /n2: DEK 1001 is active there/],
       ['unreachable', { node: 'n2', error: 'ErrTimeout: no answer' }, /n2: did not answer \(ErrTimeout: no answer\)/],
     ];

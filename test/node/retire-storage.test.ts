@@ -5,7 +5,9 @@
 // remain (counted per node); the online rewrite re-seals them on every member
 // with per-node progress to done; retire-dek is still refused until every
 // node's GC horizon passes the old DEK's newest version (a rolling restart
-// with a short --gc-retention-ms moves it), then succeeds, and
+// with a short --gc-retention-ms moves it) and every node's Raft log is
+// compacted past the rotation (writes, small --snapshot-entries), then
+// succeeds, and
 // no node's sidecar, keystore or store holds the DEK any more. Every
 // acknowledged write reads back on every node and the history is
 // linearizable. (A sweep interrupted by SIGKILL: rewrite-online-kill.test.ts.)
@@ -45,7 +47,7 @@ describe('retire-dek of a storage DEK on 3 voters and a learner', () => {
   });
 
   it('is refused while versions, the sweep or the GC horizon hold it back, then drops it everywhere', async () => {
-    const c = (cluster = await EncryptedCluster.start({ voters: 3, learners: 1, extraArgs: ['--gc-interval-ms', '200', '--gc-retention-ms', String(GC_RETENTION_MS)] }));
+    const c = (cluster = await EncryptedCluster.start({ voters: 3, learners: 1, extraArgs: ['--gc-interval-ms', '200', '--gc-retention-ms', String(GC_RETENTION_MS), '--snapshot-entries', '300'] }));
     const names = c.members.map((m) => m.id);
     expect(names).toEqual(['n1', 'n2', 'n3', 'n4']);
     const t = (traffic = new Traffic(c, { workers: 3, pauseMs: 5 }));
@@ -91,11 +93,13 @@ describe('retire-dek of a storage DEK on 3 voters and a learner', () => {
       await c.restart(c.reconfigure(m, (args) => withRetention(args, SHORT_RETENTION_MS)));
       await c.settle();
     }
+    // Writes make every log compact past the rotation (no member could replay entries applied under the old DEK).
     let retired;
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 30; i++) {
       retired = await c.encryption('retire-dek', c.member('n1'), true, ['--key-id', String(old)]);
-      if (retired.code === 0 || !/minRetainedTS/.test(retired.stderr)) break;
-      await sleep(500);
+      if (retired.code === 0 || !/minRetainedTS|Raft log/.test(retired.stderr)) break;
+      if (/Raft log/.test(retired.stderr)) await t.burst(150, await c.leader());
+      else await sleep(500);
     }
     expect(retired!.code, cliFailure(retired!, c)).toBe(0);
     const report = JSON.parse(retired!.stdout) as { retired: { key_id: number; purpose: string; members: Record<string, { versions: number }> } };
