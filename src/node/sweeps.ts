@@ -243,13 +243,13 @@ export class NodeSweeps {
 }
 
 /**
- * Value bytes per batch at `rate` MiB/s: a sixteenth of a second's worth
- * (within 16 KiB..1 MiB), so that the throttle spreads the sweep's sealing
+ * Value bytes per batch at `rate` MiB/s: a sixty-fourth of a second's worth
+ * (within 8 KiB..1 MiB), so that the throttle spreads the sweep's sealing
  * and writes evenly and no batch holds the event loop or the store's write
  * queue long enough to show in client latency.
  */
 function batchBytesFor(rate: number): number {
-  return Math.round(Math.min(1024 * 1024, Math.max(16 * 1024, (rate * 1024 * 1024) / 16)));
+  return Math.round(Math.min(1024 * 1024, Math.max(8 * 1024, (rate * 1024 * 1024) / 64)));
 }
 
 function readRequests(file: string): Request[] {
