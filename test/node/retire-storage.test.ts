@@ -98,7 +98,7 @@ describe('retire-dek of a storage DEK on 3 voters and a learner', () => {
     for (let i = 0; i < 30; i++) {
       retired = await c.encryption('retire-dek', c.member('n1'), true, ['--key-id', String(old)]);
       if (retired.code === 0 || !/minRetainedTS|Raft log/.test(retired.stderr)) break;
-      if (/Raft log/.test(retired.stderr)) await t.burst(150, await c.leader());
+      if (/Raft log/.test(retired.stderr)) await t.writeBatch(150);
       else await sleep(500);
     }
     expect(retired!.code, cliFailure(retired!, c)).toBe(0);
