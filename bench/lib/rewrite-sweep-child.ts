@@ -7,6 +7,7 @@
 //
 //   node dist/bench/lib/rewrite-sweep-child.js <dir> <from> <to> <workers> <backend> <epoch>
 
+import os from 'node:os';
 import { CryptoPool, Keystore, NonceFactory, Sealer, createBackend, type BackendName } from '../../src/crypto/index.js';
 import { OFFLINE_WRITE_BUFFER_BYTES, runSweep } from '../../src/rewrite/index.js';
 import { openStore } from '../../src/store/index.js';
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
         cpuUsPerValue: (cpu.user + cpu.system) / result.rewritten,
         mainBusyUsPerValue: (elu.active * 1000) / result.rewritten,
         guardMs: (globalThis as any).__guardMs, writeMs: (globalThis as any).__writeMs,
+        loadAverage: os.loadavg()[0],
         peak: { rssMiB: peak.rss / MIB, heapUsedMiB: peak.heapUsed / MIB, heapTotalMiB: peak.heapTotal / MIB, arrayBuffersMiB: peak.arrayBuffers / MIB },
       })}\n`,
     );
