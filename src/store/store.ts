@@ -15,6 +15,13 @@
 // queued write waits for its sealed rows, so writes keep call order
 // whichever batch finishes sealing first.
 //
+// Guarded writes (the rewrite sweep, SPEC §11): `rewrite`/`reseal` ops are
+// written only if their row is still the bytes the caller read, checked in
+// the write's turn of the queue; a batch with `ifGeneration` is dropped
+// whole if a clear() or restoreSnapshot() came in between; `quietSince`
+// skips the re-read when only the caller's own batches were written since
+// its reads.
+//
 // Invariant: the head row of a user key holds the largest commit_ts ever
 // written for it. It holds as long as writes to one key arrive with
 // increasing commit timestamps, which the Raft-replicated HLC guarantees
