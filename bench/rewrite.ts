@@ -177,6 +177,7 @@ export async function run(args: string[]): Promise<void> {
   const workerCounts = bigGiB > 0 ? [2] : [0, 1, 2];
   const dataBytes = bigGiB > 0 ? bigGiB * 1024 * MIB : (mib ?? (quick ? 16 : 128)) * MIB;
   const rounds = bigGiB > 0 ? 1 : quick ? 1 : 3;
+  const loadAtStart = os.loadavg()[0];
   console.log(`rewrite bench: ${(dataBytes / MIB).toFixed(0)} MiB of values per size, sizes ${sizes.join(', ')}, workers ${workerCounts.join(', ')}, ${rounds} round(s), backend ${backend}, ${os.availableParallelism()} cores`);
 
   const fixture = new Fixture(backend);
@@ -225,7 +226,17 @@ export async function run(args: string[]): Promise<void> {
     const one = at(1);
     const two = at(2);
     const stage = stageBySize[String(valueBytes)];
+    // On 2 cores, with M = the main thread's CPU per value (the in-thread
+    // sweep minus its open + seal) and C = open + seal: 1 worker runs at
+    // 1/max(C, (M+C)/2), 2 workers at best 2/(M+C); their ratio is at most
+    // 2C/(M+C) when C > M (≥ 1.6 needs C ≥ 4M).
+    const inThreadRun = at(0);
+    const mainCpu = inThreadRun !== undefined && stage !== undefined ? inThreadRun.cpuUsPerValue - stage.inThreadResealCpuUsPerValue : undefined;
+    const sealCpu = stage?.inThreadResealCpuUsPerValue;
     ratios[String(valueBytes)] = {
+      mainCpuUsPerValue: mainCpu ?? null,
+      sealCpuUsPerValue: sealCpu ?? null,
+      twoOverOneBoundOn2Cores: mainCpu !== undefined && sealCpu !== undefined ? Math.max(1, (2 * sealCpu) / (mainCpu + sealCpu)) : null,
       twoWorkersOverOne: one !== undefined && two !== undefined ? two.mibPerSec / one.mibPerSec : null,
       twoWorkersOverInThread: at(0) !== undefined && two !== undefined ? two.mibPerSec / at(0)!.mibPerSec : null,
       twoWorkersOverReadPass: stage !== undefined && two !== undefined ? two.mibPerSec / stage.readPassMiBPerSec : null,
@@ -233,7 +244,8 @@ export async function run(args: string[]): Promise<void> {
     };
   }
   const rssHighMiB = Math.max(...runs.map((r) => r.rssHighMiB));
-  const results = { dataMiB: dataBytes / MIB, backend, rounds, cases, stages: stageBySize, ratios, rssHighMiB, bigGiB: bigGiB > 0 ? bigGiB : null, machine: machineInfo().cpuFlags };
+  // The machine is shared: its load average says how far wall-clock figures are from a quiet run.
+  const results = { dataMiB: dataBytes / MIB, backend, rounds, loadAverage: { start: loadAtStart, end: os.loadavg()[0] }, cases, stages: stageBySize, ratios, rssHighMiB, bigGiB: bigGiB > 0 ? bigGiB : null, machine: machineInfo().cpuFlags };
   console.table(
     cases.map((c) => ({
       value: c.valueBytes,
