@@ -9,7 +9,7 @@
 
 import os from 'node:os';
 import { CryptoPool, Keystore, NonceFactory, Sealer, createBackend, type BackendName } from '../../src/crypto/index.js';
-import { OFFLINE_WRITE_BUFFER_BYTES, runSweep } from '../../src/rewrite/index.js';
+import { OFFLINE_STORE_OPTIONS, runSweep } from '../../src/rewrite/index.js';
 import { openStore } from '../../src/store/index.js';
 
 const MIB = 1024 * 1024;
@@ -25,8 +25,8 @@ async function main(): Promise<void> {
   keystore.setActive('storage', Number(to));
   const sealer = new Sealer({ keystore, backend: createBackend(backend), nonceFactory: () => new NonceFactory({ nodeId: 1, localEpoch: Number(epoch) }) });
   const pool = Number(workers) === 0 ? undefined : new CryptoPool({ keys: keystore, threads: Number(workers), backend });
-  // The memtable size the offline CLI opens with.
-  const store = await openStore(dir, { sealer, active: true, ...(pool === undefined ? {} : { pool }) }, { writeBufferBytes: OFFLINE_WRITE_BUFFER_BYTES });
+  // RocksDB opened as the offline CLI opens it.
+  const store = await openStore(dir, { sealer, active: true, ...(pool === undefined ? {} : { pool }) }, OFFLINE_STORE_OPTIONS);
   // What the RSS is made of at its highest sample: JS heap, ArrayBuffers (values, packed chunks), the rest (RocksDB, code, workers' isolates).
   let peak = process.memoryUsage();
   const sampler = setInterval(() => {
