@@ -4,7 +4,7 @@
 // without the sidecar start-up — with 0 (in-thread), 1 and 2 workers, for
 // 1 KiB and 16 KiB values. Each sweep runs in a fresh process
 // (lib/rewrite-sweep-child.ts), as the offline CLI does, and reports that
-// process's RSS high-water (kernel maxRSS: worker threads and RocksDB
+// process's RSS high-water (sampled every 25 ms; worker threads and RocksDB
 // included).
 //
 // Each value size gets one store of random (incompressible) values sealed

@@ -2,8 +2,8 @@
 // RocksDB store at <dir> with DEKs A and B (from SEALKV_BENCH_DEKS_HEX,
 // "A:B"), makes <to> the active storage DEK, seals on a CryptoPool of
 // <workers> threads (0 = in-thread), sweeps <from>, and prints one JSON line:
-// MiB/s of value bytes, seconds, the process's RSS high-water (kernel
-// maxRSS: every thread, RocksDB's memory included) and its RSS at start.
+// MiB/s of value bytes, seconds, the process's RSS high-water (sampled
+// every 25 ms: every thread, RocksDB's memory included) and its RSS at start.
 //
 //   node dist/bench/lib/rewrite-sweep-child.js <dir> <from> <to> <workers> <backend> <epoch>
 
@@ -41,7 +41,10 @@ async function main(): Promise<void> {
     const elu = performance.eventLoopUtilization(elu0);
     clearInterval(sampler);
     if (!result.done) throw new Error('sweep did not finish');
-    const maxRssMiB = (process.resourceUsage().maxRSS * 1024) / MIB;
+    peak = process.memoryUsage().rss > peak.rss ? process.memoryUsage() : peak;
+    // Sampled, not the kernel's maxRSS: a child starts with its parent's
+    // maxRSS (fork), which would report the bench process's memory.
+    const maxRssMiB = peak.rss / MIB;
     process.stdout.write(
       `${JSON.stringify({
         mibPerSec: result.bytesPerSec / MIB,
