@@ -4,7 +4,7 @@
 // without the sidecar start-up — with 0 (in-thread), 1 and 2 workers, for
 // 1 KiB and 16 KiB values. Each sweep runs in a fresh process
 // (lib/rewrite-sweep-child.ts), as the offline CLI does, and reports that
-// process's RSS high-water (kernel maxRSS: worker threads and RocksDB
+// process's RSS high-water (sampled every 25 ms; worker threads and RocksDB
 // included).
 //
 // Each value size gets one store of random (incompressible) values sealed
@@ -37,6 +37,9 @@ const MIB = 1024 * 1024;
 const BUILD_BATCH = 1024;
 
 interface SweepRun {
+  /** CPU µs per value of every thread of the sweep process, and the main thread's busy µs per value. */
+  cpuUsPerValue: number;
+  mainBusyUsPerValue: number;
   workers: number;
   valueBytes: number;
   versions: number;
@@ -46,10 +49,13 @@ interface SweepRun {
   rssAtStartMiB: number;
 }
 
+/** Per value: wall µs, and CPU µs of the whole process (RocksDB's threads included) where one thread does the work. */
 interface Stages {
   readPassUsPerValue: number;
+  readPassCpuUsPerValue: number;
   readPassMiBPerSec: number;
   inThreadResealUsPerValue: number;
+  inThreadResealCpuUsPerValue: number;
   poolResealUsPerValue: Record<string, number>;
 }
 
@@ -97,6 +103,7 @@ async function build(store: Store, valueBytes: number, totalBytes: number): Prom
 async function stages(store: Store, fixture: Fixture, pools: Map<number, CryptoPool>): Promise<Stages> {
   let n = 0;
   let bytes = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const sample: OpenItem[] = [];
   for await (const v of store.versions()) {
@@ -108,8 +115,10 @@ async function stages(store: Store, fixture: Fixture, pools: Map<number, CryptoP
     }
   }
   const readSeconds = (performance.now() - t0) / 1000;
+  const readCpu = process.cpuUsage(c0);
   const dek = fixture.sealer.activeDek('storage');
   const reps = 5;
+  const c1 = process.cpuUsage();
   const t1 = performance.now();
   for (let r = 0; r < reps; r++) {
     const opened = fixture.sealer.open(sample);
@@ -120,6 +129,7 @@ async function stages(store: Store, fixture: Fixture, pools: Map<number, CryptoP
     fixture.sealer.backend.sealBatch(dek, fixture.sealer.reserveNonces(dek, items.length), items);
   }
   const inThread = ((performance.now() - t1) * 1000) / (reps * sample.length);
+  const inThreadCpu = process.cpuUsage(c1);
   const poolReseal: Record<string, number> = {};
   for (const [threads, pool] of pools) {
     await pool.resealBatch(dek, fixture.sealer.reserveNonces(dek, sample.length), sample); // warm the workers' keys
@@ -127,7 +137,14 @@ async function stages(store: Store, fixture: Fixture, pools: Map<number, CryptoP
     await Promise.all(Array.from({ length: reps }, () => pool.resealBatch(dek, fixture.sealer.reserveNonces(dek, sample.length), sample)));
     poolReseal[String(threads)] = ((performance.now() - t2) * 1000) / (reps * sample.length);
   }
-  return { readPassUsPerValue: (readSeconds * 1e6) / n, readPassMiBPerSec: bytes / MIB / readSeconds, inThreadResealUsPerValue: inThread, poolResealUsPerValue: poolReseal };
+  return {
+    readPassUsPerValue: (readSeconds * 1e6) / n,
+    readPassCpuUsPerValue: (readCpu.user + readCpu.system) / n,
+    readPassMiBPerSec: bytes / MIB / readSeconds,
+    inThreadResealUsPerValue: inThread,
+    inThreadResealCpuUsPerValue: (inThreadCpu.user + inThreadCpu.system) / (reps * sample.length),
+    poolResealUsPerValue: poolReseal,
+  };
 }
 
 let childEpoch = 1000;
@@ -139,8 +156,18 @@ function sweepOnce(dir: string, fixture: Fixture, from: number, to: number, valu
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const r = JSON.parse(out.trim().split('\n').at(-1)!) as { mibPerSec: number; seconds: number; versions: number; maxRssMiB: number; rssAtStartMiB: number };
-  return { workers, valueBytes, versions: r.versions, mibPerSec: r.mibPerSec, seconds: r.seconds, rssHighMiB: r.maxRssMiB, rssAtStartMiB: r.rssAtStartMiB };
+  const r = JSON.parse(out.trim().split('\n').at(-1)!) as { mibPerSec: number; seconds: number; versions: number; maxRssMiB: number; rssAtStartMiB: number; cpuUsPerValue: number; mainBusyUsPerValue: number };
+  return {
+    workers,
+    valueBytes,
+    versions: r.versions,
+    mibPerSec: r.mibPerSec,
+    seconds: r.seconds,
+    rssHighMiB: r.maxRssMiB,
+    rssAtStartMiB: r.rssAtStartMiB,
+    cpuUsPerValue: r.cpuUsPerValue,
+    mainBusyUsPerValue: r.mainBusyUsPerValue,
+  };
 }
 
 export async function run(args: string[]): Promise<void> {
@@ -150,6 +177,7 @@ export async function run(args: string[]): Promise<void> {
   const workerCounts = bigGiB > 0 ? [2] : [0, 1, 2];
   const dataBytes = bigGiB > 0 ? bigGiB * 1024 * MIB : (mib ?? (quick ? 16 : 128)) * MIB;
   const rounds = bigGiB > 0 ? 1 : quick ? 1 : 3;
+  const loadAtStart = os.loadavg()[0];
   console.log(`rewrite bench: ${(dataBytes / MIB).toFixed(0)} MiB of values per size, sizes ${sizes.join(', ')}, workers ${workerCounts.join(', ')}, ${rounds} round(s), backend ${backend}, ${os.availableParallelism()} cores`);
 
   const fixture = new Fixture(backend);
@@ -198,7 +226,17 @@ export async function run(args: string[]): Promise<void> {
     const one = at(1);
     const two = at(2);
     const stage = stageBySize[String(valueBytes)];
+    // On 2 cores, with M = the main thread's CPU per value (the in-thread
+    // sweep minus its open + seal) and C = open + seal: 1 worker runs at
+    // 1/max(C, (M+C)/2), 2 workers at best 2/(M+C); their ratio is at most
+    // 2C/(M+C) when C > M (≥ 1.6 needs C ≥ 4M).
+    const inThreadRun = at(0);
+    const mainCpu = inThreadRun !== undefined && stage !== undefined ? inThreadRun.cpuUsPerValue - stage.inThreadResealCpuUsPerValue : undefined;
+    const sealCpu = stage?.inThreadResealCpuUsPerValue;
     ratios[String(valueBytes)] = {
+      mainCpuUsPerValue: mainCpu ?? null,
+      sealCpuUsPerValue: sealCpu ?? null,
+      twoOverOneBoundOn2Cores: mainCpu !== undefined && sealCpu !== undefined ? Math.max(1, (2 * sealCpu) / (mainCpu + sealCpu)) : null,
       twoWorkersOverOne: one !== undefined && two !== undefined ? two.mibPerSec / one.mibPerSec : null,
       twoWorkersOverInThread: at(0) !== undefined && two !== undefined ? two.mibPerSec / at(0)!.mibPerSec : null,
       twoWorkersOverReadPass: stage !== undefined && two !== undefined ? two.mibPerSec / stage.readPassMiBPerSec : null,
@@ -206,8 +244,18 @@ export async function run(args: string[]): Promise<void> {
     };
   }
   const rssHighMiB = Math.max(...runs.map((r) => r.rssHighMiB));
-  const results = { dataMiB: dataBytes / MIB, backend, rounds, cases, stages: stageBySize, ratios, rssHighMiB, bigGiB: bigGiB > 0 ? bigGiB : null, machine: machineInfo().cpuFlags };
-  console.table(cases.map((c) => ({ value: c.valueBytes, workers: c.workers, 'MiB/s': c.mibPerSec.toFixed(1), 'RSS MiB': c.rssHighMiB.toFixed(0) })));
+  // The machine is shared: its load average says how far wall-clock figures are from a quiet run.
+  const results = { dataMiB: dataBytes / MIB, backend, rounds, loadAverage: { start: loadAtStart, end: os.loadavg()[0] }, cases, stages: stageBySize, ratios, rssHighMiB, bigGiB: bigGiB > 0 ? bigGiB : null, machine: machineInfo().cpuFlags };
+  console.table(
+    cases.map((c) => ({
+      value: c.valueBytes,
+      workers: c.workers,
+      'MiB/s': c.mibPerSec.toFixed(1),
+      'RSS MiB': c.rssHighMiB.toFixed(0),
+      'CPU µs/value': c.cpuUsPerValue.toFixed(1),
+      'main busy µs/value': c.mainBusyUsPerValue.toFixed(1),
+    })),
+  );
   console.log(JSON.stringify({ ratios, stages: stageBySize, rssHighMiB }, null, 2));
   console.log(`results: ${writeResults(bigGiB > 0 ? `rewrite-${bigGiB}gib` : quick ? 'rewrite-quick' : 'rewrite', results)}`);
 }

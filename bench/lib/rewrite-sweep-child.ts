@@ -2,13 +2,14 @@
 // RocksDB store at <dir> with DEKs A and B (from SEALKV_BENCH_DEKS_HEX,
 // "A:B"), makes <to> the active storage DEK, seals on a CryptoPool of
 // <workers> threads (0 = in-thread), sweeps <from>, and prints one JSON line:
-// MiB/s of value bytes, seconds, the process's RSS high-water (kernel
-// maxRSS: every thread, RocksDB's memory included) and its RSS at start.
+// MiB/s of value bytes, seconds, the process's RSS high-water (sampled
+// every 25 ms: every thread, RocksDB's memory included) and its RSS at start.
 //
 //   node dist/bench/lib/rewrite-sweep-child.js <dir> <from> <to> <workers> <backend> <epoch>
 
+import os from 'node:os';
 import { CryptoPool, Keystore, NonceFactory, Sealer, createBackend, type BackendName } from '../../src/crypto/index.js';
-import { OFFLINE_WRITE_BUFFER_BYTES, runSweep } from '../../src/rewrite/index.js';
+import { OFFLINE_STORE_OPTIONS, runSweep } from '../../src/rewrite/index.js';
 import { openStore } from '../../src/store/index.js';
 
 const MIB = 1024 * 1024;
@@ -24,8 +25,8 @@ async function main(): Promise<void> {
   keystore.setActive('storage', Number(to));
   const sealer = new Sealer({ keystore, backend: createBackend(backend), nonceFactory: () => new NonceFactory({ nodeId: 1, localEpoch: Number(epoch) }) });
   const pool = Number(workers) === 0 ? undefined : new CryptoPool({ keys: keystore, threads: Number(workers), backend });
-  // The memtable size the offline CLI opens with.
-  const store = await openStore(dir, { sealer, active: true, ...(pool === undefined ? {} : { pool }) }, { writeBufferBytes: OFFLINE_WRITE_BUFFER_BYTES });
+  // RocksDB opened as the offline CLI opens it.
+  const store = await openStore(dir, { sealer, active: true, ...(pool === undefined ? {} : { pool }) }, OFFLINE_STORE_OPTIONS);
   // What the RSS is made of at its highest sample: JS heap, ArrayBuffers (values, packed chunks), the rest (RocksDB, code, workers' isolates).
   let peak = process.memoryUsage();
   const sampler = setInterval(() => {
@@ -40,7 +41,10 @@ async function main(): Promise<void> {
     const elu = performance.eventLoopUtilization(elu0);
     clearInterval(sampler);
     if (!result.done) throw new Error('sweep did not finish');
-    const maxRssMiB = (process.resourceUsage().maxRSS * 1024) / MIB;
+    peak = process.memoryUsage().rss > peak.rss ? process.memoryUsage() : peak;
+    // Sampled, not the kernel's maxRSS: a child starts with its parent's
+    // maxRSS (fork), which would report the bench process's memory.
+    const maxRssMiB = peak.rss / MIB;
     process.stdout.write(
       `${JSON.stringify({
         mibPerSec: result.bytesPerSec / MIB,
@@ -52,6 +56,7 @@ async function main(): Promise<void> {
         cpuUsPerValue: (cpu.user + cpu.system) / result.rewritten,
         mainBusyUsPerValue: (elu.active * 1000) / result.rewritten,
         guardMs: (globalThis as any).__guardMs, writeMs: (globalThis as any).__writeMs,
+        loadAverage: os.loadavg()[0],
         peak: { rssMiB: peak.rss / MIB, heapUsedMiB: peak.heapUsed / MIB, heapTotalMiB: peak.heapTotal / MIB, arrayBuffersMiB: peak.arrayBuffers / MIB },
       })}\n`,
     );

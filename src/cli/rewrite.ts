@@ -31,7 +31,7 @@ const BAR_WIDTH = 30;
 const LINE_EVERY_MS = 1000;
 
 /** Runs the offline rewrite; throws RewriteUsageError for bad flags and the sweep's typed errors. */
-export async function runOfflineRewrite(options: RewriteCliOptions, io: { stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream } = process): Promise<OfflineRewriteResult> {
+export async function runOfflineRewrite(options: RewriteCliOptions, io: { stdout: ProgressStream; stderr: ProgressStream } = process): Promise<OfflineRewriteResult> {
   const target = parseTarget(options);
   if (options.dataDir === undefined) throw new RewriteUsageError('--offline needs --data-dir (the stopped node\'s data directory)');
   if (options.raftId === undefined) throw new RewriteUsageError('--offline needs --raft-id (the node\'s id: it goes into every nonce)');
@@ -108,16 +108,24 @@ function duration(seconds: number): string {
   return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-/** Progress on a terminal (one line redrawn) or a log (plain lines, throttled). */
-class ProgressView {
-  readonly #out: NodeJS.WriteStream;
+/** Where progress goes: stderr, or a test's stand-in. */
+export interface ProgressStream {
+  readonly isTTY?: boolean;
+  write(text: string): unknown;
+}
+
+/** Progress on a terminal (one line redrawn) or a log (plain lines, at most one per second). */
+export class ProgressView {
+  readonly #out: ProgressStream;
   readonly #tty: boolean;
-  #lastLine = 0;
+  readonly #now: () => number;
+  #lastLine = -Infinity;
   #drawn = false;
 
-  constructor(out: NodeJS.WriteStream) {
+  constructor(out: ProgressStream, now: () => number = Date.now) {
     this.#out = out;
     this.#tty = out.isTTY === true;
+    this.#now = now;
   }
 
   note(message: string): void {
@@ -131,7 +139,7 @@ class ProgressView {
       this.#drawn = true;
       return;
     }
-    const now = Date.now();
+    const now = this.#now();
     if (now - this.#lastLine < LINE_EVERY_MS) return;
     this.#lastLine = now;
     this.#out.write(`${line(p)}\n`);

@@ -4,5 +4,5 @@
 
 export { checkSweepable, countVersions, runSweep, type SweepOptions, type SweepProgress } from './sweep.js';
 export { cursorKey, describeTarget, doneKey, listSweepStates, readSweepState, type SweepDone, type SweepState, type SweepTarget } from './state.js';
-export { Throttle, systemClock, type SweepClock } from './throttle.js';
-export { OFFLINE_WRITE_BUFFER_BYTES, rewriteOffline, type OfflineRewriteOptions, type OfflineRewriteResult } from './offline.js';
+export { systemClock, type SweepClock } from './throttle.js';
+export { OFFLINE_STORE_OPTIONS, rewriteOffline, type OfflineRewriteOptions, type OfflineRewriteResult } from './offline.js';

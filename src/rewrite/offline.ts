@@ -27,16 +27,17 @@ import { EncryptionRuntime, ROLLOUT_ROW_KEY, decodeRollout, decodeWriterRow } fr
 import { sealError } from '../errors/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { openKeysAtStart, Sidecar } from '../sidecar/index.js';
-import { openStore, writerRegistryKey, type Store } from '../store/index.js';
+import { openStore, writerRegistryKey, type RocksOptions, type Store } from '../store/index.js';
 import { checkTarget, describeTarget, readSweepState, type SweepTarget } from './state.js';
 import { checkSweepable, countVersions, runSweep, type SweepProgress } from './sweep.js';
 
 /**
- * Memtable size of the store an offline sweep opens: every version it
- * re-seals is a fresh write, and RocksDB's default (64 MiB, two in memory)
- * would take half of the sweep's memory budget.
+ * How an offline sweep opens RocksDB: 16 MiB memtables (every version it
+ * re-seals is a fresh write, and the default 64 MiB, two in memory, would
+ * take half of the sweep's memory), and no block cache (one pass reads each
+ * block once).
  */
-export const OFFLINE_WRITE_BUFFER_BYTES = 16 * 1024 * 1024;
+export const OFFLINE_STORE_OPTIONS: RocksOptions = { writeBufferBytes: 16 * 1024 * 1024, blockCache: false };
 
 export interface OfflineRewriteOptions {
   readonly dataDir: string;
@@ -73,7 +74,7 @@ export async function rewriteOffline(options: OfflineRewriteOptions): Promise<Of
   if (!Number.isInteger(workers) || workers < 0) throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
   const logger = options.logger ?? createLogger({ level: 'warn', base: { raft_id: options.raftId } });
 
-  const store = await openStore(storeDir, undefined, { writeBufferBytes: OFFLINE_WRITE_BUFFER_BYTES });
+  const store = await openStore(storeDir, undefined, OFFLINE_STORE_OPTIONS);
   const closers: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     if (!(await Sidecar.exists(options.dataDir))) {

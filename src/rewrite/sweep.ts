@@ -63,7 +63,7 @@ export interface SweepProgress {
 export interface SweepOptions {
   store: Store;
   target: SweepTarget;
-  /** Value bytes per second, MiB; undefined or 0 = no limit. */
+  /** Stored value bytes per second, MiB; undefined or 0 = no limit. */
   rateMiBps?: number;
   /** Stops cleanly after the batches in flight; the cursor stays for a resume. */
   signal?: AbortSignal;

@@ -66,6 +66,12 @@ export interface RocksOptions {
    * opens with less.
    */
   readonly writeBufferBytes?: number;
+  /**
+   * false: no block cache (index and filter blocks stay with their table
+   * readers). A one-pass scan reads each block once, so a cache only costs
+   * memory. Default on.
+   */
+  readonly blockCache?: boolean;
 }
 
 export class RocksEngine extends RocksReader implements Engine {
@@ -78,7 +84,10 @@ export class RocksEngine extends RocksReader implements Engine {
 
   /** Opens (creating if needed); ErrDataDirLocked when another process or handle holds it. */
   static async open(path: string, options: RocksOptions = {}): Promise<RocksEngine> {
-    const session = new RocksDB(path, options.writeBufferBytes === undefined ? {} : { writeBufferSize: options.writeBufferBytes });
+    const session = new RocksDB(path, {
+      ...(options.writeBufferBytes === undefined ? {} : { writeBufferSize: options.writeBufferBytes }),
+      ...(options.blockCache === false ? { blockCache: false, tableCacheIndexAndFilterBlocks: false } : {}),
+    });
     try {
       await session.ready();
     } catch (err) {

@@ -15,6 +15,13 @@
 // queued write waits for its sealed rows, so writes keep call order
 // whichever batch finishes sealing first.
 //
+// Guarded writes (the rewrite sweep, SPEC §11): `rewrite`/`reseal` ops are
+// written only if their row is still the bytes the caller read, checked in
+// the write's turn of the queue; a batch with `ifGeneration` is dropped
+// whole if a clear() or restoreSnapshot() came in between; `quietSince`
+// skips the re-read when only the caller's own batches were written since
+// its reads.
+//
 // Invariant: the head row of a user key holds the largest commit_ts ever
 // written for it. It holds as long as writes to one key arrive with
 // increasing commit timestamps, which the Raft-replicated HLC guarantees
@@ -820,11 +827,19 @@ async function seekVersion(reader: EngineReader, userKey: Buffer, readTs: bigint
 
 const EMPTY = Buffer.alloc(0);
 
+// The rows of one batch share one allocation (the engine copies them into
+// its write batch): thousands of small buffers per batch cost more in
+// allocation and GC than the copy itself.
 function placeEnvelopes(rows: EngineOp[], targets: readonly { header: Uint8Array; rowKey: Buffer; rowIndex: number }[], envelopes: readonly Uint8Array[]): void {
+  let total = 0;
+  for (const envelope of envelopes) total += VALUE_HEADER_BYTES + envelope.length;
+  const all = Buffer.allocUnsafeSlow(total);
+  let at = 0;
   for (let i = 0; i < targets.length; i++) {
     const { header, rowKey, rowIndex } = targets[i]!;
     const envelope = envelopes[i]!;
-    const row = Buffer.allocUnsafe(VALUE_HEADER_BYTES + envelope.length);
+    const row = all.subarray(at, at + VALUE_HEADER_BYTES + envelope.length);
+    at += row.length;
     row.set(header, 0);
     row.set(envelope, VALUE_HEADER_BYTES);
     rows[rowIndex] = { type: 'put', key: rowKey, value: row };

@@ -108,5 +108,6 @@ describe('encryption rewrite --offline on a stopped node', () => {
     const online = await c.cli(['encryption', 'rewrite', '--key-id', String(first)]);
     expect(online.code).toBe(2);
     expect(online.stderr).toContain('no admin token');
-  });
+    // A node start, stop and restart, and seven CLI processes.
+  }, 150_000);
 });
