@@ -14,6 +14,8 @@ export const SUITES: Record<string, () => Promise<BenchSuite>> = {
   resp: () => import('./resp.js'),
   'redis-compat': () => import('./redis-compat.js'),
   rollout: () => import('./rollout.js'),
+  rewrite: () => import('./rewrite.js'),
+  'rewrite-online': () => import('./rewrite-online.js'),
   e2e: () => import('./e2e.js'),
 };
 

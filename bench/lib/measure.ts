@@ -1,5 +1,6 @@
-// Shared measuring helpers of the bench suites: medians over rounds, and
-// `openssl speed` as the reference for AES-256-GCM throughput.
+// Shared measuring helpers of the bench suites: medians over rounds,
+// percentiles of latencies, and `openssl speed` as the reference for
+// AES-256-GCM throughput.
 
 import { execFileSync } from 'node:child_process';
 
@@ -10,6 +11,11 @@ export function medianBy<T>(xs: readonly T[], key: (x: T) => number): T {
 }
 
 export const median = (xs: readonly number[]): number => medianBy(xs, (x) => x);
+
+/** The p-th percentile of ascending `sorted` (nearest rank); 0 for none. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
 
 /** Field by field median of rows that share their keys (rounds of one case). */
 export function medianFields<T extends { [K in keyof T]: number }>(rows: readonly T[]): T {

@@ -7,7 +7,9 @@
 // usage errors (bad options, no admin token). `disable` needs no node: it
 // always refuses with the dump-and-reload explanation. `resync-sidecar` runs
 // offline on a stopped node's data dir (resync-sidecar.ts); it asks a
-// running node's admin API only with --admin.
+// running node's admin API only with --admin. `rewrite` starts the sweep on
+// every member and follows it (rewrite-online.ts); `rewrite --offline` runs
+// the sweep on a stopped node's data dir (rewrite.ts).
 
 import http from 'node:http';
 import { Command, type CommanderError } from 'commander';
@@ -15,6 +17,8 @@ import { isSealError, type ErrorCode } from '../errors/index.js';
 import { DEFAULT_ADMIN_LISTEN, parseHostPort, type HostPort } from '../node/index.js';
 import { ENCRYPTION_DISABLE_EXPLANATION, loadSecret } from '../server/index.js';
 import { resyncSidecar, type ResyncReport } from './resync-sidecar.js';
+import { runOnlineRewrite } from './rewrite-online.js';
+import { RewriteUsageError, runOfflineRewrite, type RewriteCliOptions } from './rewrite.js';
 
 export interface EncryptionCliOptions {
   admin: string;
@@ -24,6 +28,7 @@ export interface EncryptionCliOptions {
   verify?: boolean;
   purpose?: string;
   kekUri?: string;
+  keyId?: string;
 }
 
 interface Verb {
@@ -39,6 +44,11 @@ const VERBS: readonly Verb[] = [
   { name: 'enable-raft-envelope', description: 'Phase 2: wrap every Raft payload after the cutover entry (one-way)', method: 'POST' },
   { name: 'rotate-dek', description: 'a new DEK of --purpose, active for new seals on every node from its entry on; older DEKs stay for reading', method: 'POST' },
   { name: 'rewrap-deks', description: 'wrap every unretired DEK again, under --kek-uri (KEK rotation) or the leader\'s KEK (repair); key bytes unchanged', method: 'POST' },
+  {
+    name: 'retire-dek',
+    description: 'drop DEK --key-id from every node, once no member can need it (SPEC §4.2; no override): refused with the reason and per-node facts otherwise',
+    method: 'POST',
+  },
 ];
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -74,6 +84,7 @@ export function encryptionCommand(): Command {
     if (verb.name === 'status') sub.option('--verify', 'count versions per key_id by scanning the store (slow on a large store)');
     if (verb.name === 'rotate-dek') sub.requiredOption('--purpose <storage|raft>', 'which DEK to rotate');
     if (verb.name === 'rewrap-deks') sub.option('--kek-uri <uri>', 'the KEK to wrap under (aws-kms://..., file://...); default: the leader\'s current KEK');
+    if (verb.name === 'retire-dek') sub.requiredOption('--key-id <N>', 'the key_id of the DEK to retire (see `encryption status`)');
     sub.action(async (options: EncryptionCliOptions) => {
       process.exitCode = await runVerb(verb, options);
     });
@@ -91,6 +102,24 @@ export function encryptionCommand(): Command {
     .option('--timeout <ms>', 'how long to wait for the admin API\'s answer', String(DEFAULT_TIMEOUT_MS))
     .action(async (options: ResyncCliOptions) => {
       process.exitCode = await runResync(options);
+    });
+  withCommonOptions(command.command('rewrite'))
+    .description('re-seal every stored version under --key-id (or cleartext ones) with the active storage DEK: on every member through its own sweep, following each member\'s progress until all are done; --offline on a stopped node\'s data dir')
+    .option('--key-id <n>', 'the old storage key_id whose versions to re-seal (after rotate-dek, before retire-dek)')
+    .option('--cleartext', 'seal the versions written before Phase 1 (cleartext bodies)')
+    .option('--rate <MiB/s>', 'value bytes re-sealed per second at most, on each member (default: no limit)')
+    .option('--no-wait', 'online: start the sweeps and return (run the same command again to follow them)')
+    .option('--interval <ms>', 'online: how often to poll every member\'s progress', '1000')
+    .option('--offline', 'run on a STOPPED node: takes its data dir\'s lock (refused while the node runs)')
+    .option('--data-dir <path>', 'with --offline: the stopped node\'s data directory')
+    .option('--raft-id <id>', 'with --offline: the node\'s --raft-id')
+    .option('--kek-uri <uri>', 'with --offline: the node\'s KEK (aws-kms://, file://, env://)')
+    .option('--kek-file <path>', 'with --offline: the node\'s KEK file (32 raw bytes)')
+    .option('--workers <n>', 'with --offline: crypto worker threads (0 = seal on the main thread; default min(2, cores))')
+    .option('--crypto-backend <name>', 'with --offline: aesni | batch | wasm | auto')
+    .option('--compression <on|off>', 'with --offline: Snappy before sealing cleartext bodies (default on)')
+    .action(async (options: RewriteCliOptions & OnlineRewriteCliOptions) => {
+      process.exitCode = options.offline === true ? await runRewrite(options) : await runOnline(options);
     });
   withCommonOptions(command.command('disable').description('refused: encryption is one-way (prints the dump-and-reload way out)')).action(() => {
     process.exitCode = fail(failure('ErrEncryptionDisableUnsupported', ENCRYPTION_DISABLE_EXPLANATION));
@@ -111,11 +140,49 @@ async function runVerb(verb: Verb, options: EncryptionCliOptions): Promise<numbe
   if (verb.name === 'status' && options.verify === true) params.set('verify', '1');
   if (options.purpose !== undefined) params.set('purpose', options.purpose);
   if (options.kekUri !== undefined) params.set('kek_uri', options.kekUri);
+  if (options.keyId !== undefined) {
+    if (!/^[1-9]\d{0,9}$/.test(options.keyId) || Number(options.keyId) > 0xffffffff) return fail(failure('ErrBadRequest', `--key-id: "${options.keyId}" is not a key_id (uint32, not 0)`, 2));
+    params.set('key_id', options.keyId);
+  }
   const query = params.size === 0 ? '' : `?${params.toString()}`;
   try {
     const result = await callAdmin(requestOptions(options), verb.method, `/encryption/${verb.name}${query}`);
     process.stdout.write(options.json === true ? `${JSON.stringify(result, null, 2)}\n` : summary(result));
     return 0;
+  } catch (err) {
+    if (err instanceof CliFailure) return fail(err);
+    throw err;
+  }
+}
+
+interface OnlineRewriteCliOptions extends EncryptionCliOptions {
+  cleartext?: boolean;
+  rate?: string;
+  wait: boolean;
+  interval: string;
+}
+
+/** The flags that only mean something offline. */
+const OFFLINE_ONLY = ['dataDir', 'raftId', 'kekFile', 'workers', 'cryptoBackend', 'compression'] as const;
+
+/** `rewrite` without --offline: the fan-out through the admin API, followed to the end (rewrite-online.ts). */
+async function runOnline(options: OnlineRewriteCliOptions & RewriteCliOptions): Promise<number> {
+  try {
+    const offlineOnly = OFFLINE_ONLY.filter((k) => options[k] !== undefined);
+    if (offlineOnly.length > 0 || options.kekUri !== undefined) throw failure('ErrBadRequest', `these options need --offline: --${[...offlineOnly, ...(options.kekUri === undefined ? [] : ['kekUri'])].map(kebab).join(', --')}`, 2);
+    if ((options.keyId === undefined) === (options.cleartext !== true)) throw failure('ErrBadRequest', 'give exactly one of --key-id=<N> or --cleartext', 2);
+    if (options.keyId !== undefined && (!/^[1-9]\d{0,9}$/.test(options.keyId) || Number(options.keyId) > 0xffffffff)) {
+      throw failure('ErrBadRequest', `--key-id: "${options.keyId}" is not a key_id (uint32, not 0)`, 2);
+    }
+    const rate = options.rate === undefined ? null : Number(options.rate);
+    if (rate !== null && !(Number.isFinite(rate) && rate > 0)) throw failure('ErrBadRequest', `--rate: "${options.rate}" is not a positive number of MiB/s`, 2);
+    if (!/^\d+$/.test(options.interval) || Number(options.interval) < 50) throw failure('ErrBadRequest', `--interval: "${options.interval}" is not a number of milliseconds (50 or more)`, 2);
+    const request = requestOptions(options);
+    return await runOnlineRewrite(
+      { target: options.keyId ?? 'cleartext', rate, wait: options.wait, json: options.json === true, intervalMs: Number(options.interval) },
+      (method, path) => callAdmin(request, method, path),
+      process.stdout,
+    );
   } catch (err) {
     if (err instanceof CliFailure) return fail(err);
     throw err;
@@ -154,7 +221,21 @@ async function runResync(options: ResyncCliOptions): Promise<number> {
   }
 }
 
-/** Any failure of a local (offline) command as its one stderr line; the exit status. */
+async function runRewrite(options: RewriteCliOptions): Promise<number> {
+  try {
+    const result = await runOfflineRewrite(options);
+    return result.done ? 0 : fail(new CliFailure('ErrRewriteInterrupted', `stopped at ${result.target} after ${result.scanned} versions; the cursor is kept: run the same command to resume`));
+  } catch (err) {
+    if (err instanceof RewriteUsageError || err instanceof RangeError) return fail(failure('ErrBadRequest', err.message, 2));
+    return failOn(err);
+  }
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** Any failure of a local (offline) command as its one stderr line (typed errors keep their code, system errors their errno code); the exit status. */
 export function failOn(err: unknown): number {
   if (err instanceof CliFailure) return fail(err);
   if (isSealError(err)) return fail(new CliFailure(err.code, err.message));

@@ -17,18 +17,22 @@ import { openKekProvider } from '../kek/index.js';
 import type { Logger } from '../log/index.js';
 import { CAPABILITY_METHOD, decodeCapability, pollCapabilities, type Capability, type CapabilityMember } from './capability.js';
 import { encodeEncryptionPayload, type EncryptionPayload, type KeyRecord, type WriterIdentity } from './payload.js';
+import { RETIRE_FACTS_METHOD, parseRetireFacts, retireRefusal, retireSummary, type MemberFacts, type RetireFacts } from './retire.js';
 import { newKeyId, writerCollision, type ApplyAnswer, type EncryptionRuntime } from './runtime.js';
 
-export type EncryptionOp = 'bootstrap' | 'enable-storage-envelope' | 'enable-raft-envelope' | 'rotate-dek' | 'rewrap-deks';
-export const ENCRYPTION_OPS: readonly EncryptionOp[] = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope', 'rotate-dek', 'rewrap-deks'];
-/** Parameters of an operation: `purpose` (rotate-dek), `kek_uri` (rewrap-deks: the KEK to wrap under; default the leader's). */
+export type EncryptionOp = 'bootstrap' | 'enable-storage-envelope' | 'enable-raft-envelope' | 'rotate-dek' | 'rewrap-deks' | 'retire-dek';
+export const ENCRYPTION_OPS: readonly EncryptionOp[] = ['bootstrap', 'enable-storage-envelope', 'enable-raft-envelope', 'rotate-dek', 'rewrap-deks', 'retire-dek'];
+/** Parameters of an operation: `purpose` (rotate-dek), `kek_uri` (rewrap-deks: the KEK to wrap under; default the leader's), `key_id` (retire-dek). */
 export type EncryptionOpParams = Readonly<{
   purpose?: string;
   kek_uri?: string;
+  key_id?: number;
   /** rotate-dek: only if this key_id is still the active DEK of the purpose (automatic rotation asks once per DEK). */
   if_active?: number;
 }>;
 export const ADMIN_METHOD = 'EncryptionAdmin';
+/** One member's answer to askMembers. */
+export type MemberAnswer = { readonly node: string; readonly answer: unknown } | { readonly node: string; readonly error: string };
 export const SIDECAR_STATE_METHOD = 'GetSidecarState';
 
 /** What the controller needs of the Raft node (src/node adapts RaftNode to it). */
@@ -64,11 +68,15 @@ export interface ControllerOptions {
   nameOf?: (id: number) => string;
   /** --encryption-rotate-on-startup (SPEC §8.5). */
   rotateOnStartup?: boolean;
+  /** This node's own GetRetireFacts answer (SPEC §4.2), for retire-dek on the leader. */
+  retireFacts?: (keyId: number, purpose: Purpose) => Promise<RetireFacts>;
 }
 
 const BARRIER_DRAIN_MS = 10_000;
 const CUTOVER_TIMEOUT_MS = 10_000;
 const REGISTRATION_RETRY_MS = 250;
+/** A member's retire-dek facts need a scan of its store or log. */
+const RETIRE_FACTS_TIMEOUT_MS = 60_000;
 
 function answerOf(outcome: EntryOutcome, what: string): ApplyAnswer {
   if (outcome.kind !== 'extension') throw sealError('ErrProposalDropped', `${what} applied as a ${outcome.kind} entry`);
@@ -91,6 +99,7 @@ export class RolloutController {
   readonly #rotationRequested = new Set<number>();
   readonly #rotateOnStartup: boolean;
   #rotatedOnStartup = false;
+  readonly #retireFacts: ControllerOptions['retireFacts'];
 
   constructor(options: ControllerOptions) {
     this.#raft = options.raft;
@@ -99,6 +108,7 @@ export class RolloutController {
     this.#onFatal = options.onFatal;
     this.#nameOf = options.nameOf ?? ((id) => String(id));
     this.#rotateOnStartup = options.rotateOnStartup ?? false;
+    this.#retireFacts = options.retireFacts;
     options.runtime.onRegistrationNeeded = () => this.ensureRegistered();
   }
 
@@ -161,8 +171,64 @@ export class RolloutController {
       case 'rewrap-deks':
         await this.#rewrap(params.kek_uri);
         break;
+      case 'retire-dek':
+        return { ...this.#runtime.status(), retired: await this.#retire(keyIdParam(params.key_id)) };
     }
     return this.#runtime.status();
+  }
+
+  /**
+   * SPEC §4.2 retire-dek: every member reports on its own copy; any reason
+   * on any member refuses (no override); else the DEK and its writer rows go
+   * in one entry. Returns the per-member facts the decision was made on.
+   */
+  async #retire(keyId: number): Promise<Record<string, unknown>> {
+    const record = (await this.#runtime.storeKeys()).find((k) => k.keyId === keyId);
+    if (record === undefined) throw sealError('ErrUnknownKeyId', `key_id ${keyId} is not an unretired DEK of this cluster`);
+    const purpose = record.purpose;
+    if (this.#runtime.rollout.active[purpose] === keyId) {
+      throw sealError(purpose === 'storage' ? 'ErrDEKStillReferenced' : 'ErrRaftDEKWALStillReferences', `key_id ${keyId} is the active ${purpose} DEK: rotate-dek --purpose=${purpose} first`);
+    }
+    const superseded = await this.#runtime.supersededOf(keyId);
+    const members = await this.#pollRetireFacts(keyId, purpose);
+    const refusal = retireRefusal(keyId, purpose, superseded, members);
+    if (refusal !== undefined) throw refusal;
+    await this.#proposeChecked({ kind: 'retire-dek', keyId }, 'retire-dek');
+    this.#logger.info({ key_id: keyId, purpose }, 'DEK retired');
+    return { key_id: keyId, purpose, members: retireSummary(members) };
+  }
+
+  /** GetRetireFacts from every voter and learner, this node included, in parallel. */
+  async #pollRetireFacts(keyId: number, purpose: Purpose): Promise<MemberFacts[]> {
+    const own = this.#retireFacts;
+    if (own === undefined) throw sealError('ErrBadRequest', 'this node cannot report retire-dek facts');
+    const answers = await this.askMembers(RETIRE_FACTS_METHOD, { key_id: keyId, purpose }, () => own(keyId, purpose), RETIRE_FACTS_TIMEOUT_MS);
+    return answers.map((a): MemberFacts => ('error' in a ? { node: a.node, error: a.error } : parseRetireFacts(a.node, a.answer)));
+  }
+
+  /**
+   * Asks every voter and learner (as this node has applied the membership)
+   * in parallel: this node through `local`, the others through RPC `method`.
+   * One answer per member, by name (the `node` an answer names itself by,
+   * else the name this node knows: a learner is not in --peers); a member
+   * that fails is an `error` (its code when typed), never a rejection of the
+   * whole.
+   */
+  async askMembers(method: string, body: unknown, local: () => Promise<unknown>, timeoutMs: number): Promise<MemberAnswer[]> {
+    const { voters, learners } = this.#raft.members();
+    return Promise.all(
+      [...new Set([...voters, ...learners])].map(async (id): Promise<MemberAnswer> => {
+        const node = this.#nameOf(id);
+        try {
+          const addr = this.#raft.peerAddress(id);
+          const answer = id === this.#raft.selfId ? await local() : await this.#raft.call(id, method, body, { ...(addr === undefined ? {} : { addr }), timeoutMs });
+          const named = (answer as { node?: unknown } | null)?.node;
+          return { node: typeof named === 'string' && named.length > 0 ? named : node, answer };
+        } catch (err) {
+          return { node, error: isSealError(err) ? `${err.code}: ${detailOf(err)}` : err instanceof Error ? err.message : String(err) };
+        }
+      }),
+    );
   }
 
   /**
@@ -432,6 +498,17 @@ export class RolloutController {
 function purposeParam(value: string | undefined): Purpose {
   if (value !== 'storage' && value !== 'raft') throw sealError('ErrBadRequest', `rotate-dek needs --purpose=storage or --purpose=raft (got ${JSON.stringify(value ?? null)})`);
   return value;
+}
+
+function keyIdParam(value: number | undefined): number {
+  if (value === undefined || !Number.isInteger(value) || value < 1 || value > 0xffffffff) {
+    throw sealError('ErrBadRequest', `retire-dek needs --key-id=<uint32 key_id> (got ${JSON.stringify(value ?? null)})`);
+  }
+  return value;
+}
+
+function detailOf(err: Error & { code: string }): string {
+  return err.message.startsWith(`${err.code}: `) ? err.message.slice(err.code.length + 2) : err.message;
 }
 
 function isCode(code: string): code is ErrorCode {

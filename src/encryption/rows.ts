@@ -6,6 +6,9 @@
 //   !encryption|writers|<key_id>|<node_id16> → {full_node_id, first_seen_local_epoch, last_seen_local_epoch}
 //   !encryption|keys|<key_id>                → {purpose, wrapped, created, kek}
 //   !encryption|rollout                      → {storage_envelope_active, raft_envelope_cutover_index, active}
+//   !encryption|superseded|<key_id>          → {index, below_ts}: the rotation entry that made another DEK
+//                                              active in its place, and a commit timestamp above every
+//                                              version ever sealed under it (retire-dek, SPEC §4.2)
 
 import type { Purpose } from '../crypto/index.js';
 import { sealError } from '../errors/index.js';
@@ -16,6 +19,7 @@ import type { KeyRecord } from './payload.js';
 export const KEY_ROW_PREFIX = Buffer.from('!encryption|keys|');
 export const ROLLOUT_ROW_KEY = Buffer.from('!encryption|rollout');
 export const WRITER_ROW_PREFIX = Buffer.from('!encryption|writers|');
+export const SUPERSEDED_ROW_PREFIX = Buffer.from('!encryption|superseded|');
 
 export interface WriterRow {
   readonly fullNodeId: string;
@@ -29,6 +33,19 @@ export interface Rollout {
   readonly active: Readonly<Partial<Record<Purpose, number>>>;
 }
 
+/**
+ * When a DEK stopped being active. `index` is the rotation entry that
+ * replaced it: every entry after it seals under the new DEK (storage, at
+ * apply) and every node that applied it wraps under the new one (raft).
+ * `belowTs`: every version sealed under the DEK has a commit timestamp below
+ * it (the writes it sealed came before the rotation entry; a rewrite keeps
+ * a version's timestamp).
+ */
+export interface Superseded {
+  readonly index: number;
+  readonly belowTs: bigint;
+}
+
 export const INITIAL_ROLLOUT: Rollout = Object.freeze({ storageEnvelopeActive: false, raftEnvelopeCutoverIndex: null, active: Object.freeze({}) });
 
 export { writerRegistryKey };
@@ -39,6 +56,10 @@ export function writerRowPrefix(keyId: number): Buffer {
 
 export function keyRowKey(keyId: number): Buffer {
   return Buffer.concat([KEY_ROW_PREFIX, Buffer.from(String(keyId))]);
+}
+
+export function supersededRowKey(keyId: number): Buffer {
+  return Buffer.concat([SUPERSEDED_ROW_PREFIX, Buffer.from(String(keyId))]);
 }
 
 function corrupt(what: string): never {
@@ -99,4 +120,14 @@ export function decodeRollout(bytes: Uint8Array | undefined): Rollout {
   const out: Partial<Record<Purpose, number>> = {};
   for (const p of ['storage', 'raft'] as const) if (typeof active[p] === 'number') out[p] = active[p] as number;
   return { storageEnvelopeActive: m.storage_envelope_active, raftEnvelopeCutoverIndex: cut as number | null, active: out };
+}
+
+export function encodeSuperseded(s: Superseded): Buffer {
+  return packValue({ index: s.index, below_ts: s.belowTs.toString() });
+}
+
+export function decodeSuperseded(keyId: number, bytes: Uint8Array): Superseded {
+  const m = map(bytes, `superseded ${keyId}`);
+  if (typeof m.index !== 'number' || typeof m.below_ts !== 'string' || !/^\d+$/.test(m.below_ts)) corrupt(`superseded ${keyId}`);
+  return { index: m.index, belowTs: BigInt(m.below_ts) };
 }

@@ -15,7 +15,7 @@
 import crypto from 'node:crypto';
 import { NonceFactory, RAFT_AAD, Sealer, nodeId16, type CryptoBackend, type Keystore, type Purpose } from '../crypto/index.js';
 import { isSealError, sealError, type SealError } from '../errors/index.js';
-import { TAG_BOOTSTRAP_ENCRYPTION, TAG_HLC_CEILING, TAG_KEY_CHANGE, TAG_WRITER_REGISTRATION, type ApplyTx } from '../fsm/index.js';
+import { TAG_BOOTSTRAP_ENCRYPTION, TAG_HLC_CEILING, TAG_KEY_CHANGE, TAG_WRITER_REGISTRATION, packHlc, type ApplyTx } from '../fsm/index.js';
 import { timedUnwrap, type KekProvider } from '../kek/index.js';
 import type { Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
@@ -29,15 +29,19 @@ import {
   WRITER_ROW_PREFIX,
   decodeKeyRow,
   decodeRollout,
+  decodeSuperseded,
   decodeWriterRow,
   encodeKeyRow,
   encodeRollout,
+  encodeSuperseded,
   encodeWriterRow,
   keyIdOfKeyRow,
   keyRowKey,
+  supersededRowKey,
   writerRegistryKey,
   writerRowPrefix,
   type Rollout,
+  type Superseded,
   type WriterRow,
 } from './rows.js';
 
@@ -196,6 +200,12 @@ export class EncryptionRuntime {
     return row === undefined ? undefined : decodeKeyRow(keyId, row).kek;
   }
 
+  /** When a DEK stopped being active (the rotation that replaced it), as the replicated rows record it. */
+  async supersededOf(keyId: number): Promise<Superseded | undefined> {
+    const row = await this.#store.getInternal(supersededRowKey(keyId));
+    return row === undefined ? undefined : decodeSuperseded(keyId, row);
+  }
+
   /** Unretired DEKs as the replicated rows hold them. */
   storeKeys(): Promise<KeyRecord[]> {
     return this.#storeKeys();
@@ -345,6 +355,20 @@ export class EncryptionRuntime {
     this.#options.metrics?.encryptionWritesPerDek.inc({ key_id: String(keyId) }, writes);
   }
 
+  /**
+   * Before each batch of a rewrite sweep (SPEC §5.3: writes outside apply
+   * wait for this process's own registration): this process's local_epoch
+   * must be registered under the active storage DEK, else
+   * ErrWriterNotRegistered (retryable).
+   */
+  sweepGate(): void {
+    const keyId = this.#rollout.active.storage;
+    if (keyId === undefined) throw sealError('ErrEncryptionNotBootstrapped', 'no active storage DEK to re-seal under');
+    if (!this.#lifetimeRegistered.has(keyId)) {
+      throw sealError('ErrWriterNotRegistered', `node ${this.fullNodeId} is not registered under storage DEK ${keyId} in this process yet`);
+    }
+  }
+
   snapshotCutover(): bigint | undefined {
     const cut = this.#rollout.raftEnvelopeCutoverIndex;
     return cut === null ? undefined : BigInt(cut);
@@ -436,6 +460,14 @@ export class EncryptionRuntime {
     const cut = this.#cutoverKnown();
     if (wrapped !== cut) {
       return sealError('ErrProposalDropped', wrapped ? 'a wrapped payload before the raft envelope cutover' : 'a cleartext payload after the raft envelope cutover');
+    }
+    // Only the leader's active raft DEK enters the log: a proposer that has
+    // not applied a rotation yet retries under the new DEK, so once every node
+    // applied it no new entry names the old one and retire-dek's log check
+    // stays true (an entry under a retired DEK would halt every node).
+    const active = this.#rollout.active.raft;
+    if (wrapped && active !== undefined && Buffer.from(payload).readUInt32BE(2) !== active) {
+      return sealError('ErrProposalDropped', `a payload wrapped under raft DEK ${Buffer.from(payload).readUInt32BE(2)}, not the active ${active}; retry`);
     }
     if (!wrapped && isCutoverPayload(payload)) this.#gateCutover = true;
     return undefined;
@@ -615,6 +647,11 @@ export class EncryptionRuntime {
         if ((await tx.getInternal(keyRowKey(p.key.keyId))) !== undefined) return refuse('ErrEncryptionApply', `key_id ${p.key.keyId} already exists`);
         const active = { ...rollout.active, [p.key.purpose]: p.key.keyId };
         await this.#addKeys(index, [p.key], active, sidecar, p.kind);
+        // When the previous DEK stopped being active, for retire-dek: the writes
+        // it sealed applied before this entry, so their commit timestamps are at
+        // most the last one (whose millisecond is tx.nowMs).
+        const previous = rollout.active[p.key.purpose];
+        if (previous !== undefined) tx.putInternal(supersededRowKey(previous), encodeSuperseded({ index, belowTs: packHlc(tx.nowMs + 1) }));
         this.#stageKeysAndWriters(tx, [p.key], p.writers, { ...rollout, active });
         return { ok: true };
       }
@@ -658,6 +695,7 @@ export class EncryptionRuntime {
         await this.#writeSidecar(sidecar, index, p.kind, sidecar.state.keys.has(p.keyId) ? [{ type: 'retire-key', keyId: p.keyId }] : []);
         this.keystore.remove(p.keyId);
         tx.deleteInternal(keyRowKey(p.keyId));
+        tx.deleteInternal(supersededRowKey(p.keyId));
         for (const [key] of await tx.scanInternal(writerRowPrefix(p.keyId))) tx.deleteInternal(key);
         this.#noteMyRow(p.keyId, undefined);
         return { ok: true };

@@ -61,6 +61,9 @@ export const ERROR_CODES = {
   ErrPeerNotEncryptionCapable: { retryable: false },
   ErrPeerNotEncryptionRegistered: { retryable: false },
   ErrEncryptionDisableUnsupported: { retryable: false },
+  // Rewrite sweeps (SPEC §11)
+  ErrRewriteNotSealing: { retryable: false },
+  ErrRewriteTargetActive: { retryable: false },
   // Retirement and backups (SPEC §4.2, §12)
   ErrRaftDEKWALStillReferences: { retryable: false },
   ErrDEKStillReferenced: { retryable: false },

@@ -18,6 +18,7 @@ export {
   type Peer,
   type StartOptions,
 } from './config.js';
+export { NodeSweeps, type NodeSweepsOptions, type SweepPhase, type SweepReport } from './sweeps.js';
 export { DEFAULT_GC_INTERVAL_MS, DEFAULT_GC_RETENTION_MS, GcScheduler, minRetainedTimestamp, type GcSchedulerOptions, type GcTimers } from './gc.js';
 export {
   PROPOSE_DEADLINE_MS,

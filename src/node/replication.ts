@@ -17,16 +17,20 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { capturePoint, createBackup } from '../backup/index.js';
-import { Keystore, createBackend, fnv1a64, opensslHardwareAes } from '../crypto/index.js';
+import { Keystore, createBackend, fnv1a64, opensslHardwareAes, type Purpose } from '../crypto/index.js';
 import {
   ADMIN_METHOD,
   CAPABILITY_METHOD,
   ENCRYPTION_OPS,
   EncryptionRuntime,
+  RETIRE_FACTS_METHOD,
   RolloutController,
   SIDECAR_STATE_METHOD,
+  isRaftEnvelope,
   type EncryptionOp,
   type EncryptionOpParams,
+  type MemberAnswer,
+  type RetireFacts,
   type RolloutRaft,
 } from '../encryption/index.js';
 import { isSealError, sealError } from '../errors/index.js';
@@ -35,17 +39,20 @@ import { kvExecutor, type KvRangeReader } from '../kv/index.js';
 import type { Logger } from '../log/index.js';
 import type { SealkvMetrics } from '../metrics/index.js';
 import { RaftNode, type ConfState, type StateMachine as RaftStateMachine } from '../raft/index.js';
+import { readSweepState } from '../rewrite/index.js';
 import type { Engine, EngineBackup, EngineEncryption, EngineMembership } from '../server/index.js';
 import { openKeysAtStart } from '../sidecar/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { parseHostPort, type NodeConfig } from './config.js';
 import { GcScheduler } from './gc.js';
 import { RaftEngine, type ReplicatedLog } from './raft-engine.js';
+import { NodeSweeps, REWRITE_START_METHOD, REWRITE_STATUS_METHOD, parseTarget } from './sweeps.js';
 
 export const PROPOSE_DEADLINE_MS = 15_000;
 const ATTEMPT_TIMEOUT_MS = 5_000;
 const LEADER_POLL_MS = 20;
 const MIN_SECRET_BYTES = 16;
+const REWRITE_RPC_TIMEOUT_MS = 20_000;
 
 /** The numeric Raft id of a `--raft-id` string. */
 export function raftNodeId(raftId: string): number {
@@ -165,6 +172,37 @@ async function versionsPerKeyId(store: Store): Promise<Record<string, number>> {
   return counts;
 }
 
+/**
+ * This node's GetRetireFacts answer for DEK `keyId` (SPEC §4.2; the
+ * criteria are src/encryption/retire.ts): for a storage DEK a scan of every
+ * stored version, the sweep rows, the GC horizon and where its Raft log
+ * starts; for a raft DEK a scan of this node's own Raft log and its bounds.
+ */
+async function retireFactsOf(
+  deps: { store: Store; raft: RaftNode; runtime: EncryptionRuntime; gc: GcScheduler; node: string },
+  keyId: number,
+  purpose: Purpose,
+): Promise<RetireFacts> {
+  const active = { ...deps.runtime.rollout.active };
+  if (purpose === 'storage') {
+    const sweep = await readSweepState(deps.store, { keyId });
+    return {
+      node: deps.node,
+      active,
+      storage: {
+        sweep_done: sweep.done !== undefined,
+        cursor: sweep.cursor !== undefined,
+        versions: (await versionsPerKeyId(deps.store))[String(keyId)] ?? 0,
+        min_retained_ts: deps.gc.minRetainedTS.toString(),
+        log_first_index: deps.raft.logBounds().firstIndex,
+      },
+    };
+  }
+  const bounds = deps.raft.logBounds();
+  const lastSealed = await deps.raft.lastLogEntryWhere((p) => isRaftEnvelope(p) && Buffer.from(p.buffer, p.byteOffset, p.byteLength).readUInt32BE(2) === keyId);
+  return { node: deps.node, active, raft: { log_first_index: bounds.firstIndex, snapshot_index: bounds.snapshotIndex, last_index_sealed: lastSealed } };
+}
+
 function raftAddress(addr: string): string {
   const { host, port } = parseHostPort(addr, 'raft_address');
   return `${host}:${port}`;
@@ -223,6 +261,16 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
   let runtime: EncryptionRuntime;
   let controller: RolloutController | undefined;
   let backup: EngineBackup | undefined;
+  let gc: GcScheduler | undefined;
+  let log: ReplicatedLog | undefined;
+  const sweeps = new NodeSweeps({ store, dataDir: config.dataDir, gate: () => runtime.sweepGate(), logger });
+  /** RewriteStart here, once this node applied what the leader committed (a target rotated away just now is inactive here too). */
+  const startSweep = async (body: unknown): Promise<unknown> => {
+    const { target, rate } = rewriteParams(body);
+    await (log ?? notReady()).readBarrier();
+    return { node: config.raftId, ...(await sweeps.start(parseTarget(target), rate)) };
+  };
+  const sweepStatus = async (): Promise<unknown> => ({ node: config.raftId, sweeps: await sweeps.status() });
   const notReady = (): never => {
     throw sealError('ErrNotLeader', 'the node is still starting');
   };
@@ -261,7 +309,16 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       port: config.raftListen.port,
       peers,
       ...(config.join === undefined ? { bootstrap: { voters: config.peers.map((p) => raftNodeId(p.id)), learners: [] } } : {}),
-      stateMachine: driverStateMachine(machine, store),
+      stateMachine: {
+        ...driverStateMachine(machine, store),
+        // The install replaces the store under the sweeps (rows included): stop them first, resume over
+        // the new rows (not after a failed install: the node halts).
+        restore: async (data) => {
+          await sweeps.pause();
+          await machine.restoreSnapshot(data);
+          sweeps.resume();
+        },
+      },
       checkLog: ({ lastIndex }) => rt.checkLogBounds(lastIndex),
       applyHook: (entry, payload) => rt.applyHook(entry, payload),
       wrapProposal: (payload) => rt.wrapProposal(payload),
@@ -274,6 +331,12 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
           return (controller ?? notReady()).runForwarded(op, params);
         },
         [SIDECAR_STATE_METHOD]: async (body) => rt.sidecarStateFor(nodeParam(body), raft.appliedIndex()),
+        [RETIRE_FACTS_METHOD]: async (body) => {
+          const { keyId, purpose } = retireParams(body);
+          return retireFactsOf({ store, raft, runtime: rt, gc: gc ?? notReady(), node: config.raftId }, keyId, purpose);
+        },
+        [REWRITE_START_METHOD]: startSweep,
+        [REWRITE_STATUS_METHOD]: sweepStatus,
       },
       // Applied entries kept after a compaction, for followers that lag a little.
       snapshotEntries: config.snapshotEntries,
@@ -296,16 +359,17 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     const { voters, learners } = raft.members();
     return voters.includes(raft.id) || learners.includes(raft.id);
   };
-  const log = replicatedLog(raft);
+  const replicated = (log = replicatedLog(raft));
   // GC at or below the commit timestamp the read views read at (openReader below).
-  const gc = new GcScheduler({ store, lastCommitTs: () => hlc.lastCommitTs, intervalMs: config.gcIntervalMs, retentionMs: config.gcRetentionMs, logger, ...(metrics === undefined ? {} : { metrics }) });
+  const collector = (gc = new GcScheduler({ store, lastCommitTs: () => hlc.lastCommitTs, intervalMs: config.gcIntervalMs, retentionMs: config.gcRetentionMs, logger, ...(metrics === undefined ? {} : { metrics }) }));
   const rollout = new RolloutController({
-    raft: rolloutRaft(raft, log),
+    raft: rolloutRaft(raft, replicated),
     runtime,
     logger,
     onFatal: (err) => options.onFatal?.(err),
     nameOf: (id) => config.peers.find((p) => raftNodeId(p.id) === id)?.id ?? String(id),
     rotateOnStartup: config.encryptionRotateOnStartup,
+    retireFacts: (keyId, purpose) => retireFactsOf({ store, raft, runtime, gc: collector, node: config.raftId }, keyId, purpose),
   });
   controller = rollout;
   rollout.ensureRegistered();
@@ -353,9 +417,17 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
       raft_applied_index: raft.appliedIndex(),
       ...(verify ? { versions_per_key_id: await versionsPerKeyId(store) } : {}),
     }),
+    rewrite: {
+      start: async (target, rate) => {
+        parseTarget(target);
+        const body = { target, rate };
+        return { target, nodes: byNode(await rollout.askMembers(REWRITE_START_METHOD, body, () => startSweep(body), REWRITE_RPC_TIMEOUT_MS)) };
+      },
+      status: async () => ({ nodes: byNode(await rollout.askMembers(REWRITE_STATUS_METHOD, {}, sweepStatus, REWRITE_RPC_TIMEOUT_MS)) }),
+    },
   };
   const engine = new RaftEngine({
-    log: { ...log, status: () => ({ ...log.status(), ...gc.status() }) },
+    log: { ...replicated, status: () => ({ ...replicated.status(), ...collector.status() }) },
     membership: raftMembership(raft, rollout),
     encryption,
     ...(backup === undefined ? {} : { backup }),
@@ -365,14 +437,16 @@ export async function openReplicatedEngine(config: NodeConfig, options: Replicat
     onClose: async () => {
       clearInterval(watch);
       rollout.stop();
+      await sweeps.close();
       clock.stepDown();
       await raft.stop();
-      await gc.close();
+      await collector.close();
       await store.close();
       keystore.clear();
       keys.kek?.close();
     },
   });
+  sweeps.resumeRequested();
   if (config.dev) {
     try {
       await rollout.devRollout();
@@ -421,8 +495,28 @@ function adminOp(body: unknown): { op: EncryptionOp; params: EncryptionOpParams 
       ...(typeof p.purpose === 'string' ? { purpose: p.purpose } : {}),
       ...(typeof p.kek_uri === 'string' ? { kek_uri: p.kek_uri } : {}),
       ...(typeof p.if_active === 'number' ? { if_active: p.if_active } : {}),
+      ...(typeof p.key_id === 'number' ? { key_id: p.key_id } : {}),
     },
   };
+}
+
+/** askMembers answers keyed by member name: the answer, or `{error}`. */
+function byNode(answers: readonly MemberAnswer[]): Record<string, unknown> {
+  return Object.fromEntries(answers.map((a) => [a.node, 'error' in a ? { error: a.error } : a.answer]));
+}
+
+function retireParams(body: unknown): { keyId: number; purpose: Purpose } {
+  const { key_id: keyId, purpose } = (body ?? {}) as { key_id?: unknown; purpose?: unknown };
+  if (typeof keyId !== 'number' || !Number.isInteger(keyId) || keyId < 1 || keyId > 0xffffffff) throw sealError('ErrBadRequest', 'GetRetireFacts needs a key_id');
+  if (purpose !== 'storage' && purpose !== 'raft') throw sealError('ErrBadRequest', 'GetRetireFacts needs the purpose');
+  return { keyId, purpose };
+}
+
+function rewriteParams(body: unknown): { target: string; rate: number | null } {
+  const { target, rate } = (body ?? {}) as { target?: unknown; rate?: unknown };
+  if (typeof target !== 'string') throw sealError('ErrBadRequest', 'RewriteStart needs a target');
+  if (rate !== null && typeof rate !== 'number') throw sealError('ErrBadRequest', 'RewriteStart needs a rate (MiB/s) or null');
+  return { target, rate };
 }
 
 function nodeParam(body: unknown): string {

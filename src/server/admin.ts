@@ -12,6 +12,12 @@
 //   POST /encryption/bootstrap                 } run cluster-wide (SPEC §8; a follower
 //   POST /encryption/enable-storage-envelope   } forwards to the leader), 200 with
 //   POST /encryption/enable-raft-envelope      } the operation's result
+//   POST /encryption/rotate-dek?purpose=       } key lifecycle (SPEC §4.2), on the
+//   POST /encryption/rewrap-deks[?kek_uri=]    } leader like the rollout; retire-dek
+//   POST /encryption/retire-dek?key_id=N       } answers per-member facts
+//   POST /encryption/rewrite?key_id=N|cleartext=1[&rate=MiB/s]   start the online sweep on
+//                                              every member (SPEC §11), answers per member
+//   GET  /encryption/rewrite/status            every member's sweeps and progress
 //   GET  /encryption/status[?verify=1]         this node's encryption status
 //   POST /encryption/disable                   always refused: encryption is one-way
 // The encryption routes exist on replicated engines only (404 without).
@@ -218,8 +224,14 @@ export class AdminServer {
     const params: EncryptionOpParams = {
       ...(url.searchParams.has('purpose') ? { purpose: url.searchParams.get('purpose')! } : {}),
       ...(url.searchParams.has('kek_uri') ? { kek_uri: url.searchParams.get('kek_uri')! } : {}),
+      ...(url.searchParams.has('key_id') ? { key_id: Number(url.searchParams.get('key_id')) } : {}),
     };
     for (const op of ENCRYPTION_OPS) routes[`/encryption/${op}`] = { method: 'POST', op, run: () => encryption.run(op, params) };
+    const rewrite = encryption.rewrite;
+    if (rewrite !== undefined) {
+      routes['/encryption/rewrite'] = { method: 'POST', run: () => rewrite.start(...rewriteQuery(url.searchParams)) };
+      routes['/encryption/rewrite/status'] = { method: 'GET', run: () => rewrite.status() };
+    }
     const sidecarState = encryption.sidecarState?.bind(encryption);
     if (sidecarState !== undefined) {
       routes['/encryption/sidecar-state'] = {
@@ -286,6 +298,16 @@ export class AdminServer {
 function sendSealError(res: http.ServerResponse, err: SealError): void {
   const status = err.code === 'ErrBadRequest' ? 400 : err.retryable ? 503 : 409;
   send(res, status, { error: sealErrorDetail(err), code: err.code, retryable: err.retryable });
+}
+
+/** `key_id=N` or `cleartext=1` (exactly one), and an optional positive `rate` in MiB/s. */
+function rewriteQuery(q: URLSearchParams): [target: string, rate: number | null] {
+  const keyId = q.get('key_id');
+  const cleartext = ['1', 'true'].includes(q.get('cleartext') ?? '');
+  if ((keyId === null) === !cleartext) throw sealError('ErrBadRequest', 'rewrite needs exactly one of key_id=<N> or cleartext=1');
+  const rate = q.get('rate');
+  if (rate !== null && !(Number(rate) > 0 && Number.isFinite(Number(rate)))) throw sealError('ErrBadRequest', `rate must be a positive number of MiB/s, not ${JSON.stringify(rate)}`);
+  return [keyId ?? 'cleartext', rate === null ? null : Number(rate)];
 }
 
 function field(body: Record<string, unknown>, name: string): string {

@@ -40,6 +40,15 @@ export interface EngineEncryption {
   sidecarState?(raftId: string): Promise<Record<string, unknown>>;
   /** This node's encryption status (SPEC §12 `encryption status`); `verify` counts versions per key_id by a scan. JSON-able. */
   status(options: { verify: boolean }): Promise<Record<string, unknown>>;
+  /** Online rewrite sweeps (SPEC §11), fanned out to every member; answers per member, JSON-able. */
+  rewrite?: EngineRewrite;
+}
+
+export interface EngineRewrite {
+  /** Starts the sweep of `target` ('cleartext' or a decimal key_id) on every member at `rate` MiB/s (null: unthrottled). */
+  start(target: string, rate: number | null): Promise<Record<string, unknown>>;
+  /** Every member's sweeps and their progress. */
+  status(): Promise<Record<string, unknown>>;
 }
 
 /** Backups of this node (src/backup), for the admin API's POST /backup. */

@@ -1,7 +1,7 @@
 // The server part's door: the RESP server and its Engine interface, the
 // single-node MemoryEngine, the admin HTTP API, and the RESP wire format.
 
-export type { EncryptionOp, Engine, EngineBackup, EngineEncryption, EngineMembership, EngineStatus, ReadOptions } from './engine.js';
+export type { EncryptionOp, Engine, EngineBackup, EngineEncryption, EngineMembership, EngineRewrite, EngineStatus, ReadOptions } from './engine.js';
 export { MemoryEngine, type MemoryEngineOptions } from './memory-engine.js';
 export { DEFAULT_RESP_PORT, RespServer, type RespServerOptions } from './resp-server.js';
 export { SERVER_VERSION } from './connection.js';

@@ -1,10 +1,11 @@
 // The store part's public door: the MVCC store (SPEC §5), its engines and
 // encodings, and snapshot streams.
 
-export { Store, type ApplyResult, type BatchSealPool, type Entry, type EncryptionSettings, type ReadOptions, type ScanOptions, type ScanRange, type StoredVersion, type WriteOp } from './store.js';
+export { Store, type ApplyOptions, type ApplyResult, type BatchSealPool, type Entry, type EncryptionSettings, type ReadOptions, type ScanOptions, type ScanRange, type StoredVersion, type WriteOp } from './store.js';
 export { MemoryEngine, type Engine, type EngineEntry, type EngineOp, type EngineRange, type EngineReader, type IterateOptions, type EngineSnapshot } from './engine.js';
-export { RocksEngine } from './rocksdb.js';
+export { RocksEngine, type RocksOptions } from './rocksdb.js';
 export {
+  decodeStoreKey,
   encodeStoreKey,
   headRowKey,
   rewriteCursorKey,
@@ -15,10 +16,10 @@ export { FLAG_TOMBSTONE, STATE_CLEARTEXT, STATE_ENVELOPE, decodeValue, encodeVal
 export { SNAPSHOT_MAGIC_V1, encodeSnapshotHeader, readSnapshot, type SnapshotHeader, type SnapshotInfo } from './snapshot.js';
 export { SPACE_INTERNAL, SPACE_VERSION } from './keys.js';
 
-import { RocksEngine } from './rocksdb.js';
+import { RocksEngine, type RocksOptions } from './rocksdb.js';
 import { Store, type EncryptionSettings } from './store.js';
 
 /** Opens (creating if needed) the RocksDB-backed store at `path`. */
-export async function openStore(path: string, encryption?: EncryptionSettings): Promise<Store> {
-  return new Store(await RocksEngine.open(path), encryption);
+export async function openStore(path: string, encryption?: EncryptionSettings, options?: RocksOptions): Promise<Store> {
+  return new Store(await RocksEngine.open(path, options), encryption);
 }

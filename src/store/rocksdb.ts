@@ -59,6 +59,21 @@ class RocksReader implements EngineReader {
   }
 }
 
+export interface RocksOptions {
+  /**
+   * Memtable size (RocksDB write_buffer_size; two may be in memory at once).
+   * Default 64 MiB; a bulk rewrite that must stay within a memory bound
+   * opens with less.
+   */
+  readonly writeBufferBytes?: number;
+  /**
+   * false: no block cache (index and filter blocks stay with their table
+   * readers). A one-pass scan reads each block once, so a cache only costs
+   * memory. Default on.
+   */
+  readonly blockCache?: boolean;
+}
+
 export class RocksEngine extends RocksReader implements Engine {
   readonly path: string;
 
@@ -68,8 +83,11 @@ export class RocksEngine extends RocksReader implements Engine {
   }
 
   /** Opens (creating if needed); ErrDataDirLocked when another process or handle holds it. */
-  static async open(path: string): Promise<RocksEngine> {
-    const session = new RocksDB(path);
+  static async open(path: string, options: RocksOptions = {}): Promise<RocksEngine> {
+    const session = new RocksDB(path, {
+      ...(options.writeBufferBytes === undefined ? {} : { writeBufferSize: options.writeBufferBytes }),
+      ...(options.blockCache === false ? { blockCache: false, tableCacheIndexAndFilterBlocks: false } : {}),
+    });
     try {
       await session.ready();
     } catch (err) {

@@ -167,4 +167,20 @@ describe('sealkv encryption', () => {
     expect(missingFile.stderr).toMatch(/^sealkv: ErrBadRequest: cannot read the admin token file .*ENOENT\n$/);
     expect(others.map((run) => run.code)).toEqual([2, 2, 2, 2]);
   });
+
+  it('exits 2 on usage errors of retire-dek and the online rewrite, before asking any node', async () => {
+    const token = ['--admin', admin, '--admin-token-file', tokenFile];
+    const runs = await Promise.all([
+      sealkv(['retire-dek', ...token]),
+      sealkv(['retire-dek', '--key-id', '0', ...token]),
+      sealkv(['rewrite', ...token]),
+      sealkv(['rewrite', '--key-id', '7', '--cleartext', ...token]),
+      sealkv(['rewrite', '--key-id', '7', '--rate', '-1', ...token]),
+      sealkv(['rewrite', '--key-id', '7', '--data-dir', tmp, ...token]),
+    ]);
+    expect(runs.map((run) => run.code)).toEqual([2, 2, 2, 2, 2, 2]);
+    expect(runs[1]!.stderr).toBe('sealkv: ErrBadRequest: --key-id: "0" is not a key_id (uint32, not 0)\n');
+    expect(runs[2]!.stderr).toBe('sealkv: ErrBadRequest: give exactly one of --key-id=<N> or --cleartext\n');
+    expect(runs[5]!.stderr).toBe('sealkv: ErrBadRequest: these options need --offline: --data-dir\n');
+  });
 });

@@ -242,6 +242,43 @@ describe('key changes and start-up checks', () => {
     expect(await n.runtime.writersUnder(1001)).toEqual([]);
   });
 
+  it('rotate-dek records when the old DEK stopped being active; retire-dek drops the DEK, its writer rows, that record and its sidecar entry, and a version under it is ErrUnknownKeyId', async () => {
+    const { n, entry } = await bootstrapped();
+    await applyOne(n, entry(encodeEncryptionPayload({ kind: 'enable-storage-envelope' })));
+    await n.machine.applyEntries([entry(encodeRequestPayload(setReq('old', 'sealed-under-1001'), packHlc(T0)))]);
+    expect((await storedKeyIds(n.store)).get('old')).toBe(1001);
+    const rotation = entry(encodeEncryptionPayload({ kind: 'rotate-dek', key: await wrapped(3003, 'storage'), writers: [writer('n1'), writer('n2')] }));
+    expect(await applyOne(n, rotation)).toEqual({ ok: true });
+    // Every version sealed under 1001 has a commit timestamp below belowTs.
+    expect(await n.runtime.supersededOf(1001)).toEqual({ index: rotation.index, belowTs: packHlc(T0 + 1) });
+    expect(await n.runtime.supersededOf(3003)).toBeUndefined();
+    expect(await applyOne(n, entry(encodeEncryptionPayload({ kind: 'retire-dek', keyId: 1001 })))).toEqual({ ok: true });
+    expect(await n.runtime.supersededOf(1001)).toBeUndefined();
+    expect(await n.runtime.writersUnder(1001)).toEqual([]);
+    expect((await n.runtime.storeKeys()).map((k) => k.keyId).sort()).toEqual([2002, 3003]);
+    expect([...(await Sidecar.load(n.dir)).state.keys.keys()].sort()).toEqual([2002, 3003]);
+    const read = await n.store.get(Buffer.from('old'), (1n << 64n) - 1n).catch((e: unknown) => e);
+    expect(isSealError(read, 'ErrUnknownKeyId')).toBe(true);
+    // A registration under the retired DEK is refused.
+    const late = entry(encodeEncryptionPayload({ kind: 'register', rows: [{ keyId: 1001, ...writer('n1', 9) }], reason: 'start' }));
+    expect(await applyOne(n, late)).toMatchObject({ ok: false, code: 'ErrUnknownKeyId' });
+  });
+
+  it('the leader admits only payloads wrapped under its active raft DEK (a proposer behind a rotation retries)', async () => {
+    const { n, entry } = await bootstrapped();
+    const cut = entry(encodeEncryptionPayload({ kind: 'enable-raft-envelope' }));
+    n.runtime.applyHook(cut, cut.payload!);
+    await applyOne(n, cut);
+    const plain = encodeCeilingPayload(packHlc(T0));
+    const underOld = n.runtime.wrapProposal(plain);
+    expect(n.runtime.admitProposal(underOld)).toBeUndefined();
+    expect(await applyOne(n, entry(encodeEncryptionPayload({ kind: 'rotate-dek', key: await wrapped(4004, 'raft'), writers: [writer('n1')] })))).toEqual({ ok: true });
+    expect(n.runtime.admitProposal(underOld)?.code).toBe('ErrProposalDropped');
+    const underNew = n.runtime.wrapProposal(plain);
+    expect(Buffer.from(underNew).readUInt32BE(2)).toBe(4004);
+    expect(n.runtime.admitProposal(underNew)).toBeUndefined();
+  });
+
   it('rewrap-deks rewraps what the sidecar has and adds what it lacks, above the registered epoch', async () => {
     const { n, entry } = await bootstrapped();
     // A registration at epoch 4 for this node under the raft DEK, then the sidecar loses that DEK.

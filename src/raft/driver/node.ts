@@ -288,6 +288,32 @@ export class RaftNode {
     return { logCacheBytes: this.log.cacheUsage, queued };
   }
 
+  /** The log's first retained index, last index, and the index of its snapshot (the compaction point). */
+  logBounds(): { firstIndex: number; lastIndex: number; snapshotIndex: number } {
+    return { firstIndex: this.log.firstIndex(), lastIndex: this.log.lastIndex(), snapshotIndex: this.log.snapshot().index };
+  }
+
+  /**
+   * The index of the last normal entry still in this node's log whose
+   * payload satisfies `match`; null when none. For operator checks, not the
+   * data path: reads the log in slices and yields between them. Entries
+   * compacted meanwhile are gone, so they are not reported.
+   */
+  async lastLogEntryWhere(match: (payload: Uint8Array) => boolean): Promise<number | null> {
+    let found: number | null = null;
+    let lo = this.log.firstIndex();
+    for (;;) {
+      this.assertRunning();
+      lo = Math.max(lo, this.log.firstIndex());
+      const hi = this.log.lastIndex() + 1;
+      if (lo >= hi) return found;
+      const slice = this.log.entries(lo, hi, 4 * 1024 * 1024);
+      for (const e of slice) if (e.type === 'normal' && e.data.length > 0 && match(decodeProposal(e.data).payload)) found = e.index;
+      lo += slice.length;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
   /** The error the node halted with, if it did. */
   get halted(): Error | undefined {
     return this.haltError;
