@@ -723,7 +723,20 @@ export class RaftNode {
             this.rejectPending(owner, sealError('ErrProposalDropped', `entry ${e.index} committed another proposal`));
           }
           if (e.index > this.smApplied) {
-            const p = this.opts.applyHook === undefined ? payload : await this.opts.applyHook({ index: e.index, term: e.term }, payload);
+            const hook = this.opts.applyHook;
+            let p = payload;
+            if (hook !== undefined) {
+              try {
+                p = await hook({ index: e.index, term: e.term }, payload);
+              } catch (err) {
+                // An earlier entry of this batch may bring what opening this one needs (a
+                // rotation brings the DEK the next entries are sealed under): apply the
+                // batch so far and try once more; a second failure halts.
+                if (batch.length === 0) throw err;
+                await flush();
+                p = await hook({ index: e.index, term: e.term }, payload);
+              }
+            }
             batch.push({ index: e.index, term: e.term, payload: p, proposalId: id });
           }
         }

@@ -56,9 +56,12 @@ export interface StateMachine {
 /**
  * Called for each committed normal entry before it is applied (SPEC §6: the
  * encryption issue inserts the index-gated unwrap here). Returns the payload
- * to apply. A throw halts the apply loop: the entry and everything after it
- * stay unapplied, the applied index does not move, the node stops, and a
- * restart replays the same entry.
+ * to apply. Entries committed together are applied in batches: when the
+ * hook throws while earlier entries of the batch wait, they are applied
+ * first and the hook runs once more (an earlier entry may bring the DEK this
+ * one is sealed under). A throw then halts the apply loop: the entry and
+ * everything after it stay unapplied, the applied index does not move, the
+ * node stops, and a restart replays the same entry.
  */
 export type ApplyHook = (entry: { index: number; term: number }, payload: Uint8Array) => Uint8Array | Promise<Uint8Array>;
 

@@ -254,4 +254,27 @@ describe('RaftNode hooks', () => {
     expect(again.sm.data.get('secret')).toBe('abb');
     expect(again.node.halted).toBeUndefined();
   });
+  it('an entry the apply hook can open only after an earlier entry of the same batch is applied (a key rotation) applies, no halt', async () => {
+    const c = await clusters.cluster(1);
+    const n = await c.leader();
+    await n.node.propose(kvPayload('before', '0'));
+    await n.node.propose(kvPayload('dek', 'next'));
+    await n.node.propose(kvPayload('sealed', 'x'));
+    await c.stop(1);
+    // The state machine starts over, so the whole log replays at start, committed in one batch.
+    fs.rmSync(path.join(n.dir, 'sm'), { recursive: true, force: true });
+    const smFile = path.join(n.dir, 'sm', 'kv.jsonl');
+    const dekApplied = (): boolean => fs.existsSync(smFile) && fs.readFileSync(smFile, 'utf8').includes('"k":"dek"');
+    const again = await c.start(1, {
+      // As a payload sealed under the DEK a rotation entry brings: it opens once that entry is applied.
+      applyHook: (_e, p) => {
+        if (txt(p).includes('"sealed"') && !dekApplied()) throw sealError('ErrUnknownKeyId', 'no DEK with that key_id is loaded');
+        return p;
+      },
+    });
+    await until(() => again.sm.data.get('sealed') === 'x' || again.node.halted !== undefined, 'replay');
+    expect(again.node.halted).toBeUndefined();
+    expect(again.sm.data.get('sealed')).toBe('x');
+    expect(again.sm.appliedLog).toEqual([...new Set(again.sm.appliedLog)]);
+  });
 });
