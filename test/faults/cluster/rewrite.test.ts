@@ -6,7 +6,7 @@
 // rewrite of the old key_id and of the cleartext versions starts on every
 // member at a low --rate (all of them take the request before the faults),
 // then the seeded nemesis kills, stops, isolates, cuts and delays voters,
-// with a SIGKILL of a voter struck once its sweep re-sealed a batch, then a
+// with a SIGKILL of a voter struck once every voter's sweep re-sealed a batch, then a
 // SIGSTOP and an isolation. Nobody asks again: as documented, a killed
 // member resumes its sweep by itself at its next start, from its cursor
 // (checked: its finished run re-sealed fewer versions than a member never
@@ -56,7 +56,7 @@ async function sweepReports(fc: FaultCluster): Promise<Map<string, Map<string, S
   return out;
 }
 
-/** Writes one round of `keys` through `via`: a pipeline per step, each reply must be OK (what the keys must read at the end goes to `expected`). */
+/** Writes one round of `keys` through `via` in one pipeline (`step` queues each key's command); every reply must be OK, TRYAGAIN sends the round again (bounded). */
 async function writeRound(c: EncryptedCluster, via: Member, keys: string[], step: (pipe: ReturnType<ReturnType<EncryptedCluster['client']>['pipeline']>, key: string, i: number) => void): Promise<void> {
   const end = Date.now() + 30_000;
   for (;;) {
