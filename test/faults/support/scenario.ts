@@ -35,6 +35,8 @@ export interface FinishOptions {
   extraFaults?: number;
   /** Anomalies the scenario found itself (e.g. an acknowledged write on an isolated leader). */
   extraAnomalies?: string[];
+  /** Operations the scenario checked itself (e.g. read-backs of keys it wrote outside the traffic). */
+  extraOperations?: number;
   /** Check that every member reports the same encryption phase and active DEKs. */
   encryption?: boolean;
 }
@@ -102,7 +104,7 @@ export async function finishScenario(fc: FaultCluster, traffic: Traffic, nemesis
 
   const outcome: ScenarioOutcome = {
     faults: (nemesis?.faults ?? 0) + (options.extraFaults ?? 0),
-    operations: traffic.history.length + readBacks,
+    operations: traffic.history.length + readBacks + (options.extraOperations ?? 0),
     anomalies,
   };
   recordFault({ area: 'cluster', scenario, faults: outcome.faults, operations: outcome.operations, anomalies: anomalies.length });
