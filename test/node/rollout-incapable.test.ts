@@ -7,7 +7,7 @@
 // fail with ErrSidecarPresentWithoutFlag), so Phase 2 is shown blocked by
 // the other failure the poll names: a member that does not answer.
 import { afterAll, describe, expect, it } from 'vitest';
-import { EncryptedCluster, Traffic, phasesOf, type Member } from '../support/encrypted-cluster.js';
+import { EncryptedCluster, Traffic, encryptionOp, phasesOf, type Member } from '../support/encrypted-cluster.js';
 
 let cluster: EncryptedCluster | undefined;
 
@@ -47,18 +47,18 @@ describe('an incapable or silent member blocks every rollout phase', () => {
     await notLeader(c, n3);
 
     for (const verb of ['bootstrap', 'enable-storage-envelope']) {
-      for (const via of [await c.leader(), n3]) expectRefusal(await c.encryption(verb, via), 'ErrCapabilityCheckFailed', n3);
+      for (const via of [await c.leader(), n3]) expectRefusal(await encryptionOp(c, verb, via), 'ErrCapabilityCheckFailed', n3);
     }
     expect(await phasesEverywhere(c)).toEqual(c.members.map(() => JSON.stringify({ phase: 'cleartext', storage: false, cutover: 0 })));
     // Phase 2 before bootstrap is refused for its own reason.
-    const early = await c.encryption('enable-raft-envelope', await c.leader());
+    const early = await encryptionOp(c, 'enable-raft-envelope');
     expect(early.code).toBe(1);
     expect(early.stderr).toMatch(/^sealkv: (ErrEncryptionNotBootstrapped|ErrCapabilityCheckFailed): /);
 
     // n3 restarted capable: Phase 1 goes through.
     await c.stop(n3);
     const capableN3 = await startCapable(c, n3);
-    const phase1 = await c.encryption('enable-storage-envelope', await c.leader());
+    const phase1 = await encryptionOp(c, 'enable-storage-envelope');
     expect(phase1.code, phase1.stderr + c.describe()).toBe(0);
     await t.writeBatch(10);
 
@@ -70,13 +70,13 @@ describe('an incapable or silent member blocks every rollout phase', () => {
 
     // Phase 2 with a member down: refused, naming it; nothing changes.
     const leader = capable.find((m) => m.process.running)!;
-    expectRefusal(await c.encryption('enable-raft-envelope', await c.leader()), 'ErrCapabilityCheckFailed', n3);
+    expectRefusal(await encryptionOp(c, 'enable-raft-envelope'), 'ErrCapabilityCheckFailed', n3);
     expect(await phasesEverywhere(c)).toEqual(capable.map(() => JSON.stringify({ phase: 'storage-envelope', storage: true, cutover: 0 })));
     expect(leader.process.running).toBe(true);
 
     // Back up: Phase 2 goes through and the data is all there.
     await c.restart(n3Again);
-    const phase2 = await c.encryption('enable-raft-envelope', await c.leader());
+    const phase2 = await encryptionOp(c, 'enable-raft-envelope');
     expect(phase2.code, phase2.stderr + c.describe()).toBe(0);
     await t.writeBatch(10);
     await c.settle();
