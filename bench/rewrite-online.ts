@@ -67,8 +67,8 @@ export async function run(args: string[]): Promise<void> {
   // About 8 s of sweep by default: several rounds fall inside it.
   const rate = rateArg === undefined ? (quick ? 1 : 2) : Number(rateArg.slice('--rate='.length));
   if (!(rate > 0)) throw new Error(`--rate must be a positive number of MiB/s, not ${rateArg}`);
-  const loaded = quick ? 8_000 : 20_000;
-  const cycles = quick ? 3 : 5;
+  const loaded = quick ? 4_000 : 20_000;
+  const cycles = quick ? 1 : 5;
   let cluster: EncryptedCluster | undefined;
   const clients: Redis[] = [];
   try {
