@@ -437,7 +437,11 @@ export class EncryptionRuntime {
   wrapProposal(payload: Uint8Array): Uint8Array {
     if (!this.#cutoverKnown()) return payload;
     const dek = this.keystore.active('raft');
-    if (dek === undefined) throw sealError('ErrEncryptionNotBootstrapped', 'the raft envelope is on but this node has no raft DEK');
+    // A node catching up (a new learner, a restarted follower) can see the
+    // cutover in its log before it applies the entry or installs the
+    // snapshot that gives it the raft DEK: retryable, like a registration
+    // still in flight.
+    if (dek === undefined) throw sealError('ErrWriterNotRegistered', `node ${this.fullNodeId} knows of the raft envelope cutover but has not learned the raft DEK yet (still catching up)`);
     // The registration entry itself is the exception: it is how this process registers.
     if (!this.#lifetimeRegistered.has(dek.keyId) && payload[0] !== TAG_WRITER_REGISTRATION) {
       throw sealError('ErrWriterNotRegistered', `node ${this.fullNodeId} is not registered under raft DEK ${dek.keyId} in this process yet`);

@@ -419,6 +419,19 @@ describe('raft envelope around the cutover', () => {
     expect(n.runtime.wrapProposal(plain)).toBe(plain);
   });
 
+  it('a node that sees the cutover in its log before it has the raft DEK refuses to propose with a retryable error', async () => {
+    const n = await openNode('n1');
+    n.runtime.onLogEntries([{ index: 9, payload: encodeEncryptionPayload({ kind: 'enable-raft-envelope' }) }]);
+    let error: unknown;
+    try {
+      n.runtime.wrapProposal(encodeCeilingPayload(packHlc(T0)));
+    } catch (err) {
+      error = err;
+    }
+    expect(isSealError(error, 'ErrWriterNotRegistered')).toBe(true);
+    expect((error as { retryable?: boolean }).retryable).toBe(true);
+  });
+
   it('a process not registered under the raft DEK wraps nothing but its own registration', async () => {
     const n = await openNode('n1');
     const entry = log();
