@@ -41,8 +41,14 @@ function expectRefused(result: CliResult, code: string, context: string): void {
   expect(lines[0]).toMatch(new RegExp(`^sealkv: .*${code}: `));
 }
 
-function resync(c: EncryptedCluster, m: Member, extra: string[] = [], kekUri = c.kekUri): Promise<CliResult> {
-  return c.cli(['encryption', 'resync-sidecar', '--data-dir', m.dataDir, '--raft-id', m.id, '--kek-uri', kekUri, '--json', ...extra]);
+/** resync-sidecar on the stopped `m`; retried (bounded) while asking the leader fails for a retryable reason (no leader yet after `m` stopped, an RPC timeout). */
+async function resync(c: EncryptedCluster, m: Member, extra: string[] = [], kekUri = c.kekUri): Promise<CliResult> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const r = await c.cli(['encryption', 'resync-sidecar', '--data-dir', m.dataDir, '--raft-id', m.id, '--kek-uri', kekUri, '--json', ...extra]);
+    if (!/^sealkv: (ErrTimeout|ErrNotLeader):/m.test(r.stderr) || Date.now() > end) return r;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 }
 
 async function activeStorageKey(c: EncryptedCluster, via: Member): Promise<number> {
