@@ -10,6 +10,8 @@
 //
 // Touches nothing but the admin API it is given (`call`) and `out`.
 
+import { progressBar, progressFraction } from './progress.js';
+
 export interface OnlineRewriteOptions {
   /** 'cleartext' or the decimal key_id. */
   target: string;
@@ -68,24 +70,16 @@ function eta(seconds: number | undefined): string {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
-function fraction(r: Report): number {
-  if (r.phase === 'done') return 1;
-  const p = r.progress;
-  if (p?.totalEstimate === undefined || p.totalEstimate === 0) return 0;
-  return Math.min(1, (p.scanned ?? 0) / p.totalEstimate);
-}
-
 /** One member's line: a bar on a terminal, plain words otherwise. */
 function line(node: string, r: Report | { error: string }, tty: boolean): string {
   if (!('phase' in r) || r.phase === undefined) return `${node}: ${'error' in r ? r.error : 'unknown'}`;
   if (r.phase === 'done') return `${node}: done (${r.done?.rewritten ?? r.progress?.rewritten ?? 0} versions re-sealed)`;
-  const f = fraction(r);
+  const f = progressFraction(r.progress, false);
   const p = r.progress;
   const counts = `${p?.scanned ?? 0}/${p?.totalEstimate ?? '?'} scanned, ${p?.rewritten ?? 0} re-sealed`;
   const why = r.error === undefined ? '' : ` (${r.error})`;
   if (!tty) return `${node}: ${r.phase} ${(f * 100).toFixed(0)}% ${counts}, ${mib(p?.bytesPerSec)}, ETA ${eta(p?.etaSeconds)}${why}`;
-  const filled = Math.round(f * BAR);
-  return `${node.padEnd(8)} [${'#'.repeat(filled)}${'.'.repeat(BAR - filled)}] ${(f * 100).toFixed(0).padStart(3)}%  ${mib(p?.bytesPerSec)}  ETA ${eta(p?.etaSeconds)}  ${r.phase}${why}`;
+  return `${node.padEnd(8)} ${progressBar(f, BAR)} ${(f * 100).toFixed(0).padStart(3)}%  ${mib(p?.bytesPerSec)}  ETA ${eta(p?.etaSeconds)}  ${r.phase}${why}`;
 }
 
 /**

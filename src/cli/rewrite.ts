@@ -7,6 +7,7 @@
 
 import { rewriteOffline, type OfflineRewriteResult, type SweepProgress, type SweepTarget } from '../rewrite/index.js';
 import { isBackendName, type BackendName } from '../crypto/index.js';
+import { progressBar, progressFraction } from './progress.js';
 
 export interface RewriteCliOptions {
   offline?: boolean;
@@ -151,10 +152,9 @@ export class ProgressView {
   }
 
   #bar(p: SweepProgress): string {
-    const fraction = p.done ? 1 : p.totalEstimate === undefined || p.totalEstimate === 0 ? 0 : Math.min(1, p.scanned / p.totalEstimate);
-    const filled = Math.round(fraction * BAR_WIDTH);
+    const fraction = progressFraction(p, p.done);
     const eta = p.etaSeconds === undefined ? '' : ` ETA ${duration(p.etaSeconds)}`;
-    return `rewrite ${p.target} [${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${(fraction * 100).toFixed(1)}% ${mib(p.bytesPerSec)} MiB/s${eta} re-sealed ${p.rewritten}`;
+    return `rewrite ${p.target} ${progressBar(fraction, BAR_WIDTH)} ${(fraction * 100).toFixed(1)}% ${mib(p.bytesPerSec)} MiB/s${eta} re-sealed ${p.rewritten}`;
   }
 }
 

@@ -9,7 +9,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { cursorKey, runSweep } from '../../src/rewrite/index.js';
 import { decodeStoreKey, type WriteOp } from '../../src/store/index.js';
-import { NEW_KEY_ID, OLD_KEY_ID, seededRandom, storedVersions, sweepFixture } from '../support/rewrite-fixtures.js';
+import { seededRandom } from '../../src/raft/index.js';
+import { NEW_KEY_ID, OLD_KEY_ID, storedVersions, sweepFixture } from '../support/rewrite-fixtures.js';
 import { storeEngines, type OpenedEngine } from '../support/store-engines.js';
 
 const SEEDS = process.env.SEALKV_SEED === undefined ? [1, 2, 3] : [Number(process.env.SEALKV_SEED)];

@@ -29,18 +29,6 @@ export function sweepFixture(engine: Engine, options: { pool?: (keys: Keystore) 
   return { keystore, sealer, store, rotate: () => keystore.setActive('storage', NEW_KEY_ID) };
 }
 
-/** mulberry32: small, seeded, good enough to pick test operations. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export interface OpenedVersion {
   id: string;
   keyId: number;
